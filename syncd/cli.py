@@ -1,0 +1,161 @@
+"""The `syncd` command: one entry point, one subcommand per process type or operation.
+
+Each subcommand parses its flags and calls one function of the module that owns the work;
+nothing here knows how that work is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from syncd.config import Settings, load_settings
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.db.migrate import upgrade
+
+    upgrade(settings.database_url)
+    print(f"database at revision head: {_redacted(settings.database_url)}")
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.tokens import token_command
+
+    return token_command(settings, args)
+
+
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.api.app import serve
+
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.worker import run_worker
+
+    return run_worker(settings, processes=args.processes, threads=args.threads)
+
+
+def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.scheduler import run_scheduler
+
+    return run_scheduler(settings)
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.runall import run_all
+
+    return run_all(settings, host=args.host, port=args.port)
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.commands import import_command
+
+    return import_command(settings, args)
+
+
+def _update(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.commands import update_command
+
+    return update_command(settings, args)
+
+
+def _discover(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.commands import discover_command
+
+    return discover_command(settings, args)
+
+
+def _redrive(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.commands import redrive_command
+
+    return redrive_command(settings, args)
+
+
+def _redacted(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncd",
+        description="Keeps HPC software catalogs in a database and serves them over HTTP.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("run", _run, "API, worker and scheduler in one process (embedded default)")
+    p.add_argument("--host", default=None, help="bind address (default SYNCD_API_HOST)")
+    p.add_argument("--port", type=int, default=None, help="port (default SYNCD_API_PORT)")
+
+    p = add("api", _api, "serve the HTTP API")
+    p.add_argument("--host", default=None, help="bind address (default SYNCD_API_HOST)")
+    p.add_argument("--port", type=int, default=None, help="port (default SYNCD_API_PORT)")
+
+    p = add("worker", _worker, "consume import/update commands from the queue")
+    p.add_argument("--processes", type=int, default=None, help="default SYNCD_WORKER_PROCESSES")
+    p.add_argument("--threads", type=int, default=None, help="default SYNCD_WORKER_THREADS")
+
+    add("scheduler", _scheduler, "emit auto-update ticks (leader-elected)")
+    add("migrate", _migrate, "create or upgrade the database schema (idempotent)")
+
+    p = add("import", _import, "enqueue the import of a catalog from a registered adapter")
+    p.add_argument("name", help="adapter name, e.g. EESSI or Spack")
+    p.add_argument("--version", default=None, help="upstream version (default: latest)")
+    p.add_argument("--source", default=None, help="URL or file:// path of the upstream data")
+    p.add_argument("--wait", action="store_true", help="wait until the import has finished")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most")
+
+    p = add("update", _update, "enqueue the update of one catalog")
+    p.add_argument("uuid", help="catalog uuid (with or without hyphens)")
+    p.add_argument("--wait", action="store_true", help="wait until the update has finished")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most")
+
+    p = add("discover", _discover, "show what each adapter offers upstream")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("redrive", _redrive, "move dead-lettered messages back to their queue")
+    p.add_argument("--queue", default=None, help="queue name (default SYNCD_QUEUE_NAME)")
+    p.add_argument("--limit", type=int, default=None, help="move at most N messages")
+
+    p = add("token", _token, "manage API tokens")
+    token_sub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_sub.add_parser("create", help="create a token and print its key once")
+    create.add_argument("--staff", action="store_true", help="may write (create, import, ...)")
+    create.add_argument("--name", default="", help="who or what the token is for")
+    token_sub.add_parser("list", help="list tokens (never their keys)")
+    revoke = token_sub.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id", type=int)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        print(f"syncd: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from syncd.logging import configure_logging
+
+    configure_logging(settings, role=args.command)
+    handler: Handler = args.handler
+    return handler(settings, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Settings from SYNCD_* environment variables.
+
+With nothing set, syncd runs on its embedded default: a SQLite file in the working
+directory and an in-process queue. Every variable is listed in README.md; `SETTINGS_DOC`
+below is the single source of that table (`syncd config` prints it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+DEFAULT_DATABASE_URL = "sqlite:///syncd.sqlite3"
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r} (use true or false)")
+
+
+def _list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str = ""
+    queue_name: str = "syncd"
+    log_level: str = "INFO"
+    log_format: str = "auto"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    anonymous_read: bool = True
+    max_body_bytes: int = 1_000_000
+    discover_cache_seconds: int = 300
+    public_url: str = ""
+
+    refresh_interval_seconds: int = 86_400
+    tick_seconds: int = 86_400
+    tick_cron: str = ""
+    follow_upstream: bool = False
+    scheduler_enabled: bool = True
+
+    worker_processes: int = 1
+    worker_threads: int = 4
+    max_retries: int = 5
+    min_backoff_ms: int = 5_000
+    max_backoff_ms: int = 600_000
+    time_limit_ms: int = 1_200_000
+    shutdown_timeout_seconds: int = 60
+    metrics_port: int = 0
+
+    fetch_connect_timeout: float = 10.0
+    fetch_read_timeout: float = 60.0
+    fetch_retries: int = 3
+    fetch_max_bytes: int = 256 * 1024 * 1024
+    allowed_redirect_hosts: list[str] = field(default_factory=list)
+    allow_file_sources: bool = False
+    allow_private_sources: bool = False
+    cache_dir: str = ""
+
+    eessi_source: str = "https://www.eessi.io/api_data/data/"
+    eessi_extensions: bool = True
+    spack_source: str = (
+        "https://raw.githubusercontent.com/spack/packages.spack.io/gh-pages/data/repology.json"
+    )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_embedded_queue(self) -> bool:
+        return not self.broker_url
+
+
+SETTINGS_DOC: dict[str, str] = {
+    "database_url": "SQLAlchemy URL of the database; postgresql+psycopg://... in production",
+    "broker_url": "amqp:// URL of RabbitMQ; empty = in-process queue (embedded default)",
+    "queue_name": "Dramatiq queue that carries import/update commands",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_format": "json, console, or auto (console on a terminal, JSON otherwise)",
+    "api_host": "address the HTTP API binds to",
+    "api_port": "port of the HTTP API",
+    "anonymous_read": "whether GET/HEAD need no token",
+    "max_body_bytes": "largest request body the API accepts",
+    "discover_cache_seconds": "how long discover results are cached",
+    "public_url": "base URL used for `url` fields; empty = taken from the request",
+    "refresh_interval_seconds": "a catalog is due for auto-update when its last attempt is older",
+    "tick_seconds": "scheduler tick period (ignored when tick_cron is set)",
+    "tick_cron": "crontab expression for the scheduler tick, e.g. '0 3 * * *'",
+    "follow_upstream": "scheduler also imports new upstream versions as new catalogs",
+    "scheduler_enabled": "whether `syncd run` starts the scheduler",
+    "worker_processes": "worker processes of `syncd worker`",
+    "worker_threads": "threads per worker process",
+    "max_retries": "retries of a transient failure before the message is dead-lettered",
+    "min_backoff_ms": "first retry delay",
+    "max_backoff_ms": "cap of the exponential retry delay (below RabbitMQ's consumer_timeout)",
+    "time_limit_ms": "hard time limit of one command",
+    "shutdown_timeout_seconds": "how long a stopping worker waits for running commands",
+    "metrics_port": "port for /metrics of worker and scheduler; 0 = off",
+    "fetch_connect_timeout": "upstream connect timeout, seconds",
+    "fetch_read_timeout": "upstream read timeout, seconds",
+    "fetch_retries": "retries of a transient upstream failure inside one attempt",
+    "fetch_max_bytes": "largest upstream body accepted",
+    "allowed_redirect_hosts": "comma-separated extra hosts upstream redirects may go to",
+    "allow_file_sources": "allow file:// sources (air-gapped mirrors)",
+    "allow_private_sources": "allow sources on loopback/private networks",
+    "cache_dir": "where conditional-request bodies are cached; empty = none",
+    "eessi_source": "base URL (or file:// folder) of the EESSI API data",
+    "eessi_extensions": "also read EESSI's extension files (python, r, perl, ...)",
+    "spack_source": "URL (or file:// path) of Spack's repology.json",
+}
+
+
+def env_name(field_name: str) -> str:
+    return "SYNCD_" + field_name.upper()
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from SYNCD_* variables; a malformed value is a clear ValueError."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = env.get(env_name(f.name))
+        if raw is None:
+            continue
+        default = getattr(Settings(), f.name)
+        try:
+            if isinstance(default, bool):
+                values[f.name] = _bool(raw)
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            elif isinstance(default, list):
+                values[f.name] = _list(raw)
+            else:
+                values[f.name] = raw
+        except ValueError as exc:
+            raise ValueError(f"{env_name(f.name)}: {exc}") from None
+    return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,215 @@
+"""SQLAlchemy 2 tables of syncd.
+
+Rows have an integer primary key (joins, bulk writes) and a public `uuid` (the API's
+identity). Package, version and target rows also carry `catalog_id` (denormalised) so that a
+sync can read and delete a whole catalog's rows with one indexed statement per kind, and a
+`content_hash` so that a refresh can tell changed rows from unchanged ones without
+comparing every column.
+"""
+
+from __future__ import annotations
+
+import uuid as uuid_module
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Named constraints so that Alembic migrations are the same on PostgreSQL and SQLite.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
+JSONType = JSON().with_variant(postgresql.JSONB(), "postgresql")
+# BIGINT identity on PostgreSQL; SQLite needs exactly INTEGER for its rowid alias.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Catalog(Base):
+    __tablename__ = "catalog"
+    __table_args__ = (
+        UniqueConstraint("name", "version", "catalog_type", name="uq_catalog_name_version_type"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    uuid: Mapped[uuid_module.UUID] = mapped_column(
+        Uuid, unique=True, default=uuid_module.uuid4, nullable=False
+    )
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    modified: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    version: Mapped[str] = mapped_column(String(50))
+    catalog_type: Mapped[str] = mapped_column(String(20), default="binary_runtime")
+    source_url: Mapped[str] = mapped_column(String(2000), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    auto_update_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_update_attempt: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_successful_update: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    update_errors: Mapped[str] = mapped_column(Text, default="")
+    # Kept current by the sync engine so lists need no count query per row.
+    package_count: Mapped[int] = mapped_column(Integer, default=0)
+    version_count: Mapped[int] = mapped_column(Integer, default=0)
+    target_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Conditional-request validators (ETag/Last-Modified per URL) of the last good sync.
+    upstream_validators: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Hash of the last synced snapshot's catalog-level fields.
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Package(Base):
+    __tablename__ = "package"
+    __table_args__ = (
+        UniqueConstraint("catalog_id", "name", name="uq_package_catalog_name"),
+        Index("ix_package_name_lower", text("lower(name)")),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    uuid: Mapped[uuid_module.UUID] = mapped_column(
+        Uuid, unique=True, default=uuid_module.uuid4, nullable=False
+    )
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    modified: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    catalog_id: Mapped[int] = mapped_column(ForeignKey("catalog.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    homepage: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    categories: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    licenses: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    maintainers: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    is_extension: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    # Kept by the sync engine: what list pages show without a count per row.
+    version_count: Mapped[int] = mapped_column(Integer, default=0)
+    extension_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PackageParent(Base):
+    """An extension package's link to a parent package of the same catalog."""
+
+    __tablename__ = "package_parent"
+    __table_args__ = (Index("ix_package_parent_parent_id", "parent_id"),)
+
+    package_id: Mapped[int] = mapped_column(
+        ForeignKey("package.id", ondelete="CASCADE"), primary_key=True
+    )
+    parent_id: Mapped[int] = mapped_column(
+        ForeignKey("package.id", ondelete="CASCADE"), primary_key=True
+    )
+    catalog_id: Mapped[int] = mapped_column(
+        ForeignKey("catalog.id", ondelete="CASCADE"), index=True
+    )
+
+
+class Version(Base):
+    __tablename__ = "version"
+    __table_args__ = (
+        UniqueConstraint(
+            "package_id", "version", "module_version", name="uq_version_package_version_module"
+        ),
+        Index("ix_version_catalog_id", "catalog_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    uuid: Mapped[uuid_module.UUID] = mapped_column(
+        Uuid, unique=True, default=uuid_module.uuid4, nullable=False
+    )
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    modified: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id", ondelete="CASCADE"))
+    catalog_id: Mapped[int] = mapped_column(ForeignKey("catalog.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(100))
+    module_version: Mapped[str] = mapped_column(String(150), default="")
+    release_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    dependencies: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    # Position in the package's versions by the upstream's own version semantics
+    # (0 = newest), so ordering needs no string comparison of versions.
+    sort_index: Mapped[int] = mapped_column(Integer, default=0)
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Target(Base):
+    __tablename__ = "target"
+    __table_args__ = (
+        UniqueConstraint(
+            "version_id",
+            "target_type",
+            "target_name",
+            "target_subtype",
+            name="uq_target_version_type_name_subtype",
+        ),
+        Index("ix_target_catalog_id", "catalog_id"),
+        Index("ix_target_name_subtype", "target_name", "target_subtype"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    uuid: Mapped[uuid_module.UUID] = mapped_column(
+        Uuid, unique=True, default=uuid_module.uuid4, nullable=False
+    )
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    modified: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    version_id: Mapped[int] = mapped_column(ForeignKey("version.id", ondelete="CASCADE"))
+    catalog_id: Mapped[int] = mapped_column(ForeignKey("catalog.id", ondelete="CASCADE"))
+    target_type: Mapped[str] = mapped_column(String(50))
+    target_name: Mapped[str] = mapped_column(String(100))
+    target_subtype: Mapped[str] = mapped_column(String(100), default="")
+    location: Mapped[str] = mapped_column(String(2000), default="")
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    gpu_architectures: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ApiToken(Base):
+    """An API token; only the SHA-256 of the key is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    is_staff: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    revoked: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SchedulerTick(Base):
+    """A claimed scheduler tick: the unique tick_id makes a tick fire at most once even if
+    the leader changes while it runs."""
+
+    __tablename__ = "scheduler_tick"
+
+    tick_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    claimed_by: Mapped[str] = mapped_column(String(200), default="")
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    enqueued: Mapped[int] = mapped_column(Integer, default=0)

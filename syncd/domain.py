@@ -1,0 +1,157 @@
+"""Plain records that flow from adapters to the sync engine.
+
+Nothing here imports a framework or another syncd module: adapters build these records,
+`sync` writes them, and tests construct them by hand.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+
+class CatalogType(enum.StrEnum):
+    BINARY_RUNTIME = "binary_runtime"
+    SOURCE_PACKAGE = "source_package"
+    PACKAGE_MANAGER = "package_manager"
+
+    @property
+    def display(self) -> str:
+        return _CATALOG_TYPE_DISPLAY[self]
+
+
+_CATALOG_TYPE_DISPLAY = {
+    CatalogType.BINARY_RUNTIME: "Binary runtime",
+    CatalogType.SOURCE_PACKAGE: "Source package",
+    CatalogType.PACKAGE_MANAGER: "Package manager",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRecord:
+    """Where and for what one version is available (a CPU target, a build variant, ...).
+
+    Identity inside a version: (target_type, target_name, target_subtype).
+    """
+
+    target_type: str
+    target_name: str
+    target_subtype: str = ""
+    location: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    gpu_architectures: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.target_type, self.target_name, self.target_subtype)
+
+
+@dataclass(slots=True)
+class VersionRecord:
+    """One version of a package. Identity inside a package: (version, module_version)."""
+
+    version: str
+    module_version: str = ""
+    release_date: date | None = None
+    dependencies: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    targets: list[TargetRecord] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.version, self.module_version)
+
+
+@dataclass(slots=True)
+class PackageRecord:
+    """One package of a catalog. Identity inside a catalog: name.
+
+    `parent_names` names the packages an extension belongs to (same catalog); they are
+    resolved to links by the sync engine once every package of the snapshot is known.
+    """
+
+    name: str
+    description: str = ""
+    homepage: str | None = None
+    categories: list[str] = field(default_factory=list)
+    licenses: list[str] = field(default_factory=list)
+    maintainers: list[str] = field(default_factory=list)
+    is_extension: bool = False
+    parent_names: list[str] = field(default_factory=list)
+    versions: list[VersionRecord] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CatalogInfo:
+    """The catalog-level fields an adapter knows about one upstream version."""
+
+    name: str
+    version: str
+    catalog_type: CatalogType
+    description: str = ""
+    source_url: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CatalogSnapshot:
+    """Everything upstream says about one catalog version.
+
+    `packages` is an iterable so that a large upstream (Spack: ~9k packages, ~44k versions)
+    can be streamed; the sync engine consumes it exactly once.
+    `validators` are the conditional-request validators (ETag, Last-Modified per URL) of the
+    download this snapshot came from; the service stores them only after a successful sync.
+    """
+
+    catalog: CatalogInfo
+    packages: Iterable[PackageRecord]
+    validators: dict[str, Any] = field(default_factory=dict)
+
+    def iter_packages(self) -> Iterator[PackageRecord]:
+        return iter(self.packages)
+
+
+@dataclass(slots=True)
+class KindStats:
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+
+    @property
+    def written(self) -> int:
+        return self.created + self.updated + self.deleted
+
+
+@dataclass(slots=True)
+class SyncStats:
+    """What one sync did, per kind of row."""
+
+    packages: KindStats = field(default_factory=KindStats)
+    versions: KindStats = field(default_factory=KindStats)
+    targets: KindStats = field(default_factory=KindStats)
+    parent_links: KindStats = field(default_factory=KindStats)
+
+    @property
+    def rows_written(self) -> int:
+        kinds = (self.packages, self.versions, self.targets, self.parent_links)
+        return sum(k.written for k in kinds)
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {
+            name: {
+                "created": k.created,
+                "updated": k.updated,
+                "deleted": k.deleted,
+                "unchanged": k.unchanged,
+            }
+            for name, k in (
+                ("packages", self.packages),
+                ("versions", self.versions),
+                ("targets", self.targets),
+                ("parent_links", self.parent_links),
+            )
+        }

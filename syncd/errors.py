@@ -1,0 +1,63 @@
+"""Errors every layer shares, classified for the retry decision.
+
+A transient error (network, 5xx, lock busy, database gone) is worth retrying; a permanent
+one (bad data, unknown catalog, no adapter) is not. The message is written into a catalog's
+`update_errors`, so it says what failed, where and why in words an operator can act on.
+"""
+
+from __future__ import annotations
+
+
+class SyncdError(Exception):
+    transient: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class TransientError(SyncdError):
+    transient = True
+
+
+class PermanentError(SyncdError):
+    transient = False
+
+
+class UpstreamError(SyncdError):
+    """Fetching or parsing upstream data failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        url: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.url = url
+        self.status = status
+        self.retry_after = retry_after
+
+
+class UnknownCatalogError(PermanentError):
+    """The command names a catalog that does not exist."""
+
+
+class NoAdapterError(PermanentError):
+    """No registered adapter handles this catalog (Waldur: 'No loader configuration found')."""
+
+
+class CatalogExistsError(PermanentError):
+    """An import names a (name, version, type) that already exists."""
+
+
+class LockBusyError(TransientError):
+    """Another sync of the same catalog holds its lock."""
+
+
+class InvalidMessageError(PermanentError):
+    """A queue message that cannot be executed (bad envelope, unknown actor, wrong kwargs)."""

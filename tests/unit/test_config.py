@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from syncd.config import DEFAULT_DATABASE_URL, SETTINGS_DOC, Settings, load_settings
+
+
+def test_embedded_defaults_with_nothing_set() -> None:
+    settings = load_settings({})
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.is_sqlite
+    assert settings.uses_embedded_queue
+
+
+def test_values_are_parsed_by_type() -> None:
+    settings = load_settings(
+        {
+            "SYNCD_DATABASE_URL": "postgresql+psycopg://u@h/db",
+            "SYNCD_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/x",
+            "SYNCD_LOG_LEVEL": "DEBUG",
+            "SYNCD_API_PORT": "9000",
+            "SYNCD_ANONYMOUS_READ": "false",
+            "SYNCD_FETCH_READ_TIMEOUT": "2.5",
+            "SYNCD_ALLOWED_REDIRECT_HOSTS": "a.example, b.example",
+        }
+    )
+    assert not settings.is_sqlite
+    assert not settings.uses_embedded_queue
+    assert settings.log_level == "DEBUG"
+    assert settings.api_port == 9000
+    assert settings.anonymous_read is False
+    assert settings.fetch_read_timeout == 2.5
+    assert settings.allowed_redirect_hosts == ["a.example", "b.example"]
+
+
+def test_malformed_value_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="SYNCD_API_PORT"):
+        load_settings({"SYNCD_API_PORT": "eighty"})
+    with pytest.raises(ValueError, match="SYNCD_ANONYMOUS_READ"):
+        load_settings({"SYNCD_ANONYMOUS_READ": "maybe"})
+
+
+def test_every_setting_is_documented() -> None:
+    from dataclasses import fields
+
+    assert {f.name for f in fields(Settings)} == set(SETTINGS_DOC)
