@@ -1,0 +1,53 @@
+"""Prometheus metrics, defined once; every process exports the ones it updates.
+
+Names follow Prometheus conventions (`_total` counters, `_seconds` durations). The API serves
+them at /metrics; workers and the scheduler on SYNCD_METRICS_PORT.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+COMMANDS_RECEIVED = Counter(
+    "syncd_commands_received_total", "Commands taken from the queue", ["actor", "catalog"]
+)
+COMMANDS_SUCCEEDED = Counter(
+    "syncd_commands_succeeded_total", "Commands that finished successfully", ["actor", "catalog"]
+)
+COMMANDS_FAILED = Counter(
+    "syncd_commands_failed_total",
+    "Command attempts that failed",
+    ["actor", "catalog", "error", "will_retry"],
+)
+COMMANDS_PUBLISHED = Counter(
+    "syncd_commands_published_total", "Commands published (broker confirmed)", ["actor"]
+)
+SYNC_DURATION = Histogram(
+    "syncd_sync_duration_seconds",
+    "Time to write one snapshot into the database",
+    ["catalog"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+ROWS_WRITTEN = Counter(
+    "syncd_rows_written_total", "Rows created, updated or deleted by syncs", ["kind", "operation"]
+)
+UPSTREAM_BYTES = Counter(
+    "syncd_upstream_bytes_total", "Bytes downloaded from upstreams", ["adapter"]
+)
+UPSTREAM_NOT_MODIFIED = Counter(
+    "syncd_upstream_not_modified_total", "Fetches answered 'not modified'", ["adapter"]
+)
+LAST_SUCCESS = Gauge(
+    "syncd_catalog_last_success_timestamp_seconds",
+    "Unix time of the last successful update of a catalog",
+    ["catalog"],
+)
+DEAD_LETTERS = Gauge(
+    "syncd_dead_letter_queue_depth", "Messages waiting in the dead-letter queue", ["queue"]
+)
+SCHEDULER_TICKS = Counter(
+    "syncd_scheduler_ticks_total", "Scheduler ticks run by this process", ["outcome"]
+)
+SCHEDULER_ENQUEUED = Counter(
+    "syncd_scheduler_enqueued_total", "Updates enqueued by scheduler ticks", []
+)
