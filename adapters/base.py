@@ -8,10 +8,17 @@ EESSI and Spack register exactly as a third-party plugin would.
 
 from __future__ import annotations
 
+import gzip
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import ijson
 
 from syncd.domain import CatalogSnapshot, CatalogType
+from syncd.errors import UpstreamError
 
 if TYPE_CHECKING:
     from adapters.fetcher import Fetcher
@@ -52,6 +59,9 @@ class Adapter(Protocol):
 
         Returns None when every conditional request answered "not modified": upstream is
         unchanged since `validators` were taken, so there is nothing to download or parse.
+        `snapshot.catalog.version` is upstream's own label of the data; an upstream that
+        keeps only its latest data (Spack) returns that whatever `version` asked for, so
+        callers compare the two. `snapshot.validators` is `{url: {...}}` for every file.
         Raises UpstreamError (transient or permanent) when the data cannot be had.
         """
         ...
@@ -82,3 +92,83 @@ def register_adapter(name: str, factory: AdapterFactory) -> None:
 
 def unregister_adapter(name: str) -> None:
     _extra_factories.pop(name, None)
+
+
+# --- helpers for streaming JSON parsers ----------------------------------------------------
+
+
+def string_list(value: Any) -> list[str]:
+    """The non-empty strings of a list (or a lone string); anything else is []."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str) and v]
+    return []
+
+
+def schema_error(url: str, what: str, detail: str) -> UpstreamError:
+    """A permanent error for valid JSON that is not what the adapter expects."""
+    return UpstreamError(
+        f"{url} does not look like {what}: {detail}. Check that the source URL points at "
+        "the right file (the upstream format may have changed).",
+        transient=False,
+        url=url,
+    )
+
+
+@contextmanager
+def upstream_json(url: str, what: str) -> Iterator[None]:
+    """Turn JSON and gzip decoding errors raised inside the block into UpstreamError."""
+    try:
+        yield
+    except ijson.JSONError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "parse error"
+        raise UpstreamError(
+            f"{url}: {what} is not valid JSON ({first_line}); the file is truncated or "
+            "corrupt upstream. It will be read again at the next update.",
+            transient=False,
+            url=url,
+        ) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise UpstreamError(
+            f"{url}: {what} is a damaged gzip file ({exc}); the download is truncated or "
+            "corrupt upstream.",
+            transient=False,
+            url=url,
+        ) from None
+
+
+def read_top_level(stream: IO[bytes], url: str, what: str, *, skip: str) -> dict[str, Any]:
+    """The top-level object's members except `skip` (a large map that is streamed later).
+
+    The whole document is scanned, so syntax errors (a truncated download) surface here,
+    before any record is produced. `skip` maps to True when it is present and an object.
+    """
+    found: dict[str, Any] = {}
+    builder: Any = None
+    key: str | None = None
+    with upstream_json(url, what):
+        events = ijson.parse(stream, use_float=True)
+        first = next(events, None)
+        if first is None or first[1] != "start_map":
+            raise schema_error(url, what, "the document is not a JSON object")
+        for prefix, event, value in events:
+            if prefix == "" and event == "map_key":
+                key = value
+                builder = None if key == skip else ijson.ObjectBuilder()
+                if key == skip:
+                    found[skip] = False
+                continue
+            if prefix == "" and event == "end_map":
+                break
+            if key == skip:
+                if prefix == skip and event == "start_map":
+                    found[skip] = True
+                continue
+            if builder is not None:
+                builder.event(event, value)
+                if prefix == key and event not in ("start_map", "start_array", "map_key"):
+                    found[key] = builder.value  # type: ignore[index]
+        for _ in events:  # trailing garbage is an error too
+            pass
+    return found

@@ -51,3 +51,23 @@ SCHEDULER_TICKS = Counter(
 SCHEDULER_ENQUEUED = Counter(
     "syncd_scheduler_enqueued_total", "Updates enqueued by scheduler ticks", []
 )
+QUEUE_DEPTH = Gauge(
+    "syncd_queue_depth",
+    "Messages in a command queue: state=ready (waiting for a worker) or delayed (a retry "
+    "waiting for its backoff)",
+    ["queue", "state"],
+)
+SCRAPE_ERRORS = Counter(
+    "syncd_metrics_refresh_errors_total",
+    "Scrape-time refreshes (database, broker) that failed; the gauges keep their last values",
+    ["source"],
+)
+
+
+def catalog_label(name: str, version: str | None) -> str:
+    """The value of every `catalog` label: "<name>/<version>", e.g. "EESSI/2023.06".
+
+    Readable on a dashboard and the same in every process; an import whose version is not
+    known yet (latest) is "<name>" alone until the adapter names it.
+    """
+    return f"{name}/{version}" if version else name

@@ -1,0 +1,228 @@
+"""Spack: packages.spack.io's repology.json as a source_package catalog.
+
+Upstream keeps one version of its data: the catalog version is the date of `last_update`
+as YYYY.MM.DD, which is also what `discover` reports. (`fetch_snapshot(version=...)`
+cannot choose another: the snapshot carries the label of the data upstream has now, and
+callers compare it with what they asked for.)
+
+Records:
+- one package per key whose `name` equals the key (alias keys, key != name, are skipped);
+  description = summary, homepage = first of homepages, categories, licenses, maintainers;
+- one version per entry of `version`, newest first by Spack's version semantics
+  (syncd.versioning); branch versions (develop, main, ... with no downloads) are kept.
+  `dependencies` is the package's dependency list (as the reference loader does);
+  metadata: `downloads` (flattened URL list; odd shapes such as [[]] or nested lists are
+  tolerated), `branch` and `repositories` for branch versions, `patches` and `aliases`
+  of the package when it has any;
+- targets per version, as the reference loader derives them: build_variant/default with
+  the first download URL (for a branch version without downloads, its repository URL) as
+  location; platform/windows when categories has "windows"; external/system when it has
+  "detectable"; build_system/build-tool when it has "build-tools".
+
+The 22 MB file is streamed with ijson from the fetcher's temporary file: `packages` is a
+generator that holds one package's JSON at a time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import ijson
+
+from adapters.base import read_top_level, schema_error, string_list, upstream_json
+from adapters.fetcher import Fetcher, FetchResult
+from syncd.config import Settings
+from syncd.domain import (
+    CatalogInfo,
+    CatalogSnapshot,
+    CatalogType,
+    PackageRecord,
+    TargetRecord,
+    VersionRecord,
+)
+from syncd.versioning import spack_version_key
+
+WHAT = "Spack's repology.json"
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+
+# Category -> (target_type, target_name, metadata) of the extra target the reference derives.
+CATEGORY_TARGETS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "windows": ("platform", "windows", {"supported": True}),
+    "detectable": ("external", "system", {"detectable": True}),
+    "build-tools": ("build_system", "build-tool", {"category": "build-tools"}),
+}
+
+
+def catalog_label(last_update: str) -> str:
+    """ "2026-11-27 05:38:00.052606" -> "2026.11.27"."""
+    match = _DATE.search(last_update)
+    if match is None:
+        raise ValueError(f"no date in last_update {last_update!r}")
+    return ".".join(match.groups())
+
+
+def flatten_urls(value: Any) -> list[str]:
+    """Every non-empty string in a download list of any nesting ([[]], [["a"], "b"], None)."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if item:
+                found.append(item)
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return found
+
+
+def _version_record(entry: dict[str, Any], package: dict[str, Any]) -> VersionRecord | None:
+    version = entry.get("version")
+    if not isinstance(version, str | int | float) or str(version) == "":
+        return None
+    downloads = flatten_urls(entry.get("downloads"))
+    metadata: dict[str, Any] = {"downloads": downloads}
+    repositories = entry.get("repositories")
+    repo_urls: list[str] = []
+    if "branch" in entry:
+        metadata["branch"] = entry.get("branch")
+    if isinstance(repositories, list):
+        metadata["repositories"] = repositories
+        repo_urls = [r["url"] for r in repositories if isinstance(r, dict) and r.get("url")]
+    for key, meta_key in (("patches", "patches"), ("alias", "aliases")):
+        if package.get(key):
+            metadata[meta_key] = package[key]
+    location = downloads[0] if downloads else (repo_urls[0] if repo_urls else "")
+    targets = [TargetRecord("build_variant", "default", location=location)]
+    categories = string_list(package.get("categories"))
+    targets.extend(
+        TargetRecord(kind, name, metadata=dict(meta))
+        for category, (kind, name, meta) in CATEGORY_TARGETS.items()
+        if category in categories
+    )
+    return VersionRecord(
+        version=str(version),
+        dependencies=string_list(package.get("dependencies")),
+        metadata=metadata,
+        targets=targets,
+    )
+
+
+def package_record(key: str, package: Any) -> PackageRecord | None:
+    """The record of one `packages` member; None for alias keys and unusable entries."""
+    if not isinstance(package, dict) or package.get("name", key) != key:
+        return None
+    entries = package.get("version")
+    if isinstance(entries, dict):
+        entries = [entries]
+    versions: dict[str, VersionRecord] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict):
+            record = _version_record(entry, package)
+            if record is not None:
+                versions.setdefault(record.version, record)
+    homepages = string_list(package.get("homepages"))
+    summary = package.get("summary")
+    return PackageRecord(
+        name=key,
+        description=summary.strip() if isinstance(summary, str) else "",
+        homepage=homepages[0] if homepages else None,
+        categories=string_list(package.get("categories")),
+        licenses=string_list(package.get("licenses")),
+        maintainers=string_list(package.get("maintainers")),
+        versions=sorted(
+            versions.values(), key=lambda v: (spack_version_key(v.version), v.version), reverse=True
+        ),
+    )
+
+
+def iter_packages(result: FetchResult, url: str) -> Iterator[PackageRecord]:
+    """Stream the package records of a downloaded repology.json; closes `result` at the end."""
+    produced = 0
+    try:
+        with result.open() as stream, upstream_json(url, WHAT):
+            for key, package in ijson.kvitems(stream, "packages", use_float=True):
+                record = package_record(key, package)
+                if record is not None:
+                    produced += 1
+                    yield record
+    finally:
+        result.close()
+    if produced == 0:
+        # An empty upstream is a broken publication, not a reason to empty the catalog.
+        raise schema_error(url, WHAT, "'packages' holds no package")
+
+
+class SpackAdapter:
+    name: ClassVar[str] = "Spack"
+    catalog_type: ClassVar[CatalogType] = CatalogType.SOURCE_PACKAGE
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def default_source(self) -> str:
+        return self.settings.spack_source
+
+    def discover(self, fetcher: Fetcher, source: str | None = None) -> list[str]:
+        url = source or self.default_source()
+        result = fetcher.fetch(url)
+        try:
+            return [self._header(result, url)[0]]
+        finally:
+            result.close()
+
+    def fetch_snapshot(
+        self,
+        fetcher: Fetcher,
+        *,
+        version: str | None = None,
+        source: str | None = None,
+        validators: dict[str, Any] | None = None,
+    ) -> CatalogSnapshot | None:
+        url = source or self.default_source()
+        result = fetcher.fetch(url, validators=validators)
+        if result.not_modified:
+            return None
+        try:
+            label, header = self._header(result, url)
+        except BaseException:
+            result.close()
+            raise
+        num_packages = header.get("num_packages")
+        catalog = CatalogInfo(
+            name=self.name,
+            version=label,
+            catalog_type=self.catalog_type,
+            description=(
+                f"Spack package repository ({int(num_packages)} packages)"
+                if isinstance(num_packages, int | float)
+                else "Spack package repository"
+            ),
+            source_url=url,
+            metadata={
+                "last_update": header.get("last_update"),
+                "num_packages": num_packages,
+                "repository_name": header.get("repository_name", "spack"),
+                "data_source": url,
+                "format": "repology.json",
+            },
+        )
+        return CatalogSnapshot(
+            catalog=catalog,
+            packages=iter_packages(result, url),
+            validators={url: result.validators},
+        )
+
+    def _header(self, result: FetchResult, url: str) -> tuple[str, dict[str, Any]]:
+        with result.open() as stream:
+            header = read_top_level(stream, url, WHAT, skip="packages")
+        if header.get("packages") is not True:
+            raise schema_error(url, WHAT, "it has no 'packages' object")
+        last_update = header.get("last_update")
+        if not isinstance(last_update, str):
+            raise schema_error(url, WHAT, "it has no 'last_update' date")
+        try:
+            return catalog_label(last_update), header
+        except ValueError as exc:
+            raise schema_error(url, WHAT, str(exc)) from None

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks that print ratios (`python -m bench.bench_sync`)."""

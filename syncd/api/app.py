@@ -1,0 +1,127 @@
+"""The FastAPI application: wiring only. `create_app` takes every resource it needs as an
+argument (tests pass fakes); what is not passed is built from settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import Engine
+
+from syncd.api.deps import ApiContext
+from syncd.api.errors import install_error_handlers
+from syncd.api.limits import BodyLimitMiddleware
+from syncd.api.routes_catalogs import router as catalogs_router
+from syncd.api.routes_software import router as software_router
+from syncd.config import Settings
+from syncd.db.engine import make_engine, make_session_factory
+from syncd.discovery import DiscoverCache
+
+operations_router: APIRouter | None
+try:  # the lead removes this guard once syncd/api/operations.py is in
+    from syncd.api.operations import router as operations_router
+except ImportError:  # pragma: no cover
+    operations_router = None
+
+DESCRIPTION = (
+    "Wire-compatible with Waldur's /api/marketplace-software-catalogs/ family. Lists are bare "
+    "JSON arrays paginated by page/page_size with X-Result-Count and Link headers; "
+    "`?field=a&field=b` returns only those keys; errors have Django REST framework's shapes. "
+    "Authenticate with `Authorization: Token <key>`."
+)
+
+
+def _strip_validation_errors(app: FastAPI) -> None:
+    """FastAPI documents a 422 on every route; this API answers 400 instead (DRF's shape)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    broker: Any = None,
+    adapters: dict[str, Any] | None = None,
+    fetcher: Any = None,
+) -> FastAPI:
+    owns_engine = engine is None
+    if engine is None:
+        engine = make_engine(settings.database_url)
+    if broker is None:
+        from syncd.broker import make_broker
+
+        broker = make_broker(settings)
+    if adapters is None:
+        from adapters.base import load_adapters
+
+        adapters = dict(load_adapters(settings))
+    if fetcher is None:
+        from adapters.fetcher import Fetcher
+
+        fetcher = Fetcher(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_engine:
+            engine.dispose()
+
+    app = FastAPI(
+        title="syncd",
+        summary="HPC software catalogs (EESSI, Spack, ...) kept current and served over HTTP",
+        description=DESCRIPTION,
+        version="0.1.0",
+        openapi_url="/api/schema/",
+        docs_url="/api/docs/",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ApiContext(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        broker=broker,
+        adapters=adapters,
+        fetcher=fetcher,
+        discover_cache=DiscoverCache(settings.discover_cache_seconds),
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(catalogs_router)
+    app.include_router(software_router)
+    if operations_router is not None:
+        app.include_router(operations_router)
+    _strip_validation_errors(app)
+    return app
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    import uvicorn
+
+    from syncd.logging import configure_logging
+
+    configure_logging(settings, "api")
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=port if port is not None else settings.api_port,
+        log_config=None,  # uvicorn keeps our structlog handlers (see syncd.logging)
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+    )

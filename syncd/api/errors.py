@@ -1,0 +1,142 @@
+"""Errors in the shapes Django REST framework answers with, which Waldur's clients parse.
+
+400 {"field": ["message"]} or ["message"]; 401/403/404/405/413 {"detail": "..."}. FastAPI's
+own 422 validation errors are translated here into DRF-style 400s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+NOT_FOUND = "Not found."
+INVALID_PAGE = "Invalid page."
+NOT_AUTHENTICATED = "Authentication credentials were not provided."
+INVALID_TOKEN = "Invalid token."
+PERMISSION_DENIED = "You do not have permission to perform this action."
+UNIQUE_CATALOG = "The fields name, version, catalog_type must make a unique set."
+
+
+class ApiError(Exception):
+    """An answer other than success; `body` is sent as JSON as it is."""
+
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+def not_found() -> ApiError:
+    return ApiError(404, {"detail": NOT_FOUND})
+
+
+def invalid_page() -> ApiError:
+    return ApiError(404, {"detail": INVALID_PAGE})
+
+
+def not_authenticated(detail: str = NOT_AUTHENTICATED) -> ApiError:
+    # DRF's TokenAuthentication answers 401 with this challenge.
+    return ApiError(401, {"detail": detail}, {"WWW-Authenticate": "Token"})
+
+
+def permission_denied() -> ApiError:
+    return ApiError(403, {"detail": PERMISSION_DENIED})
+
+
+def field_error(field: str, message: str) -> ApiError:
+    return ApiError(400, {field: [message]})
+
+
+def general_error(message: str) -> ApiError:
+    return ApiError(400, [message])
+
+
+def unavailable(message: str) -> ApiError:
+    return ApiError(503, {"detail": message})
+
+
+def _message(error: dict[str, Any]) -> str:
+    """DRF's wording for the pydantic errors a client can cause."""
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "This field is required."
+    if error.get("input", "") is None and kind.endswith("_type"):
+        return "This field may not be null."
+    if kind == "string_too_short":
+        return "This field may not be blank."
+    if kind == "string_too_long":
+        return f"Ensure this field has no more than {ctx.get('max_length')} characters."
+    if kind == "enum":
+        return f'"{error.get("input")}" is not a valid choice.'
+    if kind in {"bool_parsing", "bool_type"}:
+        return "Must be a valid boolean."
+    if kind in {"int_parsing", "int_type"}:
+        return "A valid integer is required."
+    if kind in {"uuid_parsing", "uuid_type"}:
+        return "Enter a valid UUID."
+    if kind in {"date_parsing", "date_from_datetime_parsing", "date_type"}:
+        return "Enter a valid date."
+    if kind == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    if kind == "string_type":
+        return "Not a valid string."
+    return str(error.get("msg", "Invalid value."))
+
+
+def validation_body(errors: Sequence[Any]) -> Any:
+    """Translate FastAPI's validation errors into a DRF 400 body."""
+    fields: dict[str, list[str]] = {}
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        kind = error.get("type", "")
+        if kind == "json_invalid":
+            detail = (error.get("ctx") or {}).get("error", "invalid JSON")
+            return {"detail": f"JSON parse error - {detail}"}
+        if loc and loc[0] == "body" and len(loc) == 1:
+            if kind == "missing":
+                return {"non_field_errors": ["No data provided"]}
+            got = type(error.get("input")).__name__
+            return {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {got}."]}
+        # ("query", "o", 0) -> "o"; ("body", "name") -> "name"
+        name = loc[1] if len(loc) > 1 else (loc[0] if loc else "non_field_errors")
+        fields.setdefault(name, []).append(_message(error))
+    return fields or {"non_field_errors": ["Invalid data."]}
+
+
+def _is_bad_page(errors: Sequence[Any]) -> bool:
+    return any(tuple(e.get("loc", ()))[:2] == ("query", "page") for e in errors)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+
+    async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        if _is_bad_page(errors):
+            # DRF: a page that is not a positive integer is the same as a page past the end.
+            return JSONResponse({"detail": INVALID_PAGE}, status_code=404)
+        return JSONResponse(validation_body(errors), status_code=400)
+
+    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            body: dict[str, Any] = {"detail": NOT_FOUND}
+        elif exc.status_code == 405:
+            body = {"detail": f'Method "{_request.method}" not allowed.'}
+        else:
+            body = {"detail": exc.detail}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)

@@ -1,0 +1,75 @@
+"""Query building blocks shared by the list endpoints.
+
+The JSON helpers are the one place that knows how PostgreSQL (JSONB) and SQLite (JSON1)
+differ: list membership and emptiness are spelled differently on each. Ordering parses the
+`o` parameter the way django-filter's OrderingFilter does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, func, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import UnaryExpression
+
+from syncd.api.errors import field_error
+
+# The target_type EESSI's CPU targets carry (as in Waldur's loader); cpu_family and
+# cpu_microarchitecture filters only look at these targets.
+CPU_TARGET_TYPE = "cpu_architecture"
+
+
+def json_array_contains(column: Any, value: str, dialect: str) -> ColumnElement[bool]:
+    """`value` is an element of the JSON list stored in `column`."""
+    if dialect == "postgresql":
+        # @> uses the JSONB containment operator (GIN-indexable).
+        return type_coerce(column, JSONB).contains([value])
+    elements = func.json_each(column).table_valued("value").alias("elements")
+    return exists(select(1).select_from(elements).where(elements.c.value == value))
+
+
+def json_array_nonempty(column: Any, dialect: str) -> ColumnElement[bool]:
+    """The JSON list stored in `column` has at least one element."""
+    if dialect == "postgresql":
+        return func.jsonb_array_length(type_coerce(column, JSONB)) > 0
+    return func.json_array_length(column) > 0
+
+
+def json_text(column: Any, *path: str) -> ColumnElement[str]:
+    """The text at `path` inside a JSON object column (NULL when absent), on both dialects."""
+    return column[path].as_string()  # type: ignore[no-any-return]
+
+
+def icontains(column: Any, value: str) -> ColumnElement[bool]:
+    # autoescape: a client's % or _ is a literal character, not a wildcard.
+    return column.icontains(value, autoescape=True)  # type: ignore[no-any-return]
+
+
+def iexact(column: Any, value: str) -> ColumnElement[bool]:
+    return func.lower(column) == value.lower()
+
+
+def parse_ordering(
+    values: Sequence[str] | None, allowed: Mapping[str, Sequence[Any]] | Mapping[str, Any]
+) -> list[UnaryExpression[Any]] | None:
+    """`o=name&o=-version` or `o=name,-version` into ORDER BY clauses; None when absent.
+
+    `allowed` maps a public field name to the columns it sorts by (ascending form). An unknown
+    field is a 400 in django-filter's words.
+    """
+    names = [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+    if not names:
+        return None
+    clauses: list[UnaryExpression[Any]] = []
+    for name in names:
+        descending = name.startswith("-")
+        key = name[1:] if descending else name
+        if key not in allowed:
+            raise field_error(
+                "o", f"Select a valid choice. {name} is not one of the available choices."
+            )
+        for column in allowed[key]:
+            clauses.append(column.desc() if descending else column.asc())
+    return clauses

@@ -1,0 +1,251 @@
+"""Rows into the JSON objects Waldur's clients parse (field names and shapes of the reference).
+
+uuids are 32 hex digits, datetimes ISO 8601 in UTC, `url`s absolute. Version objects derive
+`module`, `toolchain`, ... from the version's metadata as the reference's serializer does.
+"""
+
+from __future__ import annotations
+
+import uuid as uuid_module
+from datetime import UTC, date, datetime
+from typing import Any
+
+from syncd.db.tables import Catalog, Package, Target, Version
+from syncd.domain import CatalogType
+
+CATALOGS = "/api/marketplace-software-catalogs/"
+PACKAGES = "/api/marketplace-software-packages/"
+VERSIONS = "/api/marketplace-software-versions/"
+TARGETS = "/api/marketplace-software-targets/"
+
+
+def hex_uuid(value: uuid_module.UUID) -> str:
+    return value.hex
+
+
+def parse_uuid(text: str) -> uuid_module.UUID | None:
+    """A path's uuid, hyphenated or 32 hex digits; None when it is neither."""
+    try:
+        return uuid_module.UUID(text)
+    except ValueError:
+        return None
+
+
+def iso_datetime(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso_date(value: date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def type_display(catalog_type: str) -> str:
+    try:
+        return CatalogType(catalog_type).display
+    except ValueError:
+        return catalog_type
+
+
+def link(base: str, collection: str, value: uuid_module.UUID) -> str:
+    return f"{base}{collection}{value.hex}/"
+
+
+def catalog(base: str, row: Catalog) -> dict[str, Any]:
+    return {
+        "url": link(base, CATALOGS, row.uuid),
+        "uuid": row.uuid.hex,
+        "created": iso_datetime(row.created),
+        "modified": iso_datetime(row.modified),
+        "name": row.name,
+        "version": row.version,
+        "catalog_type": row.catalog_type,
+        "catalog_type_display": type_display(row.catalog_type),
+        "source_url": row.source_url,
+        "description": row.description,
+        "metadata": row.metadata_,
+        "auto_update_enabled": row.auto_update_enabled,
+        "last_update_attempt": iso_datetime(row.last_update_attempt),
+        "last_successful_update": iso_datetime(row.last_successful_update),
+        "update_errors": row.update_errors,
+        "package_count": row.package_count,
+        "version_count": row.version_count,
+        "target_count": row.target_count,
+    }
+
+
+def nested_package(
+    base: str, row_uuid: uuid_module.UUID, name: str, versions: list[str]
+) -> dict[str, Any]:
+    return {
+        "uuid": row_uuid.hex,
+        "name": name,
+        "url": link(base, PACKAGES, row_uuid),
+        "versions": versions,
+    }
+
+
+def package(
+    base: str,
+    row: Package,
+    cat: Catalog | Any,
+    *,
+    parents: list[dict[str, Any]],
+    extensions: list[dict[str, Any]],
+    versions: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """`cat` carries uuid, name, version and catalog_type of the package's catalog."""
+    return {
+        "url": link(base, PACKAGES, row.uuid),
+        "uuid": row.uuid.hex,
+        "created": iso_datetime(row.created),
+        "modified": iso_datetime(row.modified),
+        "catalog": link(base, CATALOGS, cat.uuid),
+        "catalog_uuid": cat.uuid.hex,
+        "name": row.name,
+        "description": row.description,
+        "homepage": row.homepage,
+        "categories": row.categories,
+        "licenses": row.licenses,
+        "maintainers": row.maintainers,
+        "is_extension": row.is_extension,
+        "parent_softwares": parents,
+        "extensions": extensions,
+        "catalog_name": cat.name,
+        "catalog_version": cat.version,
+        "catalog_type": cat.catalog_type,
+        "catalog_type_display": type_display(cat.catalog_type),
+        "version_count": row.version_count,
+        "extension_count": row.extension_count,
+        "versions": versions,
+    }
+
+
+def _version_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    module = metadata.get("module")
+    module = module if isinstance(module, dict) else {}
+    toolchain = metadata.get("toolchain")
+
+    def as_list(key: str) -> list[Any]:
+        value = metadata.get(key)
+        return value if isinstance(value, list) else []
+
+    return {
+        "module": module,
+        "modulename": str(module.get("full_module_name", "") or ""),
+        "required_modules": as_list("required_modules"),
+        "extensions": as_list("extensions"),
+        "toolchain": toolchain if isinstance(toolchain, dict) else {},
+        "toolchain_families_compatibility": as_list("toolchain_families_compatibility"),
+    }
+
+
+def nested_target(row: Target) -> dict[str, Any]:
+    return {
+        "uuid": row.uuid.hex,
+        "target_type": row.target_type,
+        "target_name": row.target_name,
+        "target_subtype": row.target_subtype,
+        "location": row.location,
+        "metadata": row.metadata_,
+        "gpu_architectures": row.gpu_architectures,
+    }
+
+
+def nested_version(row: Version, targets: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "uuid": row.uuid.hex,
+        "version": row.version,
+        "module_version": row.module_version,
+        "release_date": iso_date(row.release_date),
+        "targets": targets,
+        **_version_metadata(row.metadata_ or {}),
+    }
+
+
+def version(
+    base: str,
+    row: Version,
+    *,
+    package_uuid: uuid_module.UUID,
+    package_name: str,
+    catalog_uuid: uuid_module.UUID,
+    catalog_type: str,
+    target_count: int,
+) -> dict[str, Any]:
+    return {
+        "url": link(base, VERSIONS, row.uuid),
+        "uuid": row.uuid.hex,
+        "created": iso_datetime(row.created),
+        "modified": iso_datetime(row.modified),
+        "package": link(base, PACKAGES, package_uuid),
+        "package_uuid": package_uuid.hex,
+        "package_name": package_name,
+        "catalog_uuid": catalog_uuid.hex,
+        "catalog_type": catalog_type,
+        "version": row.version,
+        "module_version": row.module_version,
+        "release_date": iso_date(row.release_date),
+        "dependencies": row.dependencies,
+        "metadata": row.metadata_,
+        "target_count": target_count,
+        **_version_metadata(row.metadata_ or {}),
+    }
+
+
+def target(
+    base: str,
+    row: Target,
+    *,
+    version_uuid: uuid_module.UUID,
+    package_uuid: uuid_module.UUID,
+    package_name: str,
+) -> dict[str, Any]:
+    return {
+        "url": link(base, TARGETS, row.uuid),
+        "created": iso_datetime(row.created),
+        "modified": iso_datetime(row.modified),
+        "version": link(base, VERSIONS, version_uuid),
+        "version_uuid": version_uuid.hex,
+        "package_uuid": package_uuid.hex,
+        "package_name": package_name,
+        **nested_target(row),
+    }
+
+
+def cpu_targets(row: Catalog) -> list[dict[str, str]]:
+    """CPU family / microarchitecture choices of a binary runtime, from its architectures_map.
+
+    The map is EESSI's: either {EESSI_VERSION: {"x86_64/amd/zen2": ...}} (the upstream file's
+    shape) or already this version's {"x86_64/amd/zen2": ...}. Other catalogs have none.
+    Sorted by family, generic first: JSONB does not keep the upstream's key order.
+    """
+    if row.catalog_type != CatalogType.BINARY_RUNTIME:
+        return []
+    arch_map = (row.metadata_ or {}).get("architectures_map")
+    if not isinstance(arch_map, dict):
+        return []
+    per_version = arch_map.get(row.version)
+    if isinstance(per_version, dict | list):
+        arch_map = per_version
+    elif any(isinstance(value, dict) for value in arch_map.values()):
+        return []  # keyed by other stack versions only
+    found: list[dict[str, str]] = []
+    for full_arch in arch_map:
+        if not isinstance(full_arch, str):
+            continue
+        family, _, micro = full_arch.partition("/")
+        found.append(
+            {
+                "cpu_family": family,
+                "cpu_microarchitecture": micro or "generic",
+                "full_arch": full_arch,
+            }
+        )
+    found.sort(
+        key=lambda t: (t["cpu_family"], t["cpu_microarchitecture"] != "generic", t["full_arch"])
+    )
+    return found

@@ -1,0 +1,396 @@
+"""/api/marketplace-software-catalogs/: CRUD, import_catalog, update_catalog, discover,
+cpu_targets. Routes are thin; the work is in the plain functions below them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
+from sqlalchemy import Select, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from adapters.fetcher import check_source_allowed
+from syncd.api import errors, representation
+from syncd.api.deps import ApiContext, Context, DbSession, Reader, Staff
+from syncd.api.filters import icontains, parse_ordering
+from syncd.api.pagination import json_response, paginated, select_fields
+from syncd.api.routing import list_route
+from syncd.api.schemas import (
+    ERROR_RESPONSES,
+    HEAD_OK,
+    LIST_HEADERS,
+    WRITE_RESPONSES,
+    CatalogCreate,
+    CatalogOut,
+    CatalogPatch,
+    CpuTargetOut,
+    Detail,
+    DiscoverOut,
+    ImportAccepted,
+    ImportRequest,
+    Text,
+    UpdateAccepted,
+)
+from syncd.config import Settings
+from syncd.db.tables import Catalog
+from syncd.discovery import discover, latest_version
+from syncd.domain import CatalogType
+from syncd.errors import PermanentError, TransientError
+from syncd.publish import publish_import, publish_update
+
+router = APIRouter(
+    prefix="/api/marketplace-software-catalogs", tags=["marketplace-software-catalogs"]
+)
+
+ORDERING = {
+    "catalog_type": [Catalog.catalog_type],
+    "created": [Catalog.created],
+    "modified": [Catalog.modified],
+    "name": [Catalog.name],
+    "version": [Catalog.version],
+}
+DEFAULT_ORDER = [Catalog.name, Catalog.catalog_type, Catalog.version]
+ORDER_HELP = (
+    "Comma-separated or repeated: " + ", ".join(sorted(ORDERING)) + " (prefix - for descending)"
+)
+
+PageParam = Annotated[int | None, Query(ge=1, description="1-based page number")]
+PageSizeParam = Annotated[int | None, Query(description="Objects per page (default 10, max 300)")]
+OrderParam = Annotated[list[str] | None, Query(description=ORDER_HELP)]
+
+
+# --- plain functions -------------------------------------------------------------------
+
+
+def catalog_query(
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    description: str | None = None,
+    catalog_type: CatalogType | None = None,
+    auto_update_enabled: bool | None = None,
+    o: list[str] | None = None,
+) -> Select:
+    query = select(Catalog)
+    if name:
+        query = query.where(icontains(Catalog.name, name))
+    if version:
+        query = query.where(icontains(Catalog.version, version))
+    if description:
+        query = query.where(icontains(Catalog.description, description))
+    if catalog_type is not None:
+        query = query.where(Catalog.catalog_type == catalog_type.value)
+    if auto_update_enabled is not None:
+        query = query.where(Catalog.auto_update_enabled.is_(auto_update_enabled))
+    ordering = parse_ordering(o, ORDERING) or [column.asc() for column in DEFAULT_ORDER]
+    return query.order_by(*ordering, Catalog.id)
+
+
+def get_catalog(session: Session, text: str) -> Catalog:
+    value = representation.parse_uuid(text)
+    row = (
+        None
+        if value is None
+        else session.execute(select(Catalog).where(Catalog.uuid == value)).scalar_one_or_none()
+    )
+    if row is None:
+        raise errors.not_found()
+    return row
+
+
+def check_source(url: str | None, settings: Settings, field: str = "source_url") -> None:
+    """A source the fetcher would refuse (scheme, private network, file://) is a 400 now
+    rather than a failed import later."""
+    if not url:
+        return
+    try:
+        check_source_allowed(url, settings)
+    except PermanentError as exc:
+        raise errors.field_error(field, exc.message) from None
+
+
+def _find(session: Session, name: str, version: str, catalog_type: str) -> Catalog | None:
+    return session.execute(
+        select(Catalog).where(
+            Catalog.name == name, Catalog.version == version, Catalog.catalog_type == catalog_type
+        )
+    ).scalar_one_or_none()
+
+
+def _ensure_unique(session: Session, row: Catalog) -> None:
+    other = _find(session, row.name, row.version, row.catalog_type)
+    if other is not None and other.id != row.id:
+        raise errors.field_error("non_field_errors", errors.UNIQUE_CATALOG)
+
+
+def _reject_nulls(body: BaseModel) -> None:
+    # PATCH fields are optional, not nullable: DRF refuses an explicit null.
+    for field in body.model_fields_set:
+        if field != "metadata" and getattr(body, field) is None:
+            raise errors.field_error(field, "This field may not be null.")
+
+
+def apply_fields(row: Catalog, body: BaseModel, settings: Settings) -> None:
+    _reject_nulls(body)
+    values = {field: getattr(body, field) for field in body.model_fields_set}
+    check_source(values.get("source_url"), settings)
+    for field, value in values.items():
+        if field == "metadata":
+            row.metadata_ = value if value is not None else {}
+        elif field == "catalog_type":
+            row.catalog_type = CatalogType(value).value
+        else:
+            setattr(row, field, value)
+
+
+def save_catalog(session: Session, row: Catalog) -> None:
+    with session.no_autoflush:  # check before the new values reach the database
+        _ensure_unique(session, row)
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent writer won the race between the check above and the commit.
+        session.rollback()
+        raise errors.field_error("non_field_errors", errors.UNIQUE_CATALOG) from None
+
+
+def create_catalog(session: Session, settings: Settings, body: CatalogCreate) -> Catalog:
+    row = Catalog(
+        name=body.name,
+        version=body.version,
+        catalog_type=body.catalog_type.value,
+        metadata_={},
+    )
+    apply_fields(row, body, settings)
+    session.add(row)
+    save_catalog(session, row)
+    return row
+
+
+def enqueue_update(ctx: ApiContext, session: Session, text: str) -> dict[str, str]:
+    row = get_catalog(session, text)
+    adapter = ctx.adapters.get(row.name)
+    if adapter is None or str(adapter.catalog_type) != row.catalog_type:
+        raise errors.general_error(
+            f"No loader configuration found for {row.name} ({row.catalog_type})."
+        )
+    session.close()  # release the connection before waiting for the broker
+    try:
+        publish_update(ctx.broker, ctx.settings, catalog_uuid=row.uuid.hex)
+    except TransientError as exc:
+        raise errors.unavailable(
+            f"The update could not be queued, try again: {exc.message}"
+        ) from None
+    return {"status": "updating", "catalog_uuid": row.uuid.hex}
+
+
+def enqueue_import(ctx: ApiContext, session: Session, body: ImportRequest) -> dict[str, Any]:
+    adapter = ctx.adapters.get(body.name)
+    if adapter is None:
+        known = ", ".join(sorted(ctx.adapters)) or "none"
+        raise errors.field_error(
+            "name", f'"{body.name}" is not a registered adapter. Registered: {known}.'
+        )
+    source = body.source_url or body.source
+    check_source(source, ctx.settings, "source_url" if body.source_url else "source")
+    catalog_type = str(adapter.catalog_type)
+    version = body.version or latest_version(adapter, ctx.fetcher, cache=ctx.discover_cache)
+    if version and _find(session, adapter.name, version, catalog_type) is not None:
+        raise errors.general_error(
+            f"Catalog {adapter.name} {version} ({catalog_type}) already exists; "
+            "refresh it with update_catalog instead."
+        )
+    session.close()
+    try:
+        publish_import(
+            ctx.broker, ctx.settings, name=adapter.name, version=body.version, source=source
+        )
+    except TransientError as exc:
+        raise errors.unavailable(
+            f"The import could not be queued, try again: {exc.message}"
+        ) from None
+    return {"status": "importing", "name": adapter.name, "version": body.version}
+
+
+# --- routes ----------------------------------------------------------------------------
+
+
+@list_route(router, "/", "marketplace_software_catalogs", CatalogOut)
+def list_catalogs(
+    request: Request,
+    ctx: Context,
+    session: DbSession,
+    _reader: Reader,
+    name: Text | None = None,
+    version: Text | None = None,
+    description: Text | None = None,
+    catalog_type: CatalogType | None = None,
+    auto_update_enabled: bool | None = None,
+    o: OrderParam = None,
+    page: PageParam = None,
+    page_size: PageSizeParam = None,
+) -> Response:
+    query = catalog_query(
+        name=name,
+        version=version,
+        description=description,
+        catalog_type=catalog_type,
+        auto_update_enabled=auto_update_enabled,
+        o=o,
+    )
+    base = ctx.base_url(request)
+    return paginated(
+        request,
+        session,
+        query,
+        base=base,
+        number=page,
+        size=page_size,
+        render=lambda rows: [representation.catalog(base, row) for (row,) in rows],
+    )
+
+
+@router.post(
+    "/",
+    status_code=201,
+    response_model=CatalogOut,
+    responses=WRITE_RESPONSES,
+    operation_id="marketplace_software_catalogs_create",
+)
+def create(
+    request: Request, ctx: Context, session: DbSession, _staff: Staff, body: CatalogCreate
+) -> Response:
+    row = create_catalog(session, ctx.settings, body)
+    return json_response(representation.catalog(ctx.base_url(request), row), status_code=201)
+
+
+@router.get(
+    "/discover/",
+    response_model=list[DiscoverOut],
+    responses={**WRITE_RESPONSES, 200: {"headers": LIST_HEADERS}},
+    operation_id="marketplace_software_catalogs_discover_list",
+    summary="What each registered adapter offers upstream (cached)",
+)
+def discover_catalogs(ctx: Context, _staff: Staff) -> Response:
+    entries = discover(ctx.engine, ctx.adapters, ctx.fetcher, cache=ctx.discover_cache)
+    return json_response(entries, headers={"X-Result-Count": str(len(entries))})
+
+
+@router.head(
+    "/discover/",
+    response_class=Response,
+    responses={**WRITE_RESPONSES, 200: HEAD_OK},
+    operation_id="marketplace_software_catalogs_discover_count",
+)
+def head_discover(ctx: Context, _staff: Staff) -> Response:
+    return Response(status_code=200, headers={"X-Result-Count": str(len(ctx.adapters))})
+
+
+@router.post(
+    "/import_catalog/",
+    status_code=202,
+    response_model=ImportAccepted,
+    responses={**WRITE_RESPONSES, 503: {"model": Detail, "description": "Queue unavailable"}},
+    operation_id="marketplace_software_catalogs_import_catalog",
+    summary="Enqueue the import of a catalog from a registered adapter",
+)
+def import_catalog(
+    ctx: Context, session: DbSession, _staff: Staff, body: ImportRequest
+) -> Response:
+    return json_response(enqueue_import(ctx, session, body), status_code=202)
+
+
+@router.get(
+    "/{uuid}/",
+    response_model=CatalogOut,
+    responses=ERROR_RESPONSES,
+    operation_id="marketplace_software_catalogs_retrieve",
+)
+def retrieve(
+    request: Request, ctx: Context, session: DbSession, _reader: Reader, uuid: str
+) -> Response:
+    row = get_catalog(session, uuid)
+    return json_response(select_fields(request, representation.catalog(ctx.base_url(request), row)))
+
+
+def _update(
+    request: Request, ctx: Context, session: Session, uuid: str, body: BaseModel
+) -> Response:
+    row = get_catalog(session, uuid)
+    apply_fields(row, body, ctx.settings)
+    save_catalog(session, row)
+    return json_response(representation.catalog(ctx.base_url(request), row))
+
+
+@router.put(
+    "/{uuid}/",
+    response_model=CatalogOut,
+    responses=WRITE_RESPONSES,
+    operation_id="marketplace_software_catalogs_update",
+)
+def update(
+    request: Request,
+    ctx: Context,
+    session: DbSession,
+    _staff: Staff,
+    uuid: str,
+    body: CatalogCreate,
+) -> Response:
+    return _update(request, ctx, session, uuid, body)
+
+
+@router.patch(
+    "/{uuid}/",
+    response_model=CatalogOut,
+    responses=WRITE_RESPONSES,
+    operation_id="marketplace_software_catalogs_partial_update",
+)
+def partial_update(
+    request: Request,
+    ctx: Context,
+    session: DbSession,
+    _staff: Staff,
+    uuid: str,
+    body: CatalogPatch | None = None,
+) -> Response:
+    return _update(request, ctx, session, uuid, body or CatalogPatch())
+
+
+@router.delete(
+    "/{uuid}/",
+    status_code=204,
+    responses=WRITE_RESPONSES,
+    operation_id="marketplace_software_catalogs_destroy",
+)
+def destroy(session: DbSession, _staff: Staff, uuid: str) -> Response:
+    row = get_catalog(session, uuid)
+    # ON DELETE CASCADE removes packages, versions, targets and parent links in the database.
+    session.execute(delete(Catalog).where(Catalog.id == row.id))
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{uuid}/update_catalog/",
+    status_code=202,
+    response_model=UpdateAccepted,
+    responses={**WRITE_RESPONSES, 503: {"model": Detail, "description": "Queue unavailable"}},
+    operation_id="marketplace_software_catalogs_update_catalog",
+    summary="Enqueue an update of this catalog (a request body is ignored)",
+)
+def update_catalog(ctx: Context, session: DbSession, _staff: Staff, uuid: str) -> Response:
+    return json_response(enqueue_update(ctx, session, uuid), status_code=202)
+
+
+@router.get(
+    "/{uuid}/cpu_targets/",
+    response_model=list[CpuTargetOut],
+    responses=ERROR_RESPONSES,
+    operation_id="marketplace_software_catalogs_cpu_targets_list",
+    summary="CPU family/microarchitecture choices of a binary runtime ([] for others)",
+)
+def cpu_targets(session: DbSession, _reader: Reader, uuid: str) -> Response:
+    return json_response(representation.cpu_targets(get_catalog(session, uuid)))

@@ -1,0 +1,186 @@
+"""Read-only /api/marketplace-software-{packages,versions,targets}/: list (GET, HEAD) and
+retrieve, with the reference's filters and orderings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import Select
+from sqlalchemy.orm import Session
+
+from syncd.api import errors, representation
+from syncd.api.deps import Context, DbSession, Reader
+from syncd.api.pagination import json_response, paginated, select_fields
+from syncd.api.routing import list_route
+from syncd.api.schemas import (
+    ERROR_RESPONSES,
+    PackageOut,
+    TargetOut,
+    VersionOut,
+)
+from syncd.api.software_queries import (
+    PACKAGE_ORDERING,
+    TARGET_ORDERING,
+    VERSION_ORDERING,
+    PackageFilters,
+    TargetFilters,
+    VersionFilters,
+    package_query,
+    render_package_detail,
+    render_packages,
+    render_targets,
+    render_versions,
+    target_query,
+    version_query,
+)
+from syncd.db.tables import Package, Target, Version
+
+router = APIRouter(prefix="/api")
+
+PageParam = Annotated[int | None, Query(ge=1, description="1-based page number")]
+PageSizeParam = Annotated[int | None, Query(description="Objects per page (default 10, max 300)")]
+
+
+def _order_help(allowed: dict[str, Any]) -> str:
+    return (
+        "Comma-separated or repeated: " + ", ".join(sorted(allowed)) + " (prefix - for descending)"
+    )
+
+
+PackageOrder = Annotated[list[str] | None, Query(description=_order_help(PACKAGE_ORDERING))]
+VersionOrder = Annotated[list[str] | None, Query(description=_order_help(VERSION_ORDERING))]
+TargetOrder = Annotated[list[str] | None, Query(description=_order_help(TARGET_ORDERING))]
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _one(session: Session, query: Select, uuid_column: Any, text: str) -> Any:
+    value = representation.parse_uuid(text)
+    row = None if value is None else session.execute(query.where(uuid_column == value)).first()
+    if row is None:
+        raise errors.not_found()
+    return row
+
+
+# --- packages --------------------------------------------------------------------------
+
+
+@list_route(router, "/marketplace-software-packages/", "marketplace_software_packages", PackageOut)
+def list_packages(
+    request: Request,
+    ctx: Context,
+    session: DbSession,
+    _reader: Reader,
+    filters: Annotated[PackageFilters, Query()],
+    o: PackageOrder = None,
+    page: PageParam = None,
+    page_size: PageSizeParam = None,
+) -> Response:
+    base = ctx.base_url(request)
+    return paginated(
+        request,
+        session,
+        package_query(_dialect(session), filters, o),
+        base=base,
+        number=page,
+        size=page_size,
+        render=lambda rows: render_packages(session, base, rows),
+    )
+
+
+@router.get(
+    "/marketplace-software-packages/{uuid}/",
+    response_model=PackageOut,
+    responses=ERROR_RESPONSES,
+    operation_id="marketplace_software_packages_retrieve",
+    summary="One package with its versions, targets, parents and extensions",
+)
+def retrieve_package(
+    request: Request, ctx: Context, session: DbSession, _reader: Reader, uuid: str
+) -> Response:
+    row = _one(session, package_query(_dialect(session), PackageFilters()), Package.uuid, uuid)
+    item = render_package_detail(session, ctx.base_url(request), row)
+    return json_response(select_fields(request, item))
+
+
+# --- versions --------------------------------------------------------------------------
+
+
+@list_route(router, "/marketplace-software-versions/", "marketplace_software_versions", VersionOut)
+def list_versions(
+    request: Request,
+    ctx: Context,
+    session: DbSession,
+    _reader: Reader,
+    filters: Annotated[VersionFilters, Query()],
+    o: VersionOrder = None,
+    page: PageParam = None,
+    page_size: PageSizeParam = None,
+) -> Response:
+    base = ctx.base_url(request)
+    return paginated(
+        request,
+        session,
+        version_query(_dialect(session), filters, o),
+        base=base,
+        number=page,
+        size=page_size,
+        render=lambda rows: render_versions(session, base, rows),
+    )
+
+
+@router.get(
+    "/marketplace-software-versions/{uuid}/",
+    response_model=VersionOut,
+    responses=ERROR_RESPONSES,
+    operation_id="marketplace_software_versions_retrieve",
+)
+def retrieve_version(
+    request: Request, ctx: Context, session: DbSession, _reader: Reader, uuid: str
+) -> Response:
+    row = _one(session, version_query(_dialect(session), VersionFilters()), Version.uuid, uuid)
+    item = render_versions(session, ctx.base_url(request), [row])[0]
+    return json_response(select_fields(request, item))
+
+
+# --- targets ---------------------------------------------------------------------------
+
+
+@list_route(router, "/marketplace-software-targets/", "marketplace_software_targets", TargetOut)
+def list_targets(
+    request: Request,
+    ctx: Context,
+    session: DbSession,
+    _reader: Reader,
+    filters: Annotated[TargetFilters, Query()],
+    o: TargetOrder = None,
+    page: PageParam = None,
+    page_size: PageSizeParam = None,
+) -> Response:
+    base = ctx.base_url(request)
+    return paginated(
+        request,
+        session,
+        target_query(_dialect(session), filters, o),
+        base=base,
+        number=page,
+        size=page_size,
+        render=lambda rows: render_targets(base, rows),
+    )
+
+
+@router.get(
+    "/marketplace-software-targets/{uuid}/",
+    response_model=TargetOut,
+    responses=ERROR_RESPONSES,
+    operation_id="marketplace_software_targets_retrieve",
+)
+def retrieve_target(
+    request: Request, ctx: Context, session: DbSession, _reader: Reader, uuid: str
+) -> Response:
+    row = _one(session, target_query(_dialect(session), TargetFilters()), Target.uuid, uuid)
+    return json_response(select_fields(request, render_targets(ctx.base_url(request), [row])[0]))

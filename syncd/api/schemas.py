@@ -1,0 +1,258 @@
+"""Request bodies and the response shapes published in the OpenAPI document.
+
+Responses are rendered by `representation` (plain dicts, no per-row validation); these models
+describe them so that generated clients and schemathesis know what to expect. Unknown request
+fields are ignored, as DRF does.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from syncd.domain import CatalogType
+
+_INPUT = ConfigDict(extra="ignore")
+
+NULL_CHARACTERS = "Null characters are not allowed."
+
+
+def _text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded: refuse both
+    # here (DRF's wording) instead of failing in the database with a 500.
+    if "\x00" in value:
+        raise ValueError(NULL_CHARACTERS)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("Invalid unicode characters are not allowed.") from None
+    return value
+
+
+def _json(value: Any) -> Any:
+    """A JSON value PostgreSQL's JSONB can store: no NUL, no lone surrogate, no NaN/Infinity."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            _text(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN and Infinity are not valid JSON numbers.")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text)]
+JsonValue = Annotated[Any, AfterValidator(_json)]
+
+
+class CatalogCreate(BaseModel):
+    model_config = _INPUT
+
+    name: Text = Field(min_length=1, max_length=100, description="Catalog name (e.g. EESSI, Spack)")
+    version: Text = Field(min_length=1, max_length=50, description="Catalog version (e.g. 2023.06)")
+    catalog_type: CatalogType = CatalogType.BINARY_RUNTIME
+    source_url: Text = Field(default="", max_length=2000)
+    description: Text = ""
+    metadata: JsonValue = None
+    auto_update_enabled: bool = True
+    update_errors: Text = ""
+
+
+class CatalogPatch(BaseModel):
+    """PATCH: every field optional, only the ones sent change."""
+
+    model_config = _INPUT
+
+    name: Text | None = Field(default=None, min_length=1, max_length=100)
+    version: Text | None = Field(default=None, min_length=1, max_length=50)
+    catalog_type: CatalogType | None = None
+    source_url: Text | None = Field(default=None, max_length=2000)
+    description: Text | None = None
+    metadata: JsonValue = None
+    auto_update_enabled: bool | None = None
+    update_errors: Text | None = None
+
+
+class ImportRequest(BaseModel):
+    model_config = _INPUT
+
+    name: Text = Field(
+        min_length=1, max_length=100, description="A registered adapter (EESSI, Spack, ...)"
+    )
+    version: Text | None = Field(
+        default=None, max_length=50, description="Upstream version; latest if omitted"
+    )
+    source_url: Text | None = Field(default=None, max_length=2000)
+    source: Text | None = Field(default=None, max_length=2000, description="Alias of source_url")
+
+
+class CatalogOut(BaseModel):
+    url: str
+    uuid: str
+    created: datetime
+    modified: datetime
+    name: str
+    version: str
+    catalog_type: CatalogType
+    catalog_type_display: str
+    source_url: str
+    description: str
+    metadata: Any
+    auto_update_enabled: bool
+    last_update_attempt: datetime | None
+    last_successful_update: datetime | None
+    update_errors: str
+    package_count: int
+    version_count: int
+    target_count: int
+
+
+class NestedPackageOut(BaseModel):
+    uuid: str
+    name: str
+    url: str
+    versions: list[str]
+
+
+class NestedTargetOut(BaseModel):
+    uuid: str
+    target_type: str
+    target_name: str
+    target_subtype: str
+    location: str
+    metadata: Any
+    gpu_architectures: list[str]
+
+
+class _VersionFields(BaseModel):
+    module: dict[str, Any]
+    modulename: str
+    required_modules: list[Any]
+    extensions: list[Any]
+    toolchain: dict[str, Any]
+    toolchain_families_compatibility: list[Any]
+
+
+class NestedVersionOut(_VersionFields):
+    uuid: str
+    version: str
+    module_version: str
+    release_date: date | None
+    targets: list[NestedTargetOut]
+
+
+class PackageOut(BaseModel):
+    url: str
+    uuid: str
+    created: datetime
+    modified: datetime
+    catalog: str
+    catalog_uuid: str
+    name: str
+    description: str
+    homepage: str | None
+    categories: Any
+    licenses: Any
+    maintainers: Any
+    is_extension: bool
+    parent_softwares: list[NestedPackageOut]
+    extensions: list[NestedPackageOut] = Field(
+        description="Extension packages; embedded on retrieve only (lists carry extension_count)"
+    )
+    catalog_name: str
+    catalog_version: str
+    catalog_type: str
+    catalog_type_display: str
+    version_count: int
+    extension_count: int
+    versions: list[NestedVersionOut] = Field(
+        description="Versions and targets; embedded on retrieve only (lists carry version_count)"
+    )
+
+
+class VersionOut(_VersionFields):
+    url: str
+    uuid: str
+    created: datetime
+    modified: datetime
+    package: str
+    package_uuid: str
+    package_name: str
+    catalog_uuid: str
+    catalog_type: str
+    version: str
+    module_version: str
+    release_date: date | None
+    dependencies: Any
+    metadata: Any
+    target_count: int
+
+
+class TargetOut(NestedTargetOut):
+    url: str
+    created: datetime
+    modified: datetime
+    version: str
+    version_uuid: str
+    package_uuid: str
+    package_name: str
+
+
+class CpuTargetOut(BaseModel):
+    cpu_family: str
+    cpu_microarchitecture: str
+    full_arch: str
+
+
+class DiscoverOut(BaseModel):
+    name: str
+    catalog_type: str
+    latest_version: str | None
+    existing: bool
+    existing_version: str | None
+    update_available: bool
+
+
+class ImportAccepted(BaseModel):
+    status: str = "importing"
+    name: str
+    version: str | None
+
+
+class UpdateAccepted(BaseModel):
+    status: str = "updating"
+    catalog_uuid: str
+
+
+class Detail(BaseModel):
+    detail: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid request: {field: [messages]} or [messages]"},
+    401: {"model": Detail, "description": "No valid token"},
+    404: {"model": Detail, "description": "Not found (or a page past the end)"},
+}
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    403: {"model": Detail, "description": "Not staff"},
+}
+LIST_HEADERS = {
+    "X-Result-Count": {
+        "description": "Number of objects matching the filters",
+        "schema": {"type": "integer"},
+    },
+    "Link": {
+        "description": "rel first/prev/next/last pages, where they exist",
+        "schema": {"type": "string"},
+    },
+}
+HEAD_OK = {"description": "Headers only, no body", "headers": LIST_HEADERS}

@@ -1,0 +1,347 @@
+"""The Dramatiq broker of every syncd process, built in one place.
+
+`make_broker(settings)` returns a RabbitmqBroker for SYNCD_BROKER_URL (publisher confirms and
+heartbeats on) or, for the embedded default (no broker URL), an in-process StubBroker that
+`syncd run` shares between its API, scheduler and worker. Building a broker connects to
+nothing: the API starts while RabbitMQ is down and publishing then fails with a clear error.
+
+The middleware list and its order live in `build_middleware` only. Worker resources (engine,
+adapters, fetcher) are a middleware too, as in Polar's server/: they are built when a worker
+boots and closed when it stops, so processes that only publish never open them.
+
+Actors are declared by syncd.worker.declare_actors; publishing needs none (syncd.publish).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+import pika
+import pika.exceptions
+import structlog
+from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer, _RabbitmqMessage
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import q_name, xq_name
+from dramatiq.errors import ConnectionClosed
+from dramatiq.middleware import CurrentMessage, Middleware, Retries, TimeLimit
+
+from syncd.config import Settings, env_name
+from syncd.errors import InvalidMessageError
+from syncd.logging import get_logger
+from syncd.metrics import COMMANDS_FAILED
+from syncd.publish import decode_message
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from adapters.base import Adapter
+
+log = get_logger(__name__)
+
+# RabbitMQ's default consumer_timeout: a delivery left unacked longer than this closes the
+# channel and is redelivered. Dramatiq holds a running message, and a retried message waiting
+# for its eta, unacked; so the time limit and the largest backoff must both stay below it.
+RABBITMQ_CONSUMER_TIMEOUT_MS = 30 * 60 * 1000
+
+# Connection parameters added to SYNCD_BROKER_URL unless the URL sets them itself.
+# heartbeat: a dead peer is noticed within about a minute instead of at the next TCP timeout.
+# blocked_connection_timeout: a publish that RabbitMQ blocks (memory/disk alarm) fails after
+# 30 s instead of hanging an API request forever. socket_timeout: connect timeout.
+URL_DEFAULTS = {"heartbeat": "30", "blocked_connection_timeout": "30", "socket_timeout": "5"}
+
+
+def with_url_defaults(url: str) -> str:
+    """`url` with URL_DEFAULTS added to its query (one URL, or several joined by ';')."""
+    if ";" in url:
+        return ";".join(with_url_defaults(u) for u in url.split(";") if u.strip())
+    parts = urllib.parse.urlsplit(url.strip())
+    query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    for key, value in URL_DEFAULTS.items():
+        query.setdefault(key, value)
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def check_queue_settings(settings: Settings) -> None:
+    """ValueError naming the variable when the retry/time-limit settings cannot work."""
+    limit = RABBITMQ_CONSUMER_TIMEOUT_MS
+    if settings.max_retries < 0:
+        raise ValueError(f"{env_name('max_retries')} must be 0 or more")
+    if not 0 < settings.min_backoff_ms <= settings.max_backoff_ms:
+        raise ValueError(
+            f"{env_name('min_backoff_ms')} must be positive and at most "
+            f"{env_name('max_backoff_ms')}"
+        )
+    for name in ("max_backoff_ms", "time_limit_ms"):
+        if not 0 < getattr(settings, name) < limit:
+            raise ValueError(
+                f"{env_name(name)} must be below RabbitMQ's consumer_timeout ({limit} ms): "
+                "a delivery held unacked longer is taken back and redelivered"
+            )
+
+
+class LogContext(Middleware):
+    """Binds the message's id, actor and retry count to structlog's context for the time the
+    actor runs, so that every event of the service carries them."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        structlog.contextvars.bind_contextvars(
+            message_id=message.message_id,
+            actor=message.actor_name,
+            retries=message.options.get("retries", 0),
+        )
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        structlog.contextvars.unbind_contextvars("message_id", "actor", "retries")
+
+    after_skip_message = after_process_message
+
+
+class WorkerResources(Middleware):
+    """The database engine, adapters and HTTP fetcher that actors use.
+
+    Built before the worker boots (unless provided, e.g. `syncd run` passes its own engine)
+    and closed after it shut down. One set per process: the engine's pool and the fetcher's
+    client are shared by the worker's threads.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: Engine | None = None
+        self.adapters: dict[str, Adapter] | None = None
+        self.fetcher: Any = None
+        self._owned: list[str] = []
+        self.process_booted = False
+
+    def provide(
+        self,
+        *,
+        engine: Engine | None = None,
+        adapters: dict[str, Adapter] | None = None,
+        fetcher: Any = None,
+    ) -> None:
+        if engine is not None:
+            self.engine = engine
+        if adapters is not None:
+            self.adapters = adapters
+        if fetcher is not None:
+            self.fetcher = fetcher
+
+    def open(self) -> None:
+        """Build whatever was not provided (idempotent)."""
+        if self.engine is None:
+            from syncd.db.engine import make_engine
+
+            self.engine = make_engine(self.settings.database_url)
+            self._owned.append("engine")
+        if self.adapters is None:
+            from adapters.base import load_adapters
+
+            self.adapters = load_adapters(self.settings)
+        if self.fetcher is None:
+            from adapters.fetcher import Fetcher
+
+            self.fetcher = Fetcher(self.settings)
+            self._owned.append("fetcher")
+
+    def close(self) -> None:
+        """Close what this middleware built; provided resources belong to their owner."""
+        if "fetcher" in self._owned and self.fetcher is not None:
+            close = getattr(self.fetcher, "close", None)
+            if callable(close):
+                close()
+            self.fetcher = None
+        if "engine" in self._owned and self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
+        self._owned.clear()
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.open()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.close()
+
+
+def build_middleware(settings: Settings) -> list[Middleware]:
+    """Every middleware of a syncd broker, in order.
+
+    Dramatiq calls `before_*` hooks top to bottom and `after_*` hooks bottom to top, so the
+    first entry wraps all the others:
+
+    1. LogContext: binds message_id/actor first and unbinds last, so the log events of every
+       other hook (Retries' "retrying" and "retries exceeded" included) and of the actor carry
+       them.
+    2. CurrentMessage: the actor reads the message's retry count (is this the last attempt?)
+       to say in update_errors whether the failure will be retried.
+    3. Retries: capped exponential backoff between SYNCD_MIN_BACKOFF_MS and
+       SYNCD_MAX_BACKOFF_MS, at most SYNCD_MAX_RETRIES times; the actors raise dramatiq.Retry
+       for transient failures and PermanentFailure (their `throws`) for the others, which
+       Retries dead-letters at once.
+    4. TimeLimit: interrupts an actor after SYNCD_TIME_LIMIT_MS (below RabbitMQ's
+       consumer_timeout, see check_queue_settings). After Retries in this list so that its
+       after-hook disarms the deadline before Retries publishes the retry: the interrupt
+       cannot land inside that publish. (Dramatiq's default list has them the other way.)
+    5. WorkerResources: engine, adapters and fetcher. Opened before the worker threads start
+       and closed by after_worker_shutdown, which Worker.stop emits once its threads and
+       consumers have stopped (or the shutdown timeout has passed, and the process exits).
+
+    Left out on purpose: AgeLimit (commands do not expire), Callbacks and Pipelines (a producer
+    must not chain arbitrary actors), ShutdownNotifications (a stopping worker lets running
+    commands finish within SYNCD_SHUTDOWN_TIMEOUT_SECONDS instead of interrupting them), and
+    Dramatiq's Prometheus middleware (syncd.metrics has the counters operators use).
+    """
+    return [
+        LogContext(),
+        CurrentMessage(),
+        Retries(
+            max_retries=settings.max_retries,
+            min_backoff=settings.min_backoff_ms,
+            max_backoff=settings.max_backoff_ms,
+        ),
+        TimeLimit(time_limit=settings.time_limit_ms),
+        WorkerResources(settings),
+    ]
+
+
+def make_broker(settings: Settings) -> dramatiq.Broker:
+    """The broker for SYNCD_BROKER_URL, or the in-process one when it is empty."""
+    check_queue_settings(settings)
+    middleware = build_middleware(settings)
+    broker: dramatiq.Broker
+    if settings.uses_embedded_queue:
+        broker = StubBroker(middleware=middleware)
+    else:
+        broker = SyncdRabbitmqBroker(
+            url=with_url_defaults(settings.broker_url),
+            confirm_delivery=True,
+            middleware=middleware,
+        )
+    # Declared now so that publishing works before any actor is declared (StubBroker refuses
+    # undeclared queues; RabbitmqBroker declares on the server at the first publish).
+    broker.declare_queue(settings.queue_name)
+    return broker
+
+
+def worker_resources(broker: dramatiq.Broker) -> WorkerResources:
+    for middleware in broker.middleware:
+        if isinstance(middleware, WorkerResources):
+            return middleware
+    raise RuntimeError("this broker was not built by syncd.broker.make_broker")
+
+
+def boot_process(broker: dramatiq.Broker) -> None:
+    """Emit Dramatiq's process_boot once per broker (TimeLimit starts its timer thread then,
+    and a thread cannot be started twice)."""
+    resources = worker_resources(broker)
+    if not resources.process_booted:
+        broker.emit_after("process_boot")
+        resources.process_booted = True
+
+
+class SyncdRabbitmqBroker(RabbitmqBroker):
+    """RabbitmqBroker whose consumers check every delivery against the message contract."""
+
+    @property
+    def consumer_class(self) -> type[_RabbitmqConsumer]:
+        return ValidatingConsumer
+
+
+class ValidatingConsumer(_RabbitmqConsumer):
+    """A RabbitMQ consumer that dead-letters a delivery the worker cannot run.
+
+    Dramatiq 2.x decodes in `_RabbitmqConsumer.__next__` (garbage is nacked with a traceback)
+    and looks the actor up later in ConsumerThread.handle_message (unknown actors are nacked
+    with another traceback); wrong kwargs or a foreign queue_name would only fail inside a
+    worker thread, or crash its bookkeeping. Checking here, before Dramatiq sees the message,
+    gives one log line with the reason for every kind of bad message; the nack (requeue=False)
+    sends it to the queue's dead-letter queue `<queue>.XQ`, and the worker goes on.
+    """
+
+    def __next__(self) -> _RabbitmqMessage | None:
+        try:
+            method, properties, body = next(self.iterator)
+            if method is None:
+                return None
+        except (
+            AssertionError,
+            pika.exceptions.AMQPConnectionError,
+            pika.exceptions.AMQPChannelError,
+        ) as e:
+            # As in Dramatiq: a vanished queue is redeclared when the consumer restarts.
+            if getattr(e, "reply_code", None) == 404:
+                self.broker.queues_pending.add(q_name(self.queue_name))
+            raise ConnectionClosed(e) from None
+
+        try:
+            message = decode_message(body, queue_name=self.queue_name)
+        except InvalidMessageError as exc:
+            self._reject(method, properties, body, exc.message)
+            return None
+
+        self.known_tags.add(method.delivery_tag)
+        return _RabbitmqMessage(method.redelivered, method.delivery_tag, message)
+
+    def _reject(self, method: Any, properties: Any, body: bytes, reason: str) -> None:
+        actor, message_id = _peek(body)
+        log.warning(
+            "message_rejected",
+            reason=reason,
+            queue=self.queue_name,
+            dead_letter_queue=xq_name(self.queue_name),
+            actor=actor,
+            message_id=message_id,
+            body_bytes=len(body),
+            redelivered=bool(method.redelivered),
+        )
+        COMMANDS_FAILED.labels(
+            actor=actor or "unknown", catalog="", error="InvalidMessageError", will_retry="false"
+        ).inc()
+        self._nack(method.delivery_tag)
+
+
+def _peek(body: bytes) -> tuple[str | None, str | None]:
+    """actor_name and message_id of a rejected body, when it has them (for the log line)."""
+    if len(body) > 65536:
+        return None, None
+    try:
+        fields = json.loads(body)
+    except Exception:
+        return None, None
+    if not isinstance(fields, dict):
+        return None, None
+    actor, message_id = fields.get("actor_name"), fields.get("message_id")
+    return (
+        actor if isinstance(actor, str) else None,
+        message_id if isinstance(message_id, str) else None,
+    )
+
+
+def dead_letter_count(settings: Settings, queue_name: str | None = None) -> int | None:
+    """Messages waiting in `<queue>.XQ`, or None when it cannot be asked (no RabbitMQ)."""
+    if settings.uses_embedded_queue:
+        return None
+    queue = xq_name(queue_name or settings.queue_name)
+    params = pika.URLParameters(with_url_defaults(settings.broker_url.split(";")[0]))
+    try:
+        connection = pika.BlockingConnection(params)
+    except pika.exceptions.AMQPError:
+        return None
+    try:
+        channel = connection.channel()
+        result = channel.queue_declare(queue=queue, passive=True)
+        return int(result.method.message_count)
+    except pika.exceptions.AMQPError:
+        return None
+    finally:
+        if connection.is_open:
+            connection.close()

@@ -1,0 +1,40 @@
+"""/metrics for the processes without the HTTP API (worker, scheduler).
+
+`start_metrics_server(settings)` serves the default Prometheus registry on
+SYNCD_METRICS_PORT (0 = off) from a daemon thread. When the worker runs several processes,
+set PROMETHEUS_MULTIPROC_DIR before they start: each process then writes its samples to that
+folder and the server (in the parent) aggregates them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from syncd.config import Settings
+from syncd.logging import get_logger
+
+# Metrics are scraped from other hosts (Prometheus, a Kubernetes pod monitor), so the port
+# listens on every interface; it is off unless SYNCD_METRICS_PORT is set.
+METRICS_BIND_ADDRESS = "0.0.0.0"
+
+log = get_logger(__name__)
+
+
+def _registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def start_metrics_server(settings: Settings, *, addr: str = METRICS_BIND_ADDRESS) -> bool:
+    """Serve /metrics on settings.metrics_port; False (and nothing started) when it is 0."""
+    if settings.metrics_port <= 0:
+        return False
+    start_http_server(settings.metrics_port, addr=addr, registry=_registry())
+    log.info("metrics_server_started", port=settings.metrics_port, addr=addr)
+    return True

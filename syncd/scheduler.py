@@ -1,0 +1,679 @@
+"""The scheduler: auto-update ticks that fire once, however many replicas run.
+
+A tick enqueues `update_catalog` for every catalog whose `auto_update_enabled` is true and
+whose last attempt is older than SYNCD_REFRESH_INTERVAL_SECONDS. Three layers make a tick
+fire once:
+
+1. Tick ids come from the scheduled fire time, not from the clock at run time: every replica
+   runs the same trigger in UTC (an interval trigger is anchored at the Unix epoch), so all
+   of them compute the same id for the same tick.
+2. Leader election (PostgreSQL): a session-level advisory lock held on a dedicated
+   connection. Only its holder ticks. Every replica tries at every tick, so when the leader
+   dies (its session ends, the lock is freed) a standby takes over at the next tick; the
+   leader checks its connection and the lock before each tick and steps down when it lost
+   them.
+3. The tick claim: `run_tick` first inserts the tick id into `scheduler_tick` and commits.
+   A duplicate key means another replica already ran that tick (say, across a leader
+   change), so nothing is enqueued twice. The claim is committed before publishing, so a
+   leader that dies mid-tick leaves the rest of that tick undone rather than done twice;
+   the catalogs it did not reach are still due and go out at the next tick.
+
+On SQLite (the embedded default) there is no election: one scheduler runs in the process of
+`syncd run`; the claim still keeps two processes on one file from ticking twice.
+
+Missed ticks: jobs are added with coalesce=True and a misfire grace of half a tick period,
+and the job store is in memory, so a scheduler that was down or stalled runs at most one
+tick when it comes back, and none if the latest one is older than the grace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Connection, Engine, delete, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.pool import NullPool
+
+from syncd.config import Settings, env_name
+from syncd.db.engine import make_engine
+from syncd.db.tables import Catalog, SchedulerTick
+from syncd.logging import bind_job_context, get_logger
+from syncd.metrics import SCHEDULER_ENQUEUED, SCHEDULER_TICKS
+
+if TYPE_CHECKING:
+    import dramatiq
+
+log = get_logger(__name__)
+
+TICK_JOB_ID = "syncd-auto-update-tick"
+# Interval ticks sit on a grid anchored here, so replicas started at different times agree
+# on the fire times (a daily tick fires at 00:00 UTC).
+GRID_ANCHOR = datetime(1970, 1, 1, tzinfo=UTC)
+# The (int4, int4) advisory lock key of the leader ("sync", "schd"): advisory locks are per
+# database, so one constant key elects one leader per syncd database.
+LEADER_LOCK_KEY = (0x73796E63, 0x73636864)
+# Claimed ticks are kept this long (who ticked when) and then pruned by later ticks.
+TICK_RETENTION = timedelta(days=7)
+# A catalog whose last attempt is at most this much younger than the refresh interval is
+# still due: the worker stamps last_update_attempt a moment after the tick that enqueued it,
+# so with a daily tick and a daily interval the catalog would otherwise be "23:59:59 old" at
+# the next tick and refresh only every other day.
+MAX_DUE_SLACK = timedelta(seconds=60)
+
+REASON_DISABLED = "disabled"
+REASON_RECENT = "recently attempted"
+REASON_PUBLISH_FAILED = "publish failed"
+
+
+@dataclass(frozen=True)
+class CatalogRef:
+    uuid: str
+    name: str
+    version: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+@dataclass
+class TickResult:
+    tick_id: str
+    claimed: bool
+    due: list[CatalogRef] = field(default_factory=list)
+    enqueued: list[CatalogRef] = field(default_factory=list)
+    # (catalog, reason): disabled, recently attempted, publish failed: ...
+    skipped: list[tuple[CatalogRef, str]] = field(default_factory=list)
+    # Follow upstream: catalogs this tick created for new upstream versions.
+    created: list[CatalogRef] = field(default_factory=list)
+    # Follow upstream: adapters not followed this tick, and why.
+    not_followed: dict[str, str] = field(default_factory=dict)
+
+
+# --- schedule arithmetic -------------------------------------------------------------------
+
+
+# Day-of-week names in crontab numbering (0 and 7 are Sunday).
+_CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CRON_DOW_ITEM = re.compile(r"^(?:\*|(\d)(?:-(\d))?)(?:/(\d+))?$")
+
+
+def crontab_day_of_week(field_text: str) -> str:
+    """A crontab day-of-week field in APScheduler 3's terms.
+
+    APScheduler 3 reads numbers as 0 = Monday (agronholm/apscheduler#286, fixed only in 4.x),
+    so `CronTrigger.from_crontab("0 3 * * 1-5")` would tick Tuesday to Saturday. Numeric
+    items become lists of day names; names and `*` pass through unchanged.
+    """
+    items = []
+    for item in field_text.split(","):
+        match = _CRON_DOW_ITEM.match(item)
+        if match is None or item == "*":
+            items.append(item)  # names, or something APScheduler will reject clearly
+            continue
+        first, last, step = match.groups()
+        start = int(first) if first is not None else 0
+        stop = int(last) if last is not None else (start if first is not None and not step else 7)
+        days = range(start, stop + 1, int(step) if step else 1)
+        if not days or stop > 7:
+            raise ValueError(f"bad day of week {item!r}")
+        items.append(",".join(_CRON_WEEKDAYS[day] for day in days))
+    return ",".join(items)
+
+
+def make_trigger(settings: Settings) -> BaseTrigger:
+    """The tick trigger: SYNCD_TICK_CRON (UTC) if set, else every SYNCD_TICK_SECONDS."""
+    if settings.tick_cron:
+        try:
+            fields = settings.tick_cron.split()
+            if len(fields) != 5:
+                raise ValueError(f"expected 5 fields, got {len(fields)}")
+            minute, hour, day, month, day_of_week = fields
+            return CronTrigger(
+                minute=minute,
+                hour=hour,
+                day=day,
+                month=month,
+                day_of_week=crontab_day_of_week(day_of_week),
+                timezone=UTC,
+            )
+        except ValueError as exc:
+            raise ValueError(f"{env_name('tick_cron')}: {exc}") from None
+    if settings.tick_seconds <= 0:
+        raise ValueError(f"{env_name('tick_seconds')} must be positive")
+    return IntervalTrigger(seconds=settings.tick_seconds, start_date=GRID_ANCHOR, timezone=UTC)
+
+
+def tick_period(trigger: BaseTrigger, now: datetime) -> timedelta:
+    """The gap between the next two fire times (a cron schedule's gaps may vary)."""
+    first = trigger.get_next_fire_time(None, now)
+    second = trigger.get_next_fire_time(first, first) if first else None
+    if first is None or second is None:
+        raise ValueError("the tick schedule never fires again")
+    return second - first
+
+
+def misfire_grace_seconds(trigger: BaseTrigger, now: datetime) -> int:
+    """Half a period: a tick late by less still runs; a later one waits for the next tick."""
+    return max(1, int(tick_period(trigger, now).total_seconds() / 2))
+
+
+def previous_fire_time(trigger: BaseTrigger, now: datetime) -> datetime:
+    """The latest fire time at or before `now`: the tick a job started at `now` belongs to."""
+    window = timedelta(seconds=1)
+    while window < timedelta(days=1000):
+        fire = trigger.get_next_fire_time(None, now - window)
+        if fire is not None and fire <= now:
+            while True:
+                following = trigger.get_next_fire_time(fire, fire)
+                if following is None or following > now:
+                    return fire
+                fire = following
+        window *= 4
+    raise ValueError(f"the tick schedule has not fired before {now.isoformat()}")
+
+
+def tick_id_for(fire_time: datetime) -> str:
+    return fire_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- one tick ------------------------------------------------------------------------------
+
+
+def replica_identity() -> str:
+    """Who claimed a tick, for operators: host and process id (fits claimed_by's 200)."""
+    return f"{socket.gethostname()[:180]}:{os.getpid()}"
+
+
+def run_tick(
+    engine: Engine,
+    broker: dramatiq.Broker,
+    settings: Settings,
+    *,
+    now: datetime,
+    tick_id: str,
+    adapters: Mapping[str, Any] | None = None,
+    fetcher: Any = None,
+) -> TickResult:
+    """Claim tick `tick_id` and enqueue update_catalog for every due catalog.
+
+    `now` is the tick's time (its scheduled fire time): a catalog is due when its
+    last_update_attempt is NULL or older than settings.refresh_interval_seconds at `now`.
+    Returns claimed=False and does nothing when the tick was claimed before.
+    """
+    with bind_job_context(tick_id=tick_id):
+        if not _claim(engine, tick_id):
+            SCHEDULER_TICKS.labels(outcome="claimed_elsewhere").inc()
+            log.info("scheduler_tick", tick_id=tick_id, claimed=False)
+            return TickResult(tick_id=tick_id, claimed=False)
+        result = TickResult(tick_id=tick_id, claimed=True)
+        _enqueue_due(engine, broker, settings, now, result)
+        # After the due pass, so that a catalog created here is enqueued once, not twice.
+        if settings.follow_upstream:
+            _follow_upstream(engine, broker, settings, adapters, fetcher, result)
+        _record(engine, tick_id, now, len(result.enqueued) + len(result.created))
+        SCHEDULER_TICKS.labels(outcome="ran").inc()
+        SCHEDULER_ENQUEUED.inc(len(result.enqueued) + len(result.created))
+        log.info(
+            "scheduler_tick",
+            tick_id=tick_id,
+            claimed=True,
+            due=[c.label for c in result.due],
+            enqueued=[c.label for c in result.enqueued],
+            skipped={c.label: reason for c, reason in result.skipped},
+            created=[c.label for c in result.created],
+            not_followed=result.not_followed or None,
+        )
+        return result
+
+
+def _claim(engine: Engine, tick_id: str) -> bool:
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(SchedulerTick).values(
+                    tick_id=tick_id,
+                    claimed_by=replica_identity(),
+                    claimed_at=datetime.now(UTC),
+                    enqueued=0,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def _record(engine: Engine, tick_id: str, now: datetime, enqueued: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(SchedulerTick).where(SchedulerTick.tick_id == tick_id).values(enqueued=enqueued)
+        )
+        conn.execute(delete(SchedulerTick).where(SchedulerTick.claimed_at < now - TICK_RETENTION))
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands timestamps back without a zone; syncd writes them in UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _due_before(settings: Settings, now: datetime) -> datetime:
+    """A last attempt at or before this instant makes a catalog due at `now`."""
+    interval = timedelta(seconds=settings.refresh_interval_seconds)
+    return now - interval + min(MAX_DUE_SLACK, interval / 10)
+
+
+def _enqueue_due(
+    engine: Engine, broker: dramatiq.Broker, settings: Settings, now: datetime, result: TickResult
+) -> None:
+    from syncd.publish import publish_update
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                Catalog.uuid,
+                Catalog.name,
+                Catalog.version,
+                Catalog.auto_update_enabled,
+                Catalog.last_update_attempt,
+            ).order_by(Catalog.name, Catalog.version)
+        ).all()
+    due_before = _due_before(settings, now)
+    for row in rows:
+        ref = CatalogRef(uuid=str(row.uuid), name=row.name, version=row.version)
+        if not row.auto_update_enabled:
+            result.skipped.append((ref, REASON_DISABLED))
+        elif row.last_update_attempt is not None and _as_utc(row.last_update_attempt) > due_before:
+            result.skipped.append((ref, REASON_RECENT))
+        else:
+            result.due.append(ref)
+    for ref in result.due:
+        try:
+            publish_update(broker, settings, catalog_uuid=ref.uuid)
+        except Exception as exc:  # one catalog's failure must not stop the others
+            result.skipped.append((ref, f"{REASON_PUBLISH_FAILED}: {exc}"))
+        else:
+            result.enqueued.append(ref)
+
+
+# --- follow upstream -----------------------------------------------------------------------
+#
+# Choice: the scheduler creates the new catalog row itself (name, version and catalog_type
+# from the adapter, auto_update_enabled and source_url copied from the newest existing
+# catalog of that name; the insert is guarded by the unique constraint) and then publishes
+# update_catalog for it, whose first run fills it. Publishing import_catalog instead would
+# leave the worker to create the row with the default auto_update_enabled, and copying the
+# flag would need a message field the contract does not have. That first update is how the
+# new catalog is imported, so it is enqueued even when the copied flag is false; later ticks
+# leave such a catalog alone like every disabled one. If the publish fails the empty row is
+# deleted again, so the next tick retries the whole step.
+#
+# Discover asks the source of the latest-made catalog of that name (a mirror, say). Only
+# versions that upstream lists *above* a version we already have are new. An adapter
+# with no catalog in the database is not followed (the site never imported it), and neither
+# is one whose upstream list contains none of our versions: an upstream with a single moving
+# version label (Spack) is kept current by update_catalog, not by a new catalog per label.
+
+
+def _follow_upstream(
+    engine: Engine,
+    broker: dramatiq.Broker,
+    settings: Settings,
+    adapters: Mapping[str, Any] | None,
+    fetcher: Any,
+    result: TickResult,
+) -> None:
+    own_fetcher = None
+    try:
+        if adapters is None:
+            from adapters.base import load_adapters
+
+            adapters = load_adapters(settings)
+        if fetcher is None:
+            from adapters.fetcher import Fetcher
+
+            fetcher = own_fetcher = Fetcher(settings)
+        for adapter in adapters.values():
+            reason = _follow_one(engine, broker, settings, adapter, fetcher, result)
+            if reason:
+                result.not_followed[adapter.name] = reason
+    except Exception as exc:  # adapters are plugins: a broken one must not stop the tick
+        result.not_followed["*"] = f"follow upstream failed: {type(exc).__name__}: {exc}"
+    finally:
+        if own_fetcher is not None:
+            own_fetcher.close()
+
+
+def _follow_one(
+    engine: Engine,
+    broker: dramatiq.Broker,
+    settings: Settings,
+    adapter: Any,
+    fetcher: Any,
+    result: TickResult,
+) -> str | None:
+    """Create and enqueue catalogs for new upstream versions; the reason when it did not."""
+    from syncd.publish import publish_update
+
+    catalog_type = str(adapter.catalog_type)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Catalog.version, Catalog.auto_update_enabled, Catalog.source_url)
+            .where(Catalog.name == adapter.name, Catalog.catalog_type == catalog_type)
+            .order_by(Catalog.id)
+        ).all()
+    existing = {row.version: row for row in rows}
+    if not existing:
+        return "no catalog of this name"
+    try:
+        # Ask where our catalogs come from (an air-gapped site's file:// mirror, say), not
+        # necessarily the adapter's default.
+        versions = list(adapter.discover(fetcher, source=rows[-1].source_url or None))
+    except Exception as exc:
+        return f"discover failed: {exc}"
+    listed = [v for v in versions if v in existing]
+    if not listed:
+        return "upstream lists none of our versions"
+    newest = existing[listed[0]]
+    new_versions = versions[: versions.index(listed[0])]
+    for version in reversed(new_versions):  # oldest first: the newest row is created last
+        ref = _create_catalog(engine, adapter.name, version, catalog_type, newest)
+        if ref is None:
+            continue  # created meanwhile by someone else (an import through the API, ...)
+        try:
+            publish_update(broker, settings, catalog_uuid=ref.uuid)
+        except Exception as exc:
+            _delete_unattempted(engine, ref.uuid)
+            result.skipped.append((ref, f"{REASON_PUBLISH_FAILED}: {exc}"))
+        else:
+            result.created.append(ref)
+    return None
+
+
+def _create_catalog(
+    engine: Engine, name: str, version: str, catalog_type: str, newest: Any
+) -> CatalogRef | None:
+    import uuid as uuid_module
+
+    new_uuid = uuid_module.uuid4()
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(Catalog).values(
+                    uuid=new_uuid,
+                    name=name,
+                    version=version,
+                    catalog_type=catalog_type,
+                    auto_update_enabled=newest.auto_update_enabled,
+                    source_url=newest.source_url,
+                )
+            )
+    except IntegrityError:
+        return None
+    return CatalogRef(uuid=str(new_uuid), name=name, version=version)
+
+
+def _delete_unattempted(engine: Engine, catalog_uuid: str) -> None:
+    import uuid as uuid_module
+
+    with engine.begin() as conn:
+        conn.execute(
+            delete(Catalog).where(
+                Catalog.uuid == uuid_module.UUID(catalog_uuid),
+                Catalog.last_update_attempt.is_(None),
+            )
+        )
+
+
+# --- leader election -----------------------------------------------------------------------
+
+
+class AdvisoryLeader:
+    """Leadership = holding a PostgreSQL session-level advisory lock.
+
+    The lock lives as long as the session, so it is held on a connection of its own (a
+    NullPool engine: never handed to other code, never recycled by a pool) that stays open
+    while this process leads. A standby holds no connection between attempts.
+    """
+
+    def __init__(self, database_url: str, *, key: tuple[int, int] = LEADER_LOCK_KEY) -> None:
+        self.key = key
+        self._engine = make_engine(
+            database_url,
+            poolclass=NullPool,
+            connect_args={
+                "connect_timeout": 5,
+                "application_name": "syncd-scheduler-leader",
+                # Notice a dead server or network within about 25 s on our side.
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 3,
+            },
+        )
+        self._conn: Connection | None = None
+        self._guard = threading.Lock()
+        self._standby_logged = False
+
+    @property
+    def is_leader(self) -> bool:
+        return self._conn is not None
+
+    def ensure(self) -> bool:
+        """True if this process holds the lock now: checks a held lock, else tries to get it."""
+        with self._guard:
+            if self._conn is not None:
+                if self._still_held(self._conn):
+                    return True
+                self._drop()
+                log.warning("scheduler_leadership_lost", lock_key=list(self.key))
+            acquired = self._try_acquire()
+            if acquired:
+                log.info("scheduler_leadership_acquired", lock_key=list(self.key))
+            elif not self._standby_logged:
+                # Once per spell as standby, so an operator sees which replica waits.
+                log.info("scheduler_standby", lock_key=list(self.key))
+            self._standby_logged = not acquired
+            return acquired
+
+    def release(self) -> None:
+        with self._guard:
+            if self._conn is not None:
+                # Closing the session below releases the lock anyway.
+                with contextlib.suppress(DBAPIError):
+                    self._conn.execute(
+                        text("SELECT pg_advisory_unlock(:a, :b)"),
+                        {"a": self.key[0], "b": self.key[1]},
+                    )
+                self._drop()
+                log.info("scheduler_leadership_released", lock_key=list(self.key))
+            self._engine.dispose()
+
+    def _try_acquire(self) -> bool:
+        try:
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except DBAPIError as exc:
+            log.warning("scheduler_leader_connect_failed", error=str(exc.orig or exc))
+            return False
+        try:
+            # Our own session settings: the server notices a vanished leader within about
+            # 25 s even without a FIN (host crash, cut network) and frees the lock, and a
+            # server-wide idle_session_timeout does not end the idle lock connection.
+            for setting in ("idle = 10", "interval = 5", "count = 3"):
+                conn.execute(text(f"SET tcp_keepalives_{setting}"))
+            if conn.dialect.server_version_info and conn.dialect.server_version_info >= (14,):
+                conn.execute(text("SET idle_session_timeout = 0"))
+            got = conn.execute(
+                text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": self.key[0], "b": self.key[1]}
+            ).scalar_one()
+        except DBAPIError as exc:
+            log.warning("scheduler_leader_attempt_failed", error=str(exc.orig or exc))
+            conn.close()
+            return False
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def _still_held(self, conn: Connection) -> bool:
+        try:
+            held = conn.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND pid = pg_backend_pid() AND granted AND classid = :a"
+                    " AND objid = :b AND objsubid = 2)"
+                ),
+                {"a": self.key[0], "b": self.key[1]},
+            ).scalar_one()
+        except DBAPIError:
+            return False
+        return bool(held)
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(DBAPIError):
+                self._conn.close()
+            self._conn = None
+
+
+def make_leader(settings: Settings) -> AdvisoryLeader | None:
+    """The election for PostgreSQL; None (always lead) for SQLite, where one process ticks."""
+    return None if settings.is_sqlite else AdvisoryLeader(settings.database_url)
+
+
+# --- the processes -------------------------------------------------------------------------
+
+
+def make_tick_job(
+    engine: Engine,
+    broker: dramatiq.Broker,
+    settings: Settings,
+    trigger: BaseTrigger,
+    leader: AdvisoryLeader | None,
+) -> Callable[[], None]:
+    """The APScheduler job: find the tick's fire time, lead or stand by, run the tick."""
+
+    def tick() -> None:
+        fire_time = previous_fire_time(trigger, datetime.now(UTC))
+        tick_id = tick_id_for(fire_time)
+        if leader is not None and not leader.ensure():
+            SCHEDULER_TICKS.labels(outcome="standby").inc()
+            log.debug("scheduler_standby", tick_id=tick_id)
+            return
+        try:
+            run_tick(engine, broker, settings, now=fire_time, tick_id=tick_id)
+        except Exception:
+            SCHEDULER_TICKS.labels(outcome="failed").inc()
+            log.exception("scheduler_tick_failed", tick_id=tick_id)
+
+    return tick
+
+
+def add_tick_job(
+    scheduler: BaseScheduler,
+    engine: Engine,
+    broker: dramatiq.Broker,
+    settings: Settings,
+    leader: AdvisoryLeader | None,
+) -> None:
+    trigger = make_trigger(settings)
+    grace = misfire_grace_seconds(trigger, datetime.now(UTC))
+    scheduler.add_job(
+        make_tick_job(engine, broker, settings, trigger, leader),
+        trigger,
+        id=TICK_JOB_ID,
+        name="auto-update tick",
+        # A scheduler that was stalled runs the latest missed tick once (if it is not older
+        # than the grace), never a burst of them; a slow tick is never run twice at once.
+        coalesce=True,
+        misfire_grace_time=grace,
+        max_instances=1,
+        replace_existing=True,
+    )
+    log.info(
+        "scheduler_started",
+        trigger=str(trigger),
+        misfire_grace_seconds=grace,
+        refresh_interval_seconds=settings.refresh_interval_seconds,
+        follow_upstream=settings.follow_upstream,
+        election="postgresql advisory lock" if leader is not None else "none (sqlite)",
+    )
+
+
+class InProcessScheduler(BackgroundScheduler):
+    """The scheduler thread of `syncd run`; shutting it down also gives up leadership."""
+
+    def __init__(self, leader: AdvisoryLeader | None, **options: Any) -> None:
+        super().__init__(**options)
+        self.leader = leader
+
+    def shutdown(self, wait: bool = True) -> None:
+        super().shutdown(wait)
+        if self.leader is not None:
+            self.leader.release()
+
+
+def start_in_process(settings: Settings, engine: Engine, broker: dramatiq.Broker) -> BaseScheduler:
+    """Start ticking in a background thread of this process (`syncd run`); the caller stops
+    it with `.shutdown()`. On PostgreSQL it still takes part in the election."""
+    scheduler = InProcessScheduler(make_leader(settings), timezone=UTC, daemon=True)
+    add_tick_job(scheduler, engine, broker, settings, scheduler.leader)
+    scheduler.start()
+    return scheduler
+
+
+def run_scheduler(settings: Settings) -> int:
+    """`syncd scheduler`: tick in the foreground until SIGTERM or SIGINT; 0 on a clean stop."""
+    from syncd.broker import make_broker
+    from syncd.metrics_server import start_metrics_server
+
+    engine = make_engine(settings.database_url)
+    broker = make_broker(settings)
+    leader = make_leader(settings)
+    executor = ThreadPoolExecutor(max_workers=1)
+    scheduler = BlockingScheduler(timezone=UTC, executors={"default": executor})
+    add_tick_job(scheduler, engine, broker, settings, leader)
+    start_metrics_server(settings)
+
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        log.info("scheduler_stopping", signal=signal.Signals(signum).name)
+        # From another thread: the handler may have interrupted the main loop while it held
+        # a (non-reentrant) lock of the executor. The main loop returns once this is done; a
+        # tick in flight is awaited below.
+        threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}).start()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        scheduler.start()  # blocks until stop()
+        executor.shutdown(wait=True)  # a tick in flight finishes its publishes
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if leader is not None:
+            leader.release()
+        broker.close()
+        engine.dispose()
+    log.info("scheduler_stopped")
+    return 0

@@ -1,0 +1,244 @@
+"""import_catalog, update_catalog and discover: validation, the queue, the cache."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from dramatiq import Message
+from dramatiq.brokers.stub import StubBroker
+from fastapi.testclient import TestClient
+
+from tests.integration.api.conftest import CATALOGS, QUEUE, FakeAdapter, Sample
+
+IMPORT = f"{CATALOGS}import_catalog/"
+DISCOVER = f"{CATALOGS}discover/"
+
+
+def queued(broker: StubBroker) -> list[dict[str, Any]]:
+    """(actor, kwargs) of every message on the test queue."""
+    return [
+        {"actor": m.actor_name, **m.kwargs}
+        for m in (Message.decode(body) for body in list(broker.queues[QUEUE].queue))
+    ]
+
+
+def test_import_puts_the_command_on_the_queue(
+    client: TestClient, broker: StubBroker, staff: dict[str, str]
+) -> None:
+    response = client.post(IMPORT, json={"name": "EESSI", "version": "2025.06"}, headers=staff)
+    assert response.status_code == 202, response.text
+    assert response.json() == {"status": "importing", "name": "EESSI", "version": "2025.06"}
+    assert queued(broker) == [{"actor": "import_catalog", "name": "EESSI", "version": "2025.06"}]
+
+
+def test_import_without_version_checks_the_latest(
+    client: TestClient, broker: StubBroker, sample: Sample, staff: dict[str, str]
+) -> None:
+    # EESSI's latest upstream is 2025.06; 2023.06 exists: another stack version is allowed.
+    response = client.post(IMPORT, json={"name": "EESSI"}, headers=staff)
+    assert response.status_code == 202, response.text
+    assert queued(broker) == [{"actor": "import_catalog", "name": "EESSI"}]
+
+
+def test_import_of_an_existing_version_is_a_400(
+    client: TestClient, broker: StubBroker, sample: Sample, staff: dict[str, str]
+) -> None:
+    response = client.post(IMPORT, json={"name": "EESSI", "version": "2023.06"}, headers=staff)
+    assert response.status_code == 400
+    assert "EESSI 2023.06 (binary_runtime) already exists" in response.json()[0]
+    # Spack's latest upstream (2026.07.01) is the one that exists.
+    latest = client.post(IMPORT, json={"name": "Spack"}, headers=staff)
+    assert latest.status_code == 400
+    assert "Spack 2026.07.01 (source_package) already exists" in latest.json()[0]
+    assert queued(broker) == []
+
+
+def test_import_of_an_existing_latest_eessi_is_a_400(
+    client: TestClient,
+    broker: StubBroker,
+    sample: Sample,
+    staff: dict[str, str],
+    adapters: dict[str, FakeAdapter],
+) -> None:
+    adapters["EESSI"].versions = ["2023.06"]
+    response = client.post(IMPORT, json={"name": "EESSI"}, headers=staff)
+    assert response.status_code == 400
+    assert "already exists" in response.json()[0]
+    assert queued(broker) == []
+
+
+def test_import_with_upstream_down_still_enqueues(
+    client: TestClient, broker: StubBroker, staff: dict[str, str], adapters: dict[str, FakeAdapter]
+) -> None:
+    adapters["EESSI"].fail = True
+    assert client.post(IMPORT, json={"name": "EESSI"}, headers=staff).status_code == 202
+    assert len(queued(broker)) == 1
+
+
+def test_import_of_an_unknown_adapter_lists_the_registered(
+    client: TestClient, staff: dict[str, str]
+) -> None:
+    response = client.post(IMPORT, json={"name": "Conda"}, headers=staff)
+    assert response.status_code == 400
+    assert response.json() == {
+        "name": ['"Conda" is not a registered adapter. Registered: EESSI, Spack.']
+    }
+
+
+def test_import_source_is_checked_and_passed_on(
+    client: TestClient, broker: StubBroker, staff: dict[str, str]
+) -> None:
+    refused = client.post(
+        IMPORT, json={"name": "Spack", "source_url": "file:///srv/mirror.json"}, headers=staff
+    )
+    assert refused.status_code == 400 and list(refused.json()) == ["source_url"]
+    alias = client.post(IMPORT, json={"name": "Spack", "source": "gopher://x/"}, headers=staff)
+    assert alias.status_code == 400 and list(alias.json()) == ["source"]
+    ok = client.post(
+        IMPORT,
+        json={"name": "Spack", "version": "2026.08.01", "source_url": "https://1.1.1.1/r.json"},
+        headers=staff,
+    )
+    assert ok.status_code == 202, ok.text
+    assert queued(broker)[0]["source"] == "https://1.1.1.1/r.json"
+
+
+def test_import_needs_staff(client: TestClient, user: dict[str, str]) -> None:
+    assert client.post(IMPORT, json={"name": "EESSI"}).status_code == 401
+    assert client.post(IMPORT, json={"name": "EESSI"}, headers=user).status_code == 403
+
+
+def test_import_without_name_is_a_400(client: TestClient, staff: dict[str, str]) -> None:
+    response = client.post(IMPORT, json={}, headers=staff)
+    assert response.status_code == 400
+    assert response.json() == {"name": ["This field is required."]}
+
+
+def test_queue_failure_is_a_503(
+    client: TestClient,
+    broker: StubBroker,
+    sample: Sample,
+    staff: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise ConnectionError("broker gone")
+
+    monkeypatch.setattr(broker, "enqueue", refuse)
+    response = client.post(IMPORT, json={"name": "EESSI", "version": "2099.01"}, headers=staff)
+    assert response.status_code == 503
+    assert "could not be queued" in response.json()["detail"]
+    update = client.post(f"{CATALOGS}{sample.eessi.hex}/update_catalog/", headers=staff)
+    assert update.status_code == 503
+
+
+def test_update_catalog_enqueues(
+    client: TestClient, broker: StubBroker, sample: Sample, staff: dict[str, str]
+) -> None:
+    response = client.post(
+        f"{CATALOGS}{sample.eessi}/update_catalog/", json={"ignored": True}, headers=staff
+    )
+    assert response.status_code == 202, response.text
+    assert response.json() == {"status": "updating", "catalog_uuid": sample.eessi.hex}
+    [message] = queued(broker)
+    assert message["actor"] == "update_catalog"
+    assert uuid.UUID(message["catalog_uuid"]) == sample.eessi
+
+
+def test_update_catalog_without_an_adapter_is_a_400(
+    client: TestClient, broker: StubBroker, staff: dict[str, str]
+) -> None:
+    for body in (
+        {"name": "Local", "version": "1"},
+        {"name": "EESSI", "version": "1", "catalog_type": "source_package"},
+    ):
+        created = client.post(CATALOGS, json=body, headers=staff).json()
+        response = client.post(f"{CATALOGS}{created['uuid']}/update_catalog/", headers=staff)
+        assert response.status_code == 400
+        assert response.json() == [
+            f"No loader configuration found for {created['name']} ({created['catalog_type']})."
+        ]
+    assert queued(broker) == []
+
+
+def test_update_catalog_unknown_is_404(client: TestClient, staff: dict[str, str]) -> None:
+    response = client.post(f"{CATALOGS}{uuid.uuid4().hex}/update_catalog/", headers=staff)
+    assert response.status_code == 404
+
+
+def test_discover(client: TestClient, sample: Sample, staff: dict[str, str]) -> None:
+    response = client.get(DISCOVER, headers=staff)
+    assert response.status_code == 200
+    assert response.headers["X-Result-Count"] == "2"
+    assert response.json() == [
+        {
+            "name": "EESSI",
+            "catalog_type": "binary_runtime",
+            "latest_version": "2025.06",
+            "existing": True,
+            "existing_version": "2023.06",
+            "update_available": True,
+        },
+        {
+            "name": "Spack",
+            "catalog_type": "source_package",
+            "latest_version": "2026.07.01",
+            "existing": True,
+            "existing_version": "2026.07.01",
+            "update_available": False,
+        },
+    ]
+    head = client.head(DISCOVER, headers=staff)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["X-Result-Count"] == "2"
+
+
+def test_discover_compares_versions_semantically(
+    client: TestClient, staff: dict[str, str], adapters: dict[str, FakeAdapter]
+) -> None:
+    adapters["Spack"].versions = ["10.0"]
+    client.post(
+        CATALOGS,
+        json={"name": "Spack", "version": "9.1", "catalog_type": "source_package"},
+        headers=staff,
+    )
+    client.post(
+        CATALOGS,
+        json={"name": "Spack", "version": "2.0", "catalog_type": "source_package"},
+        headers=staff,
+    )
+    spack = client.get(DISCOVER, headers=staff).json()[1]
+    # "10.0" > "9.1" although it is smaller as a string; the newest existing one is compared.
+    assert spack["existing_version"] == "9.1"
+    assert spack["update_available"] is True
+    eessi = client.get(DISCOVER, headers=staff).json()[0]
+    assert eessi == {
+        **eessi,
+        "existing": False,
+        "existing_version": None,
+        "update_available": False,
+    }
+
+
+def test_discover_unreachable_upstream_is_null_and_others_answer(
+    client: TestClient, staff: dict[str, str], adapters: dict[str, FakeAdapter]
+) -> None:
+    adapters["EESSI"].fail = True
+    eessi, spack = client.get(DISCOVER, headers=staff).json()
+    assert eessi["latest_version"] is None and eessi["update_available"] is False
+    assert spack["latest_version"] == "2026.07.01"
+
+
+def test_discover_is_cached(
+    client: TestClient, staff: dict[str, str], adapters: dict[str, FakeAdapter]
+) -> None:
+    for _ in range(5):
+        assert client.get(DISCOVER, headers=staff).status_code == 200
+    assert adapters["EESSI"].calls == 1 and adapters["Spack"].calls == 1
+
+
+def test_discover_needs_staff(client: TestClient, user: dict[str, str]) -> None:
+    assert client.get(DISCOVER).status_code == 401
+    assert client.get(DISCOVER, headers=user).status_code == 403

@@ -1,0 +1,112 @@
+"""Cross-cutting wire behaviour: body limits, DRF error shapes of the framework's own errors,
+the OpenAPI document and the interactive docs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from syncd.api.limits import MAX_JSON_DEPTH, json_depth
+from tests.integration.api.conftest import CATALOGS, PACKAGES, TARGETS, VERSIONS, Sample
+
+
+def test_body_over_the_limit_is_413(client: TestClient, staff: dict[str, str], app: object) -> None:
+    limit = client.app.state.ctx.settings.max_body_bytes  # type: ignore[attr-defined]
+    big = b'{"name": "x", "version": "1", "description": "' + b"a" * limit + b'"}'
+    response = client.post(
+        CATALOGS, content=big, headers={**staff, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "larger than" in response.json()["detail"]
+
+
+def test_chunked_body_over_the_limit_is_413(client: TestClient, staff: dict[str, str]) -> None:
+    limit = client.app.state.ctx.settings.max_body_bytes  # type: ignore[attr-defined]
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "x", "description": "'
+        for _ in range(limit // 65536 + 2):
+            yield b"a" * 65536
+        yield b'"}'
+
+    response = client.post(
+        CATALOGS, content=chunks(), headers={**staff, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+def test_deeply_nested_json_is_refused(client: TestClient, staff: dict[str, str]) -> None:
+    deep = "[" * 10_000 + "]" * 10_000
+    body = '{"name": "x", "version": "1", "metadata": ' + deep + "}"
+    response = client.post(
+        CATALOGS, content=body, headers={**staff, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "nested deeper" in response.json()["detail"]
+    shallow = {"name": "x", "version": "1", "metadata": {"a": [[[["ok"]]]]}}
+    assert client.post(CATALOGS, json=shallow, headers=staff).status_code == 201
+
+
+def test_json_depth_ignores_brackets_in_strings() -> None:
+    assert json_depth(b'{"a": "' + b"[" * 100 + b'"}') <= 1
+    assert json_depth(b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1)) == 33
+    assert json_depth(b'["\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["]') <= 1
+
+
+def test_unknown_path_and_method(client: TestClient, sample: Sample) -> None:
+    missing = client.get("/api/nothing-here/")
+    assert missing.status_code == 404 and missing.json() == {"detail": "Not found."}
+    wrong = client.post(PACKAGES, json={})
+    assert wrong.status_code == 405
+    assert wrong.json() == {"detail": 'Method "POST" not allowed.'}
+    assert "GET" in wrong.headers["Allow"]
+
+
+@pytest.mark.parametrize("url", [CATALOGS, PACKAGES, VERSIONS, TARGETS])
+def test_head_on_every_list(client: TestClient, sample: Sample, url: str) -> None:
+    response = client.head(url)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert int(response.headers["X-Result-Count"]) > 0
+
+
+def test_openapi_document_and_docs(client: TestClient) -> None:
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    document = schema.json()
+    paths = document["paths"]
+    for path in (CATALOGS, PACKAGES, VERSIONS, TARGETS):
+        assert {"get", "head"} <= set(paths[path])
+    assert set(paths[CATALOGS]) == {"get", "head", "post"}
+    assert set(paths[f"{CATALOGS}{{uuid}}/"]) == {"get", "put", "patch", "delete"}
+    for operations in paths.values():
+        for operation in operations.values():
+            assert "422" not in operation["responses"]
+    operation_ids = {op["operationId"] for ops in paths.values() for op in ops.values()}
+    assert {
+        "marketplace_software_catalogs_list",
+        "marketplace_software_catalogs_import_catalog",
+        "marketplace_software_catalogs_update_catalog",
+        "marketplace_software_catalogs_discover_list",
+        "marketplace_software_catalogs_cpu_targets_list",
+        "marketplace_software_packages_list",
+    } <= operation_ids
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200 and "/api/schema/" in docs.text
+
+
+def test_null_characters_are_a_400_not_a_database_error(
+    client: TestClient, sample: Sample, staff: dict[str, str]
+) -> None:
+    for url in (f"{CATALOGS}?name=a%00b", f"{PACKAGES}?category=a%00b", f"{TARGETS}?path=%00"):
+        response = client.get(url)
+        assert response.status_code == 400, url
+    body = client.post(CATALOGS, json={"name": "a\u0000b", "version": "1"}, headers=staff)
+    assert body.status_code == 400
+    assert body.json() == {"name": ["Null characters are not allowed."]}
+    nested = client.post(
+        CATALOGS, json={"name": "a", "version": "1", "metadata": {"k": ["\u0000"]}}, headers=staff
+    )
+    assert nested.status_code == 400 and list(nested.json()) == ["metadata"]

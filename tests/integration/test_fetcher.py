@@ -1,0 +1,230 @@
+"""The shared fetcher against the fake upstream: retries, limits, redirects, conditionals."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.fetcher import Fetcher, FetchResult
+from syncd.errors import UpstreamError
+from tests.support.fake_upstream import FakeUpstream
+
+PATH = "/data/file.json"
+BODY = b'{"hello": "world", "items": [' + b",".join(b"%d" % i for i in range(2000)) + b"]}"
+
+
+@pytest.fixture
+def up() -> Iterator[FakeUpstream]:
+    with FakeUpstream(files={PATH: BODY}) as server:
+        yield server
+
+
+class Sleeps(list[float]):
+    """A sleep that records instead of waiting, so retry tests take no time."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def make_fetcher(up: FakeUpstream, sleeps: Sleeps | None = None, **overrides: object) -> Fetcher:
+    return Fetcher(up.settings(**overrides), sleep=sleeps if sleeps is not None else Sleeps())
+
+
+def body(result: FetchResult) -> bytes:
+    with result.open() as stream:
+        return stream.read()
+
+
+def test_download_then_conditional_refetch_transfers_no_body(up: FakeUpstream) -> None:
+    fetcher = make_fetcher(up)
+    first = fetcher.fetch(up.url(PATH))
+    assert first.status == 200 and body(first) == BODY
+    assert first.bytes_downloaded == len(BODY) == fetcher.bytes_downloaded
+    assert set(first.validators) == {"etag", "last_modified"}
+
+    second = fetcher.fetch(up.url(PATH), validators={up.url(PATH): first.validators})
+    assert second.not_modified and second.path is None
+    assert second.validators["etag"] == first.validators["etag"]
+    last = up.requests_for(PATH)[-1]
+    assert last.status == 304 and last.body_bytes == 0
+    assert last.headers["if-none-match"] == first.validators["etag"]
+    assert fetcher.bytes_downloaded == len(BODY)
+
+
+def test_last_modified_alone_is_a_validator(up: FakeUpstream) -> None:
+    fetcher = make_fetcher(up)
+    first = fetcher.fetch(up.url(PATH))
+    only_date = {up.url(PATH): {"last_modified": first.validators["last_modified"]}}
+    assert fetcher.fetch(up.url(PATH), validators=only_date).not_modified
+
+
+def test_changed_etag_with_identical_content_downloads_again(up: FakeUpstream) -> None:
+    fetcher = make_fetcher(up)
+    up.fault(PATH, "changed_etag")
+    first = fetcher.fetch(up.url(PATH))
+    second = fetcher.fetch(up.url(PATH), validators={up.url(PATH): first.validators})
+    assert second.status == 200 and body(second) == BODY
+    assert second.validators["etag"] != first.validators["etag"]
+
+
+def test_temporary_file_is_removed_on_close(up: FakeUpstream) -> None:
+    result = make_fetcher(up).fetch(up.url(PATH))
+    assert result.path is not None and result.path.exists()
+    result.close()
+    assert not result.path.exists()
+
+
+def test_gzip_encoded_body_is_decoded_and_counted_on_the_wire(up: FakeUpstream) -> None:
+    big = b'{"x": "' + b"a" * 200_000 + b'"}'
+    up.set_file("/big.json", gzip.compress(big))
+    fetcher = make_fetcher(up)
+    result = fetcher.fetch(up.url("/big.json"))
+    assert body(result) == big
+    assert up.requests_for("/big.json")[0].body_bytes == result.bytes_downloaded < len(big)
+
+
+def test_500_is_retried_then_succeeds(up: FakeUpstream) -> None:
+    sleeps = Sleeps()
+    up.fault(PATH, "500", times=1)
+    result = make_fetcher(up, sleeps, fetch_retries=2).fetch(up.url(PATH))
+    assert body(result) == BODY
+    assert [r.status for r in up.requests_for(PATH)] == [500, 200]
+    assert len(sleeps) == 1
+
+
+def test_persistent_500_is_a_transient_error_after_the_retry_budget(up: FakeUpstream) -> None:
+    up.fault(PATH, "500")
+    with pytest.raises(UpstreamError) as caught:
+        make_fetcher(up, fetch_retries=2).fetch(up.url(PATH))
+    err = caught.value
+    assert err.transient and err.status == 500 and err.url == up.url(PATH)
+    assert "HTTP 500" in err.message and "3 attempts" in err.message
+    assert len(up.requests_for(PATH)) == 3
+
+
+def test_429_honours_retry_after(up: FakeUpstream) -> None:
+    sleeps = Sleeps()
+    up.fault(PATH, "429", times=1, retry_after=7)
+    result = make_fetcher(up, sleeps).fetch(up.url(PATH))
+    assert body(result) == BODY
+    assert sleeps == [7.0]
+
+
+def test_429_with_a_long_retry_after_goes_back_to_the_caller(up: FakeUpstream) -> None:
+    sleeps = Sleeps()
+    up.fault(PATH, "429", retry_after=3600)
+    with pytest.raises(UpstreamError) as caught:
+        make_fetcher(up, sleeps, fetch_retries=3).fetch(up.url(PATH))
+    assert caught.value.transient and caught.value.status == 429
+    assert caught.value.retry_after == 3600
+    assert sleeps == [] and len(up.requests_for(PATH)) == 1
+
+
+def test_404_is_permanent_unless_the_file_is_optional(up: FakeUpstream) -> None:
+    fetcher = make_fetcher(up)
+    with pytest.raises(UpstreamError) as caught:
+        fetcher.fetch(up.url("/missing.json"))
+    assert not caught.value.transient and caught.value.status == 404
+    assert "check the source URL" in caught.value.message
+    absent = fetcher.fetch(up.url("/missing.json"), optional=True)
+    assert absent.absent and absent.validators == {"absent": True}
+
+
+def test_stalled_response_is_a_transient_timeout(up: FakeUpstream) -> None:
+    up.fault(PATH, "stall", delay=3)
+    with pytest.raises(UpstreamError) as caught:
+        make_fetcher(up, fetch_read_timeout=0.2, fetch_retries=0).fetch(up.url(PATH))
+    assert caught.value.transient and "Timed out" in caught.value.message
+
+
+def test_slow_drip_hits_the_read_timeout(up: FakeUpstream) -> None:
+    up.fault(PATH, "slow", drip_bytes=100, delay=2)
+    with pytest.raises(UpstreamError) as caught:
+        make_fetcher(up, fetch_read_timeout=0.2, fetch_retries=0).fetch(up.url(PATH))
+    assert caught.value.transient and "stalled" in caught.value.message
+
+
+def test_slow_drip_within_the_read_timeout_hits_the_deadline(up: FakeUpstream) -> None:
+    up.fault(PATH, "slow", drip_bytes=10, delay=0.05)
+    fetcher = Fetcher(up.settings(fetch_retries=0), sleep=Sleeps(), deadline=0.3)
+    with pytest.raises(UpstreamError) as caught:
+        fetcher.fetch(up.url(PATH))
+    assert caught.value.transient and "took longer than 0.3 s" in caught.value.message
+
+
+def test_truncated_transfer_is_transient(up: FakeUpstream) -> None:
+    up.fault(PATH, "truncated_body")
+    with pytest.raises(UpstreamError) as caught:
+        make_fetcher(up, fetch_retries=0).fetch(up.url(PATH))
+    assert caught.value.transient and "broke before the whole body" in caught.value.message
+
+
+@pytest.mark.parametrize("declare_length", [False, True])
+def test_oversized_body_is_aborted_and_permanent(up: FakeUpstream, declare_length: bool) -> None:
+    up.fault(PATH, "oversized", declare_length=declare_length)
+    fetcher = make_fetcher(up, fetch_max_bytes=1_000_000)
+    with pytest.raises(UpstreamError) as caught:
+        fetcher.fetch(up.url(PATH))
+    assert not caught.value.transient
+    assert "SYNCD_FETCH_MAX_BYTES" in caught.value.message
+    assert fetcher.bytes_downloaded < 1_200_000
+    assert len(up.requests_for(PATH)) == 1  # not retried
+
+
+def test_redirect_to_another_host_is_refused(up: FakeUpstream) -> None:
+    up.fault(PATH, "redirect", redirect_host="localhost")
+    with pytest.raises(UpstreamError) as caught:
+        make_fetcher(up).fetch(up.url(PATH))
+    assert not caught.value.transient
+    assert "SYNCD_ALLOWED_REDIRECT_HOSTS" in caught.value.message
+
+
+def test_redirect_to_an_allowed_host_is_followed(up: FakeUpstream) -> None:
+    up.fault(PATH, "redirect", times=1, redirect_host="localhost")
+    result = make_fetcher(up, allowed_redirect_hosts=["localhost"]).fetch(up.url(PATH))
+    assert body(result) == BODY
+    assert result.final_url.startswith("http://localhost:")
+
+
+def test_redirect_into_a_private_network_is_refused_without_the_setting(
+    up: FakeUpstream,
+) -> None:
+    up.fault(PATH, "redirect", redirect_host="localhost")
+    settings = up.settings(allowed_redirect_hosts=["localhost"], allow_private_sources=False)
+    # The first hop is refused already (127.0.0.1 is private) - the guard runs per URL.
+    with pytest.raises(UpstreamError) as caught:
+        Fetcher(settings).fetch(up.url(PATH))
+    assert not caught.value.transient and "SYNCD_ALLOW_PRIVATE_SOURCES" in caught.value.message
+
+
+def test_connection_refused_is_transient(up: FakeUpstream) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(UpstreamError) as caught:
+        make_fetcher(up, fetch_retries=1).fetch(f"http://127.0.0.1:{port}/x.json")
+    assert caught.value.transient and "Could not connect" in caught.value.message
+
+
+def test_file_sources(tmp_path: Path, up: FakeUpstream) -> None:
+    path = tmp_path / "mirror.json"
+    path.write_bytes(BODY)
+    url = path.as_uri()
+    with pytest.raises(UpstreamError) as caught:
+        make_fetcher(up).fetch(url)
+    assert not caught.value.transient and "SYNCD_ALLOW_FILE_SOURCES" in caught.value.message
+
+    fetcher = make_fetcher(up, allow_file_sources=True)
+    first = fetcher.fetch(url)
+    assert body(first) == BODY and fetcher.bytes_downloaded == len(BODY)
+    first.close()
+    assert path.exists()  # a mirror file is never deleted
+    assert fetcher.fetch(url, validators={url: first.validators}).not_modified
+    with pytest.raises(UpstreamError) as missing:
+        fetcher.fetch((tmp_path / "nope.json").as_uri())
+    assert not missing.value.transient
+    assert fetcher.fetch((tmp_path / "nope.json").as_uri(), optional=True).absent

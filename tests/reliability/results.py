@@ -1,0 +1,94 @@
+"""The suite's results file: what each case tried, what held, and its figures.
+
+Every reliability test records into one JSON file (SYNCD_RELIABILITY_RESULTS, default
+build/reliability-results.json); `python -m tests.reliability.report` renders it into
+docs/reliability.md. Cases are listed here once, in the order the report shows them, so a
+case that did not run shows up as "not run" instead of silently vanishing from the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_RESULTS = REPO_ROOT / "build" / "reliability-results.json"
+
+# case id -> title, in report order.
+CASES: dict[str, str] = {
+    "worker_sigkill": "Worker SIGKILLed mid-import, 5 times",
+    "rabbitmq_restart": "RabbitMQ restarted while 500 commands are published",
+    "postgres_restart": "PostgreSQL restarted during a sync",
+    "upstream_faults": "Upstream faults from the fake upstream",
+    "duplicate_messages": "1,000 duplicate messages for one catalog",
+    "scheduler_failover": "Two schedulers, leader killed",
+    "api_schemathesis": "API fuzzing with schemathesis",
+    "api_auth": "API tokens: wrong, absent, revoked, non-staff",
+    "api_body_limits": "API: oversized bodies and deeply nested JSON",
+    "api_source_url": "source_url schemes and private hosts",
+    "malformed_messages": "Malformed AMQP messages",
+    "api_load": "Load: 50 API clients for 30 s during an import",
+}
+
+
+def results_path() -> Path:
+    return Path(os.environ.get("SYNCD_RELIABILITY_RESULTS", str(DEFAULT_RESULTS)))
+
+
+@dataclass
+class CaseRecord:
+    """What one case tried and what held; filled in by the test while it runs."""
+
+    case: str
+    tried: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def try_(self, text: str) -> None:
+        self.tried.append(text)
+
+    def hold(self, text: str) -> None:
+        self.held.append(text)
+
+    def figure(self, name: str, value: Any) -> None:
+        self.figures[name] = value
+
+    def as_dict(self, outcome: str, detail: str = "") -> dict[str, Any]:
+        return {
+            "title": CASES.get(self.case, self.case),
+            "tried": self.tried,
+            "held": self.held,
+            "figures": self.figures,
+            "outcome": outcome,
+            "detail": detail,
+            "duration_s": round(time.monotonic() - self.started, 1),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+
+def load_results(path: Path | None = None) -> dict[str, Any]:
+    path = path or results_path()
+    if not path.exists():
+        return {"cases": {}}
+    data: dict[str, Any] = json.loads(path.read_text())
+    data.setdefault("cases", {})
+    return data
+
+
+def store(record: CaseRecord, outcome: str, detail: str = "") -> None:
+    """Merge one case into the results file (read-modify-write: tests run one at a time)."""
+    path = results_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = load_results(path)
+    data["cases"][record.case] = record.as_dict(outcome, detail)
+    data["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
+    data["machine"] = {"cpus": os.cpu_count()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
