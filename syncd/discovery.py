@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,8 +115,11 @@ def discover(
 ) -> list[dict[str, Any]]:
     """One entry per registered adapter, sorted by name."""
     names = sorted(adapters)
-    # Upstream first, database after: no connection is held while an upstream is slow.
-    latest = {name: latest_version(adapters[name], fetcher, cache=cache) for name in names}
+    # Upstreams are asked side by side (a slow one delays the answer by its own time only),
+    # and before the database: no connection is held while an upstream is slow.
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        found = pool.map(lambda name: latest_version(adapters[name], fetcher, cache=cache), names)
+        latest = dict(zip(names, found, strict=True))
     with Session(engine) as session:
         return [
             discover_entry(

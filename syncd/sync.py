@@ -195,14 +195,21 @@ def _target_problem(target: TargetRecord) -> str | None:
 
 @dataclass(slots=True)
 class _Staged:
-    """What went into staging, and what was left out (logged)."""
+    """What went into staging, and what was left out (logged: a count and a few examples,
+    so that a broken upstream cannot fill memory with messages)."""
 
     packages: int = 0
     versions: int = 0
     targets: int = 0
     parent_links: int = 0
-    skipped: list[str] = field(default_factory=list)
+    skipped: int = 0
+    skipped_examples: list[str] = field(default_factory=list)
     duplicates: int = 0
+
+    def skip(self, why: str) -> None:
+        self.skipped += 1
+        if len(self.skipped_examples) < 5:
+            self.skipped_examples.append(why)
 
 
 class _Loader:
@@ -255,7 +262,7 @@ def _stage_snapshot(conn: Connection, dialect: str, snapshot: CatalogSnapshot) -
     seen: set[str] = set()
     for package in snapshot.iter_packages():
         if len(package.name) > _PACKAGE_NAME_MAX:
-            staged.skipped.append(
+            staged.skip(
                 f"package {package.name[:80]!r}: name longer than {_PACKAGE_NAME_MAX} characters"
             )
             continue
@@ -276,7 +283,7 @@ def _stage_package(loader: _Loader, staged: _Staged, package: PackageRecord) -> 
     for version in package.versions:
         problem = _version_problem(version)
         if problem:
-            staged.skipped.append(f"package {name!r} version {version.version[:80]!r}: {problem}")
+            staged.skip(f"package {name!r} version {version.version[:80]!r}: {problem}")
             continue
         if version.key in seen_versions:
             staged.duplicates += 1
@@ -289,7 +296,7 @@ def _stage_package(loader: _Loader, staged: _Staged, package: PackageRecord) -> 
         for target in version.targets:
             problem = _target_problem(target)
             if problem:
-                staged.skipped.append(f"package {name!r} {version.version!r} target: {problem}")
+                staged.skip(f"package {name!r} {version.version!r} target: {problem}")
                 continue
             if target.key in seen_targets:
                 staged.duplicates += 1
@@ -299,7 +306,7 @@ def _stage_package(loader: _Loader, staged: _Staged, package: PackageRecord) -> 
             staged.targets += 1
     homepage = package.homepage
     if homepage is not None and len(homepage) > _HOMEPAGE_MAX:
-        staged.skipped.append(f"package {name!r}: homepage too long, left empty")
+        staged.skip(f"package {name!r}: homepage too long, left empty")
         homepage = None
     loader.add("stage_package", _package_row(package, homepage, version_count))
     staged.packages += 1
@@ -647,7 +654,7 @@ def sync_catalog(
     duration = time.perf_counter() - started
     _record_metrics(f"{snapshot.catalog.name}/{snapshot.catalog.version}", stats, duration)
     if staged.skipped:
-        log.warning("records skipped", count=len(staged.skipped), first=staged.skipped[:5])
+        log.warning("records skipped", count=staged.skipped, first=staged.skipped_examples)
     log.info(
         "sync finished",
         **stats.as_dict(),
@@ -655,7 +662,7 @@ def sync_catalog(
         catalog_row_written=catalog_written,
         unknown_parents=unknown_parents,
         duplicates_ignored=staged.duplicates,
-        skipped=len(staged.skipped),
+        skipped=staged.skipped,
         duration_s=round(duration, 3),
         # Reading + staging the stream (includes the adapter's parsing) vs the diff.
         stage_s=round(staged_at - started, 3),

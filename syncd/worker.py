@@ -227,7 +227,7 @@ def _run_single(settings: Settings, threads: int) -> int:
     except Exception as exc:
         log.error("worker_start_failed", error_class=type(exc).__name__, error=str(exc))
         print(f"syncd: the worker cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return 2  # adapters or fetcher cannot be built: configuration, not bad luck
     try:
         while not stop.wait(DEAD_LETTER_POLL_SECONDS):
             if export_metrics:
@@ -271,9 +271,13 @@ def _supervise(settings: Settings, processes: int, threads: int) -> int:
         while not stop.wait(1.0):
             for index, child in enumerate(children):
                 code = child.poll()
-                if code is not None:
-                    log.warning("worker_child_exited", pid=child.pid, exit_code=code)
-                    children[index] = spawn()
+                if code is None:
+                    continue
+                log.warning("worker_child_exited", pid=child.pid, exit_code=code)
+                if code == 2:  # a configuration error: every restart would fail the same way
+                    _stop_children(children, settings.shutdown_timeout_seconds + 10)
+                    return 2
+                children[index] = spawn()
         return _stop_children(children, settings.shutdown_timeout_seconds + 10)
     finally:
         if metrics_dir is not None:

@@ -72,6 +72,7 @@ def create_app(
         from adapters.base import load_adapters
 
         adapters = dict(load_adapters(settings))
+    owns_fetcher = fetcher is None
     if fetcher is None:
         from adapters.fetcher import Fetcher
 
@@ -80,6 +81,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        # Close only what this app built; passed-in resources belong to the caller.
+        if owns_fetcher:
+            fetcher.close()
         if owns_engine:
             engine.dispose()
 

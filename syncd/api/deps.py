@@ -4,11 +4,12 @@ the caller's identity (DRF TokenAuthentication semantics).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,51 +36,69 @@ class ApiContext:
         return str(request.base_url).rstrip("/")
 
 
-def get_context(request: Request) -> ApiContext:
+async def get_context(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    session = get_context(request).session_factory()
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session for this request. Async on purpose: every sync dependency costs a hop through
+    the thread pool, and opening a session does no I/O (it connects on first use)."""
+    session = request.app.state.ctx.session_factory()
     try:
         yield session
     finally:
-        session.close()
+        if session.in_transaction():
+            # The handler left a transaction open: ending it is a round trip, off the loop.
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 Context = Annotated[ApiContext, Depends(get_context)]
 DbSession = Annotated[Session, Depends(get_session)]
 
 
-def _identify(request: Request, session: Session) -> TokenIdentity | None:
-    """The token's identity; None for an anonymous caller. A header that names a token which
-    does not authenticate is a 401 on every method, reads included (DRF does the same)."""
-    header = request.headers.get("authorization", "")
-    parts = header.split()
+def _token_key(request: Request) -> str | None:
+    """The key of an `Authorization: Token <key>` header; None for an anonymous caller (no
+    header, or another scheme, as DRF's TokenAuthentication). A malformed header is a 401."""
+    parts = request.headers.get("authorization", "").split()
     if not parts or parts[0].lower() != "token":
-        return None  # another scheme (or none): anonymous, as DRF's TokenAuthentication
+        return None
     if len(parts) == 1:
         raise errors.not_authenticated("Invalid token header. No credentials provided.")
     if len(parts) > 2:
         raise errors.not_authenticated(
             "Invalid token header. Token string should not contain spaces."
         )
-    identity = authenticate(session, parts[1])
+    return parts[1]
+
+
+def _authenticate(ctx: ApiContext, key: str) -> TokenIdentity:
+    with ctx.session_factory() as session:
+        identity = authenticate(session, key)
     if identity is None:
+        # A token that does not authenticate is a 401 on every method, reads included.
         raise errors.not_authenticated(errors.INVALID_TOKEN)
     return identity
 
 
-def require_reader(request: Request, session: DbSession) -> TokenIdentity | None:
-    identity = _identify(request, session)
-    if identity is None and not get_context(request).settings.anonymous_read:
+async def _identify(request: Request) -> TokenIdentity | None:
+    key = _token_key(request)
+    if key is None:
+        return None  # anonymous callers cost no database query and no thread hop
+    return await run_in_threadpool(_authenticate, request.app.state.ctx, key)
+
+
+async def require_reader(request: Request) -> TokenIdentity | None:
+    identity = await _identify(request)
+    if identity is None and not request.app.state.ctx.settings.anonymous_read:
         raise errors.not_authenticated()
     return identity
 
 
-def require_staff(request: Request, session: DbSession) -> TokenIdentity:
-    identity = _identify(request, session)
+async def require_staff(request: Request) -> TokenIdentity:
+    identity = await _identify(request)
     if identity is None:
         raise errors.not_authenticated()
     if not identity.is_staff:

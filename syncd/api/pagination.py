@@ -113,7 +113,9 @@ def paginated(
     page = make_page(number, size, count_rows(session, query))
     headers = list_headers(request, base, page)
     if request.method == "HEAD":
+        session.close()
         return Response(status_code=200, headers=headers)
     rows = list(session.execute(query.limit(page.size).offset(page.offset)).all())
     items = [select_fields(request, item) for item in render(rows)]
+    session.close()  # end the read transaction here, in the worker thread
     return json_response(items, headers=headers)

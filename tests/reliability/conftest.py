@@ -46,7 +46,10 @@ def reliability(request: pytest.FixtureRequest) -> Iterator[Callable[[str], Case
 
     yield make
     report = getattr(request.node, "rep_call", None)
-    if report is None:
+    setup = getattr(request.node, "rep_setup", None)
+    if report is None and setup is not None and setup.skipped:
+        outcome, detail = "skipped", str(setup.longrepr)[-600:]
+    elif report is None:
         outcome, detail = "error", "the test did not get past its setup"
     elif report.passed:
         outcome, detail = "passed", ""

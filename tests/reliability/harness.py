@@ -18,14 +18,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pika
+import pytest
 
 from tests.reliability.private_services import free_port
 from tests.reliability.results import REPO_ROOT
+from tests.support.services import unique_name
 
 
 def syncd_env(
@@ -55,6 +58,32 @@ def syncd_env(
         env["SYNCD_" + name.upper()] = text
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+# Marks of a test that runs syncd processes against the real PostgreSQL and RabbitMQ.
+PROCESS_TEST = (pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.slow)
+
+
+def command_env(
+    database_url: str, broker_url: str, prefix: str, **settings: Any
+) -> tuple[str, dict[str, str]]:
+    """(queue, env) for processes that run commands: a queue of the test's own; file:// and
+    127.0.0.1 sources allowed (the suite's upstreams live there); quick retries."""
+    queue = unique_name(prefix)
+    values: dict[str, Any] = {
+        "allow_file_sources": True,
+        "allow_private_sources": True,
+        "min_backoff_ms": 200,
+        "max_backoff_ms": 2000,
+        **settings,
+    }
+    env = syncd_env(database_url=database_url, broker_url=broker_url, queue_name=queue, **values)
+    return queue, env
+
+
+def event_time(event: Mapping[str, Any]) -> datetime:
+    """When a JSON log event happened (its ISO timestamp, UTC)."""
+    return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00"))
 
 
 @dataclass

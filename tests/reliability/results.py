@@ -48,6 +48,7 @@ class CaseRecord:
     tried: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
+    key: str = ""  # the figures that matter most, in one line, for the summary table
     started: float = field(default_factory=time.monotonic)
 
     def try_(self, text: str) -> None:
@@ -59,12 +60,16 @@ class CaseRecord:
     def figure(self, name: str, value: Any) -> None:
         self.figures[name] = value
 
+    def summarize(self, text: str) -> None:
+        self.key = text
+
     def as_dict(self, outcome: str, detail: str = "") -> dict[str, Any]:
         return {
             "title": CASES.get(self.case, self.case),
             "tried": self.tried,
             "held": self.held,
             "figures": self.figures,
+            "key": self.key,
             "outcome": outcome,
             "detail": detail,
             "duration_s": round(time.monotonic() - self.started, 1),

@@ -141,7 +141,7 @@ def test_tokens_wrong_absent_revoked_non_staff(
                 checked += 1
             for label, value in bad_headers.items():
                 r = http.request(
-                    method, path, json=body, headers={"Authorization": value.encode("utf-8")}
+                    method, path, json=body, headers=[(b"Authorization", value.encode("utf-8"))]
                 )
                 assert r.status_code == 401, (method, path, label, r.status_code, r.text)
                 checked += 1
@@ -153,7 +153,7 @@ def test_tokens_wrong_absent_revoked_non_staff(
             checked += 1
         for path in reads:
             for label, value in bad_headers.items():
-                r = http.get(path, headers={"Authorization": value.encode("utf-8")})
+                r = http.get(path, headers=[(b"Authorization", value.encode("utf-8"))])
                 assert r.status_code == 401, (path, label, r.status_code, r.text)
                 checked += 1
             ok = http.get(path, headers={"Authorization": f"Token {api.tokens.reader}"})
@@ -167,6 +167,7 @@ def test_tokens_wrong_absent_revoked_non_staff(
     )
     record.hold("every bad or revoked credential got 401, every non-staff write 403")
     record.figure("requests checked", checked)
+    record.summarize(f"{checked} requests: bad, absent, revoked credentials 401; non-staff 403")
     _assert_alive(api)
 
 
@@ -289,6 +290,9 @@ def test_oversized_and_deeply_nested_bodies_are_refused(
         "no 500, the API kept serving"
     )
     record.figure("statuses", outcomes)
+    record.summarize(
+        f"{len(outcomes)} bad bodies: oversized 413, deep or malformed JSON 400; no 5xx"
+    )
 
 
 # --- source_url -------------------------------------------------------------------------
@@ -395,3 +399,7 @@ def test_source_url_schemes_and_private_hosts(
     record.figure("URLs refused by default", len(refused))
     record.figure("URLs accepted when allowed", len(allowed))
     record.figure("schemes refused always", len(still_refused))
+    record.summarize(
+        f"{len(refused)} file://, private-network or non-http(s) URLs refused; "
+        f"{len(allowed)} accepted once the operator allows them"
+    )

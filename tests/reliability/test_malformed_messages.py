@@ -19,16 +19,14 @@ import pytest
 
 from tests.reliability.catalogs import catalog_row
 from tests.reliability.harness import (
-    SyncdProcess,
-    worker_process,
+    command_env,
     queue_state,
     running,
-    syncd_env,
     wait_consumers,
     wait_until,
+    worker_process,
 )
 from tests.reliability.results import CaseRecord
-from tests.support.services import unique_name
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.timeout(240)]
 
@@ -102,15 +100,7 @@ def test_malformed_messages_are_dead_lettered_and_worker_survives(
     reliability: Callable[[str], CaseRecord],
 ) -> None:
     record = reliability("malformed_messages")
-    queue = unique_name("rel_bad")
-    env = syncd_env(
-        database_url=pg_url,
-        broker_url=amqp_url,
-        queue_name=queue,
-        allow_file_sources=True,
-        min_backoff_ms=100,
-        max_backoff_ms=1000,
-    )
+    queue, env = command_env(pg_url, amqp_url, "rel_bad")
     worker = worker_process(env, logs / "worker.log", threads=2)
     cases = _malformed(queue)
     with running(worker):
@@ -196,4 +186,8 @@ def test_malformed_messages_are_dead_lettered_and_worker_survives(
     record.figure("doomed commands", len(doomed))
     record.figure("dead-lettered", dead)
     record.figure("worker restarts", 0)
+    record.summarize(
+        f"{len(cases)} malformed + {len(doomed)} doomed messages, {dead} dead-lettered with "
+        "a reason; the worker never died"
+    )
     record.figure("largest body", "8 MB")

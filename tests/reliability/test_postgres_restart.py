@@ -21,24 +21,19 @@ from syncd.db.engine import make_engine
 from tests.reliability.catalogs import catalog_row, fingerprint
 from tests.reliability.conftest import Reference
 from tests.reliability.harness import (
+    PROCESS_TEST,
     ApiPoller,
     ApiServer,
+    command_env,
     queue_state,
-    syncd_env,
     wait_until,
     worker_process,
 )
 from tests.reliability.private_services import PrivatePostgres
 from tests.reliability.readers import ABSENT, catalog_probe, partial_states
 from tests.reliability.results import CaseRecord
-from tests.support.services import unique_name
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.rabbitmq,
-    pytest.mark.slow,
-    pytest.mark.timeout(300),
-]
+pytestmark = [*PROCESS_TEST, pytest.mark.timeout(300)]
 
 DOWN_SECONDS = 3.0
 
@@ -52,15 +47,8 @@ def test_postgres_restarted_during_sync(
     reliability: Callable[[str], CaseRecord],
 ) -> None:
     record = reliability("postgres_restart")
-    queue = unique_name("rel_pg")
-    env = syncd_env(
-        database_url=private_pg_url,
-        broker_url=amqp_url,
-        queue_name=queue,
-        allow_file_sources=True,
-        min_backoff_ms=1000,
-        max_backoff_ms=4000,
-        max_retries=10,
+    queue, env = command_env(
+        private_pg_url, amqp_url, "rel_pg", min_backoff_ms=1000, max_backoff_ms=4000, max_retries=10
     )
     api = ApiServer(env, logs / "api.log").start()
     poller = ApiPoller(api.base_url, catalog_probe("Spack"), interval=0.05)
@@ -120,6 +108,11 @@ def test_postgres_restarted_during_sync(
     record.figure("reader polls / errors", f"{poller.polls} / {poller.errors}")
     record.figure("partial states seen", len(partial))
     record.figure("equals clean import", final == reference)
+    record.summarize(
+        f"{len(failed)} attempts failed (transient), then the retry succeeded; equals a clean "
+        f"import: {'yes' if final == reference else 'NO'}; reader: {poller.polls} polls, "
+        f"{len(partial)} partial states"
+    )
 
     assert in_flight, "the import had finished before the restart; nothing was tested"
     assert failed, "no attempt failed: the restart did not hit the sync"

@@ -25,9 +25,10 @@ from syncd.db.engine import make_engine, make_session_factory, session_scope
 from syncd.db.tables import Catalog
 from syncd.tokens import create_token
 from tests.reliability.harness import (
+    PROCESS_TEST,
     ApiServer,
+    command_env,
     queue_state,
-    syncd_env,
     wait_consumers,
     wait_until,
     worker_process,
@@ -36,14 +37,8 @@ from tests.reliability.plugin import ADAPTER_NAME
 from tests.reliability.private_services import PrivateRabbitMQ
 from tests.reliability.readers import CATALOGS
 from tests.reliability.results import CaseRecord
-from tests.support.services import unique_name
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.rabbitmq,
-    pytest.mark.slow,
-    pytest.mark.timeout(360),
-]
+pytestmark = [*PROCESS_TEST, pytest.mark.timeout(360)]
 
 COMMANDS = 500
 CLIENTS = 8
@@ -58,15 +53,8 @@ def test_rabbitmq_restarted_while_publishing(
     reliability: Callable[[str], CaseRecord],
 ) -> None:
     record = reliability("rabbitmq_restart")
-    queue = unique_name("rel_mq")
     amqp = private_mq.url()
-    env = syncd_env(
-        database_url=pg_url,
-        broker_url=amqp,
-        queue_name=queue,
-        min_backoff_ms=200,
-        max_backoff_ms=2000,
-    )
+    queue, env = command_env(pg_url, amqp, "rel_mq")
     engine = make_engine(pg_url)
     with session_scope(make_session_factory(engine)) as session:
         _, key = create_token(session, name="rel-mq", is_staff=True)
@@ -175,6 +163,10 @@ def test_rabbitmq_restarted_while_publishing(
     record.figure("all executed after (s)", round(drained_seconds, 1))
     record.figure("commands run (with redeliveries)", received)
     record.figure("worker consumer restarts", reconnects)
+    record.summarize(
+        f"{COMMANDS} commands, {len(set(versions) - made)} lost; {statuses.get('503', 0)} "
+        "requests refused (503) during the restart and retried; worker and API reconnected"
+    )
 
     assert accepted == set(versions)
     assert set(versions) <= made, f"lost: {sorted(set(versions) - made)[:10]}"

@@ -245,6 +245,11 @@ def test_upstream_faults(
         f"{transient} / {permanent} / {len(FAULTS) - transient - permanent}",
     )
     record.figure("per fault", rows)
+    record.summarize(
+        f"{len(FAULTS)} faults, {len(FAULTS) - len(problems)} handled as promised: {transient} "
+        f"transient (retry), {permanent} permanent (no retry), "
+        f"{len(FAULTS) - transient - permanent} no error; previous data kept"
+    )
     if problems:
         record.figure("problems", problems)
     assert not problems, "\n".join(f"{k}: {'; '.join(v)}" for k, v in problems.items())

@@ -23,25 +23,19 @@ from syncd.db.engine import make_engine
 from tests.reliability.catalogs import catalog_row, fingerprint
 from tests.reliability.conftest import Reference
 from tests.reliability.harness import (
+    PROCESS_TEST,
     ApiPoller,
     ApiServer,
     SyncdProcess,
-    worker_process,
+    command_env,
     queue_state,
-    syncd_env,
     wait_until,
-    wait_consumers,
+    worker_process,
 )
 from tests.reliability.readers import ABSENT, catalog_probe, partial_states
 from tests.reliability.results import CaseRecord
-from tests.support.services import unique_name
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.rabbitmq,
-    pytest.mark.slow,
-    pytest.mark.timeout(420),
-]
+pytestmark = [*PROCESS_TEST, pytest.mark.timeout(420)]
 
 KILLS = 5
 
@@ -70,15 +64,7 @@ def test_worker_sigkilled_mid_import(
     reliability: Callable[[str], CaseRecord],
 ) -> None:
     record = reliability("worker_sigkill")
-    queue = unique_name("rel_kill")
-    env = syncd_env(
-        database_url=pg_url,
-        broker_url=amqp_url,
-        queue_name=queue,
-        allow_file_sources=True,
-        min_backoff_ms=200,
-        max_backoff_ms=2000,
-    )
+    queue, env = command_env(pg_url, amqp_url, "rel_kill")
     rng = random.Random()
     api = ApiServer(env, logs / "api.log").start()
     poller = ApiPoller(api.base_url, catalog_probe("Spack"), interval=0.05)
@@ -156,6 +142,11 @@ def test_worker_sigkilled_mid_import(
     record.figure("final catalog", final.summary())
     record.figure("equals clean import", final == reference)
     record.figure("partial states seen", len(partial))
+    record.summarize(
+        f"{len(kills)} kills mid-import; final catalog equals a clean import: "
+        f"{'yes' if final == reference else 'NO'}; reader: {poller.polls} polls, "
+        f"{len(partial)} partial states"
+    )
 
     assert final == reference, f"after kills: {final.summary()}; clean: {reference.summary()}"
     assert row["update_errors"] == "" and row["last_successful_update"] is not None, row

@@ -238,3 +238,21 @@ def test_several_processes_share_the_queue(
         assert wait_until(lambda: done(pg_engine, name="Spack"), WAIT)
         assert supervisor.stop(signal.SIGTERM) == 0
         assert supervisor.log().count('"worker_stopped"') == 2
+
+
+def test_a_broken_plugin_stops_the_worker_from_starting(
+    mq_settings: Settings, tmp_path: Path
+) -> None:
+    """Better no worker than one that dead-letters every command as "no adapter"."""
+    dist = tmp_path / "plugin" / "broken_plugin-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[syncd.adapters]\nBroken = no_such_module:Adapter\n")
+    worker = WorkerProcess(
+        mq_settings,
+        tmp_path / "worker.log",
+        extra_env={"PYTHONPATH": os.pathsep.join([str(dist.parent), str(REPO)])},
+    )
+    assert worker.proc.wait(timeout=60) == 2
+    worker.stop()
+    assert "the worker cannot start: ModuleNotFoundError" in worker.log()
