@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from syncd.api.app import create_app
 from syncd.api.limits import MAX_JSON_DEPTH, json_depth
+from syncd.config import Settings
 from tests.integration.api.conftest import CATALOGS, PACKAGES, TARGETS, VERSIONS, Sample
 
 
@@ -110,3 +112,12 @@ def test_null_characters_are_a_400_not_a_database_error(
         CATALOGS, json={"name": "a", "version": "1", "metadata": {"k": ["\u0000"]}}, headers=staff
     )
     assert nested.status_code == 400 and list(nested.json()) == ["metadata"]
+
+
+def test_create_app_builds_what_it_is_not_given(sqlite_url: str) -> None:
+    app = create_app(Settings(database_url=sqlite_url))
+    ctx = app.state.ctx  # type: ignore[attr-defined]
+    assert {"EESSI", "Spack"} <= set(ctx.adapters)
+    with TestClient(app) as client:
+        assert client.get(CATALOGS).status_code == 200
+        assert client.get("/health").status_code == 200
