@@ -273,11 +273,9 @@ def _attempt(
                 log.info("upstream_not_modified", seconds=fetch_seconds)
                 metrics.UPSTREAM_NOT_MODIFIED.labels(adapter=adapter.name).inc()
             else:
-                log.info(
-                    "fetch_finished",
-                    seconds=fetch_seconds,
-                    bytes=_bytes_downloaded(fetcher) - bytes_before,
-                )
+                fetched = _bytes_downloaded(fetcher) - bytes_before
+                log.info("fetch_finished", seconds=fetch_seconds, bytes=fetched)
+                metrics.UPSTREAM_BYTES.labels(adapter=adapter.name).inc(fetched)
                 stage = "sync"
                 stats = _sync(engine, target, snapshot)
             stage = "finish"
@@ -318,10 +316,9 @@ def _sync(engine: Engine, target: _Target, snapshot: CatalogSnapshot) -> SyncSta
 
 
 def _bytes_downloaded(fetcher: Any) -> int:
-    """The fetcher's running byte count. The fetcher is shared by the worker's threads, so
-    the difference around one fetch includes what other threads downloaded meanwhile: a
-    figure for the log, not an exact measure."""
-    value = getattr(fetcher, "bytes_downloaded", 0)
+    """This thread's running byte count: the fetcher is shared by the worker's threads, so
+    only the per-thread counter gives an exact figure for one command."""
+    value = getattr(fetcher, "thread_bytes_downloaded", 0)
     return value if isinstance(value, int) else 0
 
 

@@ -8,23 +8,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from syncd.api.deps import ApiContext
 from syncd.api.errors import install_error_handlers
 from syncd.api.limits import BodyLimitMiddleware
+from syncd.api.operations import router as operations_router
 from syncd.api.routes_catalogs import router as catalogs_router
 from syncd.api.routes_software import router as software_router
 from syncd.config import Settings
 from syncd.db.engine import make_engine, make_session_factory
 from syncd.discovery import DiscoverCache
-
-operations_router: APIRouter | None
-try:  # the lead removes this guard once syncd/api/operations.py is in
-    from syncd.api.operations import router as operations_router
-except ImportError:  # pragma: no cover
-    operations_router = None
 
 DESCRIPTION = (
     "Wire-compatible with Waldur's /api/marketplace-software-catalogs/ family. Lists are bare "
@@ -110,8 +105,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(catalogs_router)
     app.include_router(software_router)
-    if operations_router is not None:
-        app.include_router(operations_router)
+    app.include_router(operations_router)
     _strip_validation_errors(app)
     return app
 
