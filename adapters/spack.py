@@ -207,6 +207,7 @@ class SpackAdapter:
                 "data_source": url,
                 "format": "repology.json",
             },
+            rolling=True,
         )
         return CatalogSnapshot(
             catalog=catalog,

@@ -94,6 +94,9 @@ class CatalogInfo:
     description: str = ""
     source_url: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    # True when upstream keeps only its latest data under a moving label (Spack): a refresh
+    # then moves the catalog row's version to the label of what it now holds.
+    rolling: bool = False
 
 
 @dataclass(slots=True)

@@ -309,7 +309,7 @@ def _attempt(
 
 def _sync(engine: Engine, target: _Target, snapshot: CatalogSnapshot) -> SyncStats:
     # Imported here: the sync engine is heavy and only the worker needs it. It logs
-    # "sync finished" and records SYNC_DURATION / ROWS_WRITTEN itself.
+    # "sync_finished" and records SYNC_DURATION / ROWS_WRITTEN itself.
     from syncd.sync import sync_catalog
 
     return sync_catalog(engine, target.id, snapshot)

@@ -437,6 +437,14 @@ WHERE p.catalog_id = :c AND p.name = stage_target.package_name
   AND v.catalog_id = :c AND v.package_id = p.id AND v.version = stage_target.version
   AND v.module_version = stage_target.module_version
 """
+# SQLite's planner drives the join above from package x version (seconds per thousand
+# targets); one lookup per staged row through the unique indexes is what it does well.
+_RESOLVE_TARGETS_SQLITE = """
+UPDATE stage_target SET version_id = (SELECT v.id FROM package AS p
+    JOIN version AS v ON v.package_id = p.id
+    WHERE p.catalog_id = :c AND p.name = stage_target.package_name
+      AND v.version = stage_target.version AND v.module_version = stage_target.module_version)
+"""
 _UPDATE_TARGETS = """
 UPDATE target SET location = s.location, metadata = s.metadata{jsonb},
     gpu_architectures = s.gpu_architectures{jsonb}, content_hash = s.content_hash,
@@ -460,6 +468,11 @@ _RESOLVE_PARENTS = """
 UPDATE stage_parent SET package_id = c.id, parent_id = p.id FROM package AS c, package AS p
 WHERE c.catalog_id = :c AND c.name = stage_parent.name
   AND p.catalog_id = :c AND p.name = stage_parent.parent_name
+"""
+_RESOLVE_PARENTS_SQLITE = """
+UPDATE stage_parent SET
+    package_id = (SELECT id FROM package WHERE catalog_id = :c AND name = stage_parent.name),
+    parent_id = (SELECT id FROM package WHERE catalog_id = :c AND name = stage_parent.parent_name)
 """
 _COUNT_RESOLVED_PARENTS = "SELECT count(*) FROM stage_parent WHERE parent_id IS NOT NULL"
 _INSERT_PARENTS = """
@@ -495,7 +508,7 @@ class _Differ:
         self.conn = conn
         self.dialect = dialect
         self.params = {"c": catalog_id, "now": now}
-        pg = dialect == "postgresql"
+        self.pg = pg = dialect == "postgresql"
         self.fmt = {"uuid": _PG_UUID if pg else _SQLITE_UUID, "jsonb": "::jsonb" if pg else ""}
 
     def run(self, sql: str) -> int:
@@ -530,11 +543,11 @@ class _Differ:
         if existing:
             stats.versions.updated = self.run(_UPDATE_VERSIONS)
         stats.versions.created = self.run(_INSERT_VERSIONS)
-        self.run(_RESOLVE_TARGETS)
+        self.run(_RESOLVE_TARGETS if self.pg else _RESOLVE_TARGETS_SQLITE)
         if existing:
             stats.targets.updated = self.run(_UPDATE_TARGETS)
         stats.targets.created = self.run(_INSERT_TARGETS)
-        self.run(_RESOLVE_PARENTS)
+        self.run(_RESOLVE_PARENTS if self.pg else _RESOLVE_PARENTS_SQLITE)
         resolved = int(self.conn.exec_driver_sql(_COUNT_RESOLVED_PARENTS).scalar_one())
         stats.parent_links.created = self.run(_INSERT_PARENTS)
         if existing:
@@ -571,6 +584,9 @@ def _read_catalog(conn: Connection, catalog_id: int) -> dict[str, Any]:
     c = _catalog.c
     row = conn.execute(
         select(
+            c.name,
+            c.version,
+            c.catalog_type,
             c.description,
             c.source_url,
             c.metadata,
@@ -607,6 +623,11 @@ def _update_catalog(
         "upstream_validators": snapshot.validators,
         "content_hash": _catalog_hash(info.description, source_url, info.metadata),
     }
+    if info.rolling and info.version and info.version != current["version"]:
+        # A rolling upstream (Spack keeps only its latest data) moved on: the catalog row
+        # follows it rather than keep a label that no longer describes its contents.
+        _check_label_free(conn, catalog_id, current, info.version)
+        wanted["version"] = info.version
     changed = {key: value for key, value in wanted.items() if current.get(key) != value}
     if not changed:
         return False
@@ -614,6 +635,26 @@ def _update_catalog(
         update(_catalog).where(_catalog.c.id == catalog_id).values(modified=now, **changed)
     )
     return True
+
+
+def _check_label_free(
+    conn: Connection, catalog_id: int, current: dict[str, Any], version: str
+) -> None:
+    c = _catalog.c
+    other = conn.execute(
+        select(c.uuid).where(
+            c.name == current["name"],
+            c.version == version,
+            c.catalog_type == current["catalog_type"],
+            c.id != catalog_id,
+        )
+    ).scalar_one_or_none()
+    if other is not None:
+        raise PermanentError(
+            f"Upstream now offers {current['name']} {version} instead of {current['version']}, "
+            f"and catalog {other.hex} already holds {version}: update that catalog, or "
+            f"delete one of the two."
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -632,7 +673,7 @@ def sync_catalog(
     """
     log = structlog.get_logger().bind(
         catalog_id=catalog_id,
-        catalog=snapshot.catalog.name,
+        catalog_name=snapshot.catalog.name,
         catalog_version=snapshot.catalog.version,
     )
     started = time.perf_counter()
@@ -654,9 +695,9 @@ def sync_catalog(
     duration = time.perf_counter() - started
     _record_metrics(f"{snapshot.catalog.name}/{snapshot.catalog.version}", stats, duration)
     if staged.skipped:
-        log.warning("records skipped", count=staged.skipped, first=staged.skipped_examples)
+        log.warning("records_skipped", count=staged.skipped, first=staged.skipped_examples)
     log.info(
-        "sync finished",
+        "sync_finished",
         **stats.as_dict(),
         rows_written=stats.rows_written,
         catalog_row_written=catalog_written,

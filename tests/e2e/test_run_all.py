@@ -46,7 +46,7 @@ JOB_EVENTS = {
     "fetch_started",
     "fetch_finished",
     "upstream_not_modified",
-    "sync finished",
+    "sync_finished",
     "command_succeeded",
     "command_failed",
 }

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, insert, select
 
 from syncd.db.tables import Catalog, Package, PackageParent, Target, Version
 from syncd.domain import SyncStats
-from syncd.errors import UnknownCatalogError
+from syncd.errors import PermanentError, UnknownCatalogError
 from syncd.sync import sync_catalog
 from tests.support.records import (
     catalog_info,
@@ -282,9 +282,9 @@ def test_unknown_catalog(engine: Engine) -> None:
 def test_two_catalogs_are_independent(engine: Engine) -> None:
     a = make_catalog(engine, version="a")
     b = make_catalog(engine, version="b")
-    sync_catalog(engine, a, small_snapshot())
-    sync_catalog(engine, b, small_snapshot())
-    stats = sync_catalog(engine, a, snapshot(small_packages()[:1]))
+    sync_catalog(engine, a, small_snapshot(info=catalog_info(version="a")))
+    sync_catalog(engine, b, small_snapshot(info=catalog_info(version="b")))
+    stats = sync_catalog(engine, a, snapshot(small_packages()[:1], info=catalog_info(version="a")))
     assert stats.packages.deleted == 2
     assert len(package_rows(engine, b)) == 3
     assert catalog_row(engine, b).package_count == 3
@@ -300,3 +300,29 @@ def test_synthetic_round_trip(engine: Engine) -> None:
     assert edited.versions.updated > 0
     assert edited.versions.created == edited.versions.deleted == 0
     assert edited.rows_written == edited.versions.updated
+
+
+def test_a_rolling_upstream_relabels_the_catalog(engine: Engine) -> None:
+    """Spack keeps only its latest data: a refresh that brings a newer label moves the row's
+    version with it, so the label always describes the contents."""
+    catalog_id = make_catalog(engine, version="2026.07.01")
+    sync_catalog(
+        engine, catalog_id, small_snapshot(info=catalog_info(rolling=True, version="2026.07.01"))
+    )
+    sync_catalog(
+        engine, catalog_id, small_snapshot(info=catalog_info(rolling=True, version="2026.11.27"))
+    )
+    assert catalog_row(engine, catalog_id).version == "2026.11.27"
+
+
+def test_relabel_onto_an_existing_catalog_is_refused(engine: Engine) -> None:
+    old = make_catalog(engine, version="2026.07.01")
+    make_catalog(engine, version="2026.11.27")
+    sync_catalog(engine, old, small_snapshot(info=catalog_info(rolling=True, version="2026.07.01")))
+    before = rows_by_key(engine, old)
+    with pytest.raises(PermanentError, match=r"already holds 2026\.11\.27"):
+        sync_catalog(
+            engine, old, small_snapshot(info=catalog_info(rolling=True, version="2026.11.27"))
+        )
+    assert catalog_row(engine, old).version == "2026.07.01"
+    assert rows_by_key(engine, old) == before

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -245,6 +246,8 @@ def wait_until(
     while time.monotonic() < deadline:
         try:
             value = predicate()
+        except AssertionError:
+            raise  # the predicate found a failure (a process died): no point waiting
         except Exception as exc:  # the thing polled may be restarting
             last_exc = exc
             value = None
@@ -371,6 +374,7 @@ class ApiPoller(threading.Thread):
         self.observations: list[Observation] = []
         self.polls = 0
         self.errors = 0
+        self.error_kinds: Counter[str] = Counter()
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -378,8 +382,12 @@ class ApiPoller(threading.Thread):
             while not self._stop_event.is_set():
                 try:
                     state = self.probe(client)
-                except Exception:
+                except httpx.HTTPStatusError as exc:
                     self.errors += 1
+                    self.error_kinds[f"HTTP {exc.response.status_code}"] += 1
+                except Exception as exc:
+                    self.errors += 1
+                    self.error_kinds[type(exc).__name__] += 1
                 else:
                     self.polls += 1
                     if not self.observations or self.observations[-1].state != state:

@@ -22,15 +22,19 @@ DEFAULT_RESULTS = REPO_ROOT / "build" / "reliability-results.json"
 # case id -> title, in report order.
 CASES: dict[str, str] = {
     "worker_sigkill": "Worker SIGKILLed mid-import, 5 times",
+    "worker_sigkill_update": "Worker SIGKILLed mid-update, 5 times",
     "rabbitmq_restart": "RabbitMQ restarted while 500 commands are published",
     "postgres_restart": "PostgreSQL restarted during a sync",
+    "api_database_down": "API while its database is down",
     "upstream_faults": "Upstream faults from the fake upstream",
     "duplicate_messages": "1,000 duplicate messages for one catalog",
     "scheduler_failover": "Two schedulers, leader killed",
     "api_schemathesis": "API fuzzing with schemathesis",
+    "api_edge_inputs": "API: hand-picked edge-case inputs",
     "api_auth": "API tokens: wrong, absent, revoked, non-staff",
     "api_body_limits": "API: oversized bodies and deeply nested JSON",
     "api_source_url": "source_url schemes and private hosts",
+    "fetch_refuses_private": "Worker's fetcher refuses private sources",
     "malformed_messages": "Malformed AMQP messages",
     "api_load": "Load: 50 API clients for 30 s during an import",
 }

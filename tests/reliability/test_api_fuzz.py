@@ -8,6 +8,7 @@ whatever budget is left is shared by the operations not fuzzed yet.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -148,3 +149,92 @@ def test_schemathesis_finds_no_server_error(
         f"only {total} requests in {seconds:.0f} s"
     )
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
+
+
+# Inputs a generator rarely makes but people (and attackers) send: NUL bytes (PostgreSQL
+# refuses them in text), huge or negative numbers, repeated parameters, odd dates, lone
+# surrogates, numbers beyond float range, very long paths.
+EDGE_QUERIES = [
+    "{C}?name=a%00b",
+    "{P}?query=%00",
+    "{V}?version=%00",
+    "{T}?target_name=%00",
+    "{P}?catalog_uuid=%00",
+    "{C}?page=100000000000000000000",
+    "{C}?page=9223372036854775807",
+    "{C}?page=-1",
+    "{C}?page_size=-1",
+    "{C}?page_size=99999999999999999999",
+    "{C}?o=" + ",".join(["name"] * 5000),
+    "{C}?" + "&".join(["field=name"] * 5000),
+    "{C}?o=" + "-" * 1000,
+    "{V}?release_date_after=99999-01-01",
+    "{V}?release_date_after=0000-00-00",
+    "{C}%00/",
+    "{C}" + "a" * 10_000 + "/",
+    "{P}?name=" + "%F0%9F%92%A9" * 2000,
+    "{P}?name=%ED%A0%80",
+]
+EDGE_BODIES: list[dict[str, Any]] = [
+    {"name": "a\x00b", "version": "1"},
+    {"name": "x", "version": "2", "description": "a\x00b"},
+    {"name": "x", "version": "3", "metadata": {"a\x00": 1}},
+    {"name": "x", "version": "4", "metadata": {"a": "\x00"}},
+    {"name": "x", "version": "5", "source_url": "http://a\x00b/"},
+    {"name": "x", "version": "6", "update_errors": "\ud800"},
+    {"name": "x", "version": "7", "auto_update_enabled": "maybe"},
+    {"name": "x" * 101, "version": "8"},
+    {"name": "x", "version": "9", "catalog_type": "nope"},
+]
+RAW_BODIES = [
+    b'{"name": "x", "version": "10", "metadata": 1' + b"0" * 400 + b"}",
+    b'{"name": "x", "version": "11", "metadata": 1e400}',
+    b'{"name": "x", "version": "12", "metadata": NaN}',
+    b'{"name": "x", "name": "y", "version": "13"}',
+]
+
+
+def test_edge_inputs_get_no_server_error(
+    fuzz_target: tuple[Any, str], reliability: Callable[[str], CaseRecord]
+) -> None:
+    from fastapi.testclient import TestClient
+
+    record = reliability("api_edge_inputs")
+    app, key = fuzz_target
+    base = "/api/marketplace-software-"
+    names = {
+        "C": f"{base}catalogs/",
+        "P": f"{base}packages/",
+        "V": f"{base}versions/",
+        "T": f"{base}targets/",
+    }
+    statuses: Counter[int] = Counter()
+    server_errors: list[str] = []
+    with TestClient(app, raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Token {key}"
+        requests: list[tuple[str, str, bytes | None]] = [
+            ("GET", q.format(**names), None) for q in EDGE_QUERIES
+        ]
+        requests += [
+            ("POST", path, json.dumps({"catalog_type": "source_package", **b}).encode())
+            for b in EDGE_BODIES
+            for path in (names["C"], f"{names['C']}import_catalog/")
+        ]
+        requests += [("POST", names["C"], raw) for raw in RAW_BODIES]
+        for method, path, body in requests:
+            r = client.request(
+                method, path, content=body, headers={"Content-Type": "application/json"}
+            )
+            statuses[r.status_code] += 1
+            if r.status_code >= 500:
+                server_errors.append(f"{method} {path[:80]} {body!r:.80}: {r.status_code}")
+    record.try_(
+        f"{len(requests)} hand-picked requests: NUL bytes, huge/negative numbers, 5,000 "
+        "repeated parameters, impossible dates, lone surrogates, numbers beyond float range, "
+        "duplicate JSON keys, 10 kB paths"
+    )
+    record.figure("requests", len(requests))
+    record.figure("statuses", dict(sorted(statuses.items())))
+    record.summarize(f"{len(requests)} edge-case requests, {len(server_errors)} x 5xx")
+    assert not server_errors, server_errors
+    record.hold("every one answered 2xx or 4xx")

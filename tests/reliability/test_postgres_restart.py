@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from syncd.config import load_settings
@@ -26,11 +27,12 @@ from tests.reliability.harness import (
     ApiServer,
     command_env,
     queue_state,
+    syncd_env,
     wait_until,
     worker_process,
 )
 from tests.reliability.private_services import PrivatePostgres
-from tests.reliability.readers import ABSENT, catalog_probe, partial_states
+from tests.reliability.readers import ABSENT, CATALOGS, PACKAGES, catalog_probe, partial_states
 from tests.reliability.results import CaseRecord
 
 pytestmark = [*PROCESS_TEST, pytest.mark.timeout(300)]
@@ -106,6 +108,7 @@ def test_postgres_restarted_during_sync(
     record.figure("first failure", str(failed[0].get("error", ""))[:200] if failed else "none")
     record.figure("attempt that succeeded (retries)", succeeded[0].get("retries"))
     record.figure("reader polls / errors", f"{poller.polls} / {poller.errors}")
+    record.figure("reader errors while the database was down", dict(poller.error_kinds))
     record.figure("partial states seen", len(partial))
     record.figure("equals clean import", final == reference)
     record.summarize(
@@ -128,3 +131,45 @@ def test_postgres_restarted_during_sync(
         "succeeded and equals a clean import; the worker and the API recovered by themselves; "
         "the reader never saw a half-written catalog"
     )
+
+
+def test_api_answers_503_while_the_database_is_down(
+    private_pg: PrivatePostgres,
+    private_pg_url: str,
+    logs: Path,
+    reliability: Callable[[str], CaseRecord],
+) -> None:
+    """A database outage is temporary: the API says so (503, DRF-shaped body), as it does
+    when the queue is down, instead of a bare 500 with a traceback per request; and it
+    serves again by itself once the database is back."""
+    record = reliability("api_database_down")
+    env = syncd_env(database_url=private_pg_url)
+    api = ApiServer(env, logs / "api.log").start()
+    paths = [CATALOGS, PACKAGES, f"{CATALOGS}{'0' * 32}/"]
+    answers: dict[str, str] = {}
+    try:
+        private_pg.stop("fast")
+        try:
+            for path in paths:
+                r = httpx.get(api.base_url + path, timeout=30)
+                answers[path] = f"{r.status_code} {r.headers.get('content-type', '')}"
+                body_ok = r.headers.get("content-type", "").startswith("application/json")
+                answers[path] += "" if body_ok else f" {r.text[:40]!r}"
+        finally:
+            private_pg.start()
+        recovered = wait_until(
+            lambda: httpx.get(api.base_url + CATALOGS, timeout=10).status_code == 200,
+            timeout=30,
+            what="the API to serve again",
+        )
+    finally:
+        api.stop()
+    record.try_(f"GET {', '.join(paths)} while the API's PostgreSQL was stopped; then started")
+    record.figure("answers while down", answers)
+    record.figure("served again after the restart", bool(recovered))
+    record.summarize(
+        "while down: " + "; ".join(f"{p} -> {a.split()[0]}" for p, a in answers.items())
+    )
+    wrong = {p: a for p, a in answers.items() if not a.startswith("503 application/json")}
+    assert not wrong, f"while the database was down the API answered (want 503 + JSON): {wrong}"
+    record.hold("503 with a JSON detail while the database was down; 200 again after")

@@ -232,7 +232,7 @@ def test_upstream_faults(
     permanent = sum(1 for f in FAULTS if f.transient is False)
     record.try_("; ".join(f.label for f in FAULTS))
     held = (
-        f"expected: {transient} transient faults -> update_errors ending '(will retry)', retry; "
+        f"{transient} transient faults -> update_errors ending '(will retry)', a retry; "
         f"{permanent} permanent ones -> a clear update_errors and no retry; the previous "
         "catalog kept row for row every time; the 1 GiB bodies were cut at the "
         f"{SIZE_CAP // 2**20} MiB cap while streaming; a changed ETag over identical content "
@@ -255,16 +255,38 @@ def test_upstream_faults(
     assert not problems, "\n".join(f"{k}: {'; '.join(v)}" for k, v in problems.items())
 
 
-def test_fetcher_refuses_private_hosts_unless_allowed(upstream: FakeUpstream) -> None:
-    """The worker itself, not only the API, refuses to fetch from the internal network."""
+def test_fetcher_refuses_private_hosts_unless_allowed(
+    upstream: FakeUpstream, reliability: Callable[[str], CaseRecord]
+) -> None:
+    """The worker itself, not only the API, refuses to fetch from the internal network: a
+    source_url stored before the operator turned the setting off, or sent straight over
+    AMQP, must not turn the worker into a proxy."""
+    record = reliability("fetch_refuses_private")
     strict = upstream.settings(allow_private_sources=False)
+    urls = [
+        upstream.spack_url,
+        f"http://localhost:{upstream.port}{upstream.SPACK}",
+        f"http://[::1]:{upstream.port}{upstream.SPACK}",
+        f"http://2130706433:{upstream.port}{upstream.SPACK}",
+        "http://169.254.169.254/latest/meta-data/",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:25/",
+    ]
+    refused = []
     with Fetcher(strict) as fetcher:
-        for url in (upstream.spack_url, f"http://localhost:{upstream.port}/spack/repology.json"):
+        for url in urls:
             with pytest.raises(UpstreamError) as caught:
                 fetcher.fetch(url)
-            assert not caught.value.transient
-            assert "SYNCD_ALLOW_PRIVATE_SOURCES" in caught.value.message
-        with pytest.raises(UpstreamError) as caught:
-            fetcher.fetch("file:///etc/passwd")
-        assert not caught.value.transient
+            assert not caught.value.transient, url
+            refused.append(url)
     assert upstream.requests_for(upstream.SPACK) == [], "a refused URL was still requested"
+    # The operator's setting lets the same worker use an internal mirror.
+    with Fetcher(upstream.settings(allow_private_sources=True)) as fetcher:
+        assert fetcher.fetch(upstream.spack_url).status == 200
+    record.try_("fetch with private sources not allowed: " + ", ".join(urls))
+    record.figure("refused, permanent error, no request made", len(refused))
+    record.summarize(
+        f"{len(refused)} loopback, link-local, encoded-IP, file:// and gopher:// sources "
+        "refused by the worker's fetcher before any request; allowed by the operator setting"
+    )
+    record.hold("refused without a request; the same URL fetched once the operator allows it")

@@ -1,26 +1,35 @@
-"""A worker SIGKILLed in the middle of an import, five times, at random points.
+"""A worker SIGKILLed in the middle of a command, five times, at random points.
 
-The import is the full Spack catalog (8,913 packages, 44k versions) from a file:// mirror.
+The data is the full Spack catalog (8,913 packages, 44k versions) from a file:// mirror.
 Each kill lands at a random moment inside one fifth of the time a clean import takes, so the
 five kills spread over fetching, parsing and writing. The message stays unacked while the
 worker runs it, so RabbitMQ hands it to the next worker; the sixth worker finishes it. The
 final catalog must equal a clean, undisturbed import, and a reader polling the API all along
-must only ever have seen no catalog, the empty new row, or the complete catalog.
+must only ever have seen complete catalogs:
+- import: no catalog, the empty new row, or the complete catalog;
+- update (the Spack subset, 671 packages, grown to the full data): the old catalog or the
+  new one.
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from adapters.base import load_adapters
+from adapters.fetcher import Fetcher
+from syncd import service
 from syncd.config import load_settings
 from syncd.db.engine import make_engine
-from tests.reliability.catalogs import catalog_row, fingerprint
+from tests.reliability.catalogs import Fingerprint, catalog_row, fingerprint
 from tests.reliability.conftest import Reference
 from tests.reliability.harness import (
     PROCESS_TEST,
@@ -41,7 +50,7 @@ KILLS = 5
 
 
 def _phase(worker: SyncdProcess) -> tuple[str, bool]:
-    """Where the import was when the worker died, from its log; and whether it had finished."""
+    """Where the command was when the worker died, from its log; and whether it had finished."""
     events = [str(e.get("event")) for e in worker.events(since_start=True)]
     return _phase_of(events), "command_succeeded" in events
 
@@ -56,51 +65,62 @@ def _phase_of(events: list[str]) -> str:
     return "starting the attempt"
 
 
-def test_worker_sigkilled_mid_import(
-    pg_url: str,
+@dataclass
+class KillRun:
+    kills: list[dict[str, Any]]
+    poller: ApiPoller
+    final: Fingerprint
+    row: dict[str, Any]
+    ready: int
+    dead: int
+    partial: list[tuple[Any, ...]]
+
+
+def _kill_five_times(
+    env: dict[str, str],
+    queue: str,
     amqp_url: str,
-    spack_reference: Reference,
     logs: Path,
-    reliability: Callable[[str], CaseRecord],
-) -> None:
-    record = reliability("worker_sigkill")
-    queue, env = command_env(pg_url, amqp_url, "rel_kill")
+    reference: Reference,
+    publish: Callable[[Any, Any], None],
+    complete: list[tuple[int, int, int]],
+) -> KillRun:
+    """Publish one command; SIGKILL five workers in turn while they run it; let a sixth
+    finish; return what the database and an API reader saw."""
     rng = random.Random()
     api = ApiServer(env, logs / "api.log").start()
     poller = ApiPoller(api.base_url, catalog_probe("Spack"), interval=0.05)
     worker = worker_process(env, logs / "worker.log", threads=1)
-    engine = make_engine(pg_url)
-    kills: list[dict[str, object]] = []
+    kills: list[dict[str, Any]] = []
     try:
         poller.start()
         from syncd.broker import make_broker
-        from syncd.publish import publish_import
 
         settings = load_settings(env)
         broker = make_broker(settings)
-        publish_import(broker, settings, name="Spack", source=spack_reference.source)
+        publish(broker, settings)
         broker.close()
-        # The clean in-process import is the fastest this import can run; the worker, a
+        # The clean in-process import is the fastest this command can run; the worker, a
         # separate process sharing 2 cores with the API, the reader and PostgreSQL, is slower.
-        # Kills within the clean import's duration therefore always land mid-import.
-        window = spack_reference.seconds
+        # Kills within the clean import's duration therefore always land mid-command.
+        window = reference.seconds
         for i in range(KILLS):
             worker.start()
             worker.wait_event("command_received", timeout=90)
             began = time.monotonic()
-            # Stratified: the i-th kill falls somewhere in the i-th fifth of the import.
+            # Stratified: the i-th kill falls somewhere in the i-th fifth of the command.
             delay = rng.uniform(i / KILLS, (i + 1) / KILLS) * window
             time.sleep(delay)
             phase, finished = _phase(worker)
             worker.kill(signal.SIGKILL)
             assert not finished, (
-                f"kill {i + 1} came after the import had finished ({delay:.1f}s); "
+                f"kill {i + 1} came after the command had finished ({delay:.1f}s); "
                 "the clean import is faster than the worker here"
             )
             kills.append({"after_s": round(time.monotonic() - began, 2), "phase": phase})
         worker.start()
         worker.wait_event("command_succeeded", timeout=300)
-        final_counts = spack_reference.fingerprint.counts
+        final_counts = reference.fingerprint.counts
         wait_until(
             lambda: any(s != ABSENT and s[1] == final_counts for s in poller.distinct_states()),
             timeout=60,
@@ -110,7 +130,7 @@ def test_worker_sigkilled_mid_import(
         poller.stop()
         worker.stop()
         api.stop()
-
+    engine = make_engine(env["SYNCD_DATABASE_URL"])
     try:
         row = catalog_row(engine, name="Spack")
         assert row is not None, "no Spack catalog after the final worker finished"
@@ -119,37 +139,113 @@ def test_worker_sigkilled_mid_import(
         engine.dispose()
     ready, _ = queue_state(amqp_url, queue)
     dead, _ = queue_state(amqp_url, f"{queue}.XQ")
-    reference = spack_reference.fingerprint
-    complete = [(0, 0, 0), reference.counts]
-    seen = poller.distinct_states()
-    partial = partial_states(seen, complete)
+    partial = partial_states(poller.distinct_states(), complete)
+    return KillRun(kills, poller, final, row, ready, dead, partial)
+
+
+def _report(record: CaseRecord, run: KillRun, reference: Reference, what: str) -> None:
+    """Record the run's figures, then assert what must hold."""
+    clean = reference.fingerprint
+    record.figure(f"{what}: kills", run.kills)
+    record.figure(f"{what}: reader polls / errors", f"{run.poller.polls} / {run.poller.errors}")
+    record.figure(f"{what}: distinct states seen", len(run.poller.distinct_states()))
+    record.figure(f"{what}: partial states seen", len(run.partial))
+    record.figure(f"{what}: final catalog", run.final.summary())
+    record.figure(f"{what}: equals clean import", run.final == clean)
+    assert run.final == clean, f"after kills: {run.final.summary()}; clean: {clean.summary()}"
+    assert run.row["update_errors"] == "" and run.row["last_successful_update"] is not None
+    assert (run.ready, run.dead) == (0, 0), f"{run.ready} left on the queue, {run.dead} dead"
+    assert not run.partial, f"the API reader saw partial catalogs: {run.partial[:5]}"
+    assert run.poller.polls > 100, f"the reader polled only {run.poller.polls} times"
+
+
+def test_worker_sigkilled_mid_import(
+    pg_url: str,
+    amqp_url: str,
+    spack_reference: Reference,
+    logs: Path,
+    reliability: Callable[[str], CaseRecord],
+) -> None:
+    record = reliability("worker_sigkill")
+    queue, env = command_env(pg_url, amqp_url, "rel_kill")
+
+    def publish(broker: Any, settings: Any) -> None:
+        from syncd.publish import publish_import
+
+        publish_import(broker, settings, name="Spack", source=spack_reference.source)
+
+    clean = spack_reference.fingerprint
+    run = _kill_five_times(
+        env, queue, amqp_url, logs, spack_reference, publish, [(0, 0, 0), clean.counts]
+    )
     record.try_(
         f"{KILLS} SIGKILLs of the worker's process group while it imported the full Spack "
-        f"catalog ({reference.packages:,} packages, {reference.versions:,} versions, "
-        f"{reference.targets:,} targets), each at a random point of one fifth of a clean "
+        f"catalog ({clean.packages:,} packages, {clean.versions:,} versions, "
+        f"{clean.targets:,} targets), each at a random point of one fifth of a clean "
         f"import's {spack_reference.seconds:.1f} s; then a sixth worker"
     )
+    record.figure("clean import (s)", round(spack_reference.seconds, 1))
+    record.summarize(
+        f"{len(run.kills)} kills mid-import; final catalog equals a clean import: "
+        f"{'yes' if run.final == clean else 'NO'}; reader: {run.poller.polls} polls, "
+        f"{len(run.partial)} partial states"
+    )
+    _report(record, run, spack_reference, "import")
     record.hold(
         "the redelivered message completed the import; the catalog equals a clean import "
         "row for row (same digest); the API reader saw only: no catalog, the empty new row, "
         "the complete catalog"
     )
-    record.figure("kills", kills)
-    record.figure("clean import (s)", round(spack_reference.seconds, 1))
-    record.figure("reader polls", poller.polls)
-    record.figure("reader errors", poller.errors)
-    record.figure("distinct states seen", len(seen))
-    record.figure("final catalog", final.summary())
-    record.figure("equals clean import", final == reference)
-    record.figure("partial states seen", len(partial))
-    record.summarize(
-        f"{len(kills)} kills mid-import; final catalog equals a clean import: "
-        f"{'yes' if final == reference else 'NO'}; reader: {poller.polls} polls, "
-        f"{len(partial)} partial states"
-    )
 
-    assert final == reference, f"after kills: {final.summary()}; clean: {reference.summary()}"
-    assert row["update_errors"] == "" and row["last_successful_update"] is not None, row
-    assert (ready, dead) == (0, 0), f"{ready} messages left on the queue, {dead} dead letters"
-    assert not partial, f"the API reader saw partial catalogs: {sorted(partial, key=str)[:5]}"
-    assert poller.polls > 100, f"the reader polled only {poller.polls} times"
+
+def test_worker_sigkilled_mid_update(
+    pg_url: str,
+    amqp_url: str,
+    spack_reference: Reference,
+    upstream_dir: Path,
+    tmp_path: Path,
+    logs: Path,
+    reliability: Callable[[str], CaseRecord],
+) -> None:
+    record = reliability("worker_sigkill_update")
+    queue, env = command_env(pg_url, amqp_url, "rel_killupd")
+    # The mirror first holds the subset; the catalog is imported from it, then the mirror
+    # gets the full file (same Spack version label), and an update brings the catalog there.
+    mirror = tmp_path / "repology.json"
+    shutil.copyfile(upstream_dir / "spack" / "repology.subset.json", mirror)
+    settings = load_settings(env)
+    engine = make_engine(pg_url)
+    try:
+        with Fetcher(settings) as fetcher:
+            old = service.import_catalog(
+                engine, load_adapters(settings), fetcher, name="Spack", source=mirror.as_uri()
+            )
+        before = fingerprint(engine, old.catalog_id)
+    finally:
+        engine.dispose()
+    shutil.copyfile(Path(spack_reference.source.removeprefix("file://")), mirror)
+
+    def publish(broker: Any, settings: Any) -> None:
+        from syncd.publish import publish_update
+
+        publish_update(broker, settings, catalog_uuid=old.catalog_uuid)
+
+    clean = spack_reference.fingerprint
+    run = _kill_five_times(
+        env, queue, amqp_url, logs, spack_reference, publish, [before.counts, clean.counts]
+    )
+    record.try_(
+        f"{KILLS} SIGKILLs of the worker while it updated a Spack catalog from the subset "
+        f"({before.packages:,} packages) to the full data ({clean.packages:,}); then a sixth "
+        "worker"
+    )
+    record.summarize(
+        f"{len(run.kills)} kills mid-update; final catalog equals a clean import: "
+        f"{'yes' if run.final == clean else 'NO'}; reader: {run.poller.polls} polls, "
+        f"{len(run.partial)} partial states"
+    )
+    _report(record, run, spack_reference, "update")
+    record.hold(
+        "the redelivered update completed; the updated catalog equals a clean import of the "
+        "new data row for row; the API reader saw only the old or the new catalog"
+    )

@@ -49,6 +49,7 @@ def test_snapshot_counts_and_catalog(doc: dict[str, Any]) -> None:
     assert snapshot.catalog.name == "Spack"
     assert snapshot.catalog.catalog_type is CatalogType.SOURCE_PACKAGE
     assert snapshot.catalog.version == "2026.11.27"
+    assert snapshot.catalog.rolling  # the catalog row follows the moving label
     assert snapshot.catalog.metadata["num_packages"] == doc["num_packages"]
     assert snapshot.catalog.source_url == URL
     assert set(snapshot.validators) == {URL}
