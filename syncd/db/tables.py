@@ -92,6 +92,13 @@ class Package(Base):
     __table_args__ = (
         UniqueConstraint("catalog_id", "name", name="uq_package_catalog_name"),
         Index("ix_package_name_lower", text("lower(name)")),
+        # PostgreSQL-only (migration 0002): JSONB containment for the category/license filters.
+        Index("ix_package_categories_gin", "categories", postgresql_using="gin").ddl_if(
+            dialect="postgresql"
+        ),
+        Index("ix_package_licenses_gin", "licenses", postgresql_using="gin").ddl_if(
+            dialect="postgresql"
+        ),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
@@ -138,6 +145,9 @@ class Version(Base):
             "package_id", "version", "module_version", name="uq_version_package_version_module"
         ),
         Index("ix_version_catalog_id", "catalog_id"),
+        Index("ix_version_toolchain_name", text("(metadata -> 'toolchain' ->> 'name')")).ddl_if(
+            dialect="postgresql"
+        ),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
@@ -171,6 +181,9 @@ class Target(Base):
         ),
         Index("ix_target_catalog_id", "catalog_id"),
         Index("ix_target_name_subtype", "target_name", "target_subtype"),
+        Index(
+            "ix_target_gpu_architectures_gin", "gpu_architectures", postgresql_using="gin"
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)

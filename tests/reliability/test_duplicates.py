@@ -115,7 +115,8 @@ def test_duplicate_messages_one_sync(
     # only the few taken while the first sync ran may download again (and write nothing).
     assert downloads <= 1 + 4, f"{downloads} full downloads for one change"
     assert not_modified >= DUPLICATES - 5
-    assert statistics.median(noop_ms) < 100, f"median no-op {statistics.median(noop_ms):.0f} ms"
+    # Cheap: a conditional GET and two small UPDATEs, not a download and a sync (~seconds).
+    assert statistics.median(noop_ms) < 250, f"median no-op {statistics.median(noop_ms):.0f} ms"
     assert (ready, dead) == (0, 0), (ready, dead)
     assert not failed, failed[:3]
     assert after is not None and after["update_errors"] == ""

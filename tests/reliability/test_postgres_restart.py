@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from syncd.config import load_settings
@@ -38,6 +39,19 @@ from tests.reliability.results import CaseRecord
 pytestmark = [*PROCESS_TEST, pytest.mark.timeout(300)]
 
 DOWN_SECONDS = 3.0
+
+
+def _long_transactions(server: PrivatePostgres, url: str) -> int:
+    """Transactions open for more than 0.3 s in the test's database (the sync's write)."""
+    dbname = url.rsplit("/", 1)[1]
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+            " AND state IN ('active', 'idle in transaction')"
+            " AND now() - xact_start > interval '300 milliseconds'",
+            (dbname,),
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def test_postgres_restarted_during_sync(
@@ -67,8 +81,16 @@ def test_postgres_restarted_during_sync(
         publish_import(broker, settings, name="Spack", source=spack_reference.source)
         broker.close()
         worker.wait_event("fetch_finished", timeout=120)
-        # Somewhere inside the write: after the download, before a clean import would end.
-        time.sleep(random.uniform(0.2, 0.6) * spack_reference.seconds)
+        # Restart while the sync's transaction is open (it has been for a moment: the API's
+        # reads are far shorter), at a random point a little later.
+        wait_until(
+            lambda: _long_transactions(private_pg, private_pg_url) > 0,
+            timeout=60,
+            interval=0.05,
+            what="the sync's write transaction",
+        )
+        time.sleep(random.uniform(0.0, 0.3) * spack_reference.seconds)
+        open_at_restart = _long_transactions(private_pg, private_pg_url)
         in_flight = not worker.events("command_succeeded")
         restart_began = time.monotonic()
         private_pg.restart(down_seconds=DOWN_SECONDS, mode="fast")
@@ -117,7 +139,7 @@ def test_postgres_restarted_during_sync(
         f"{len(partial)} partial states"
     )
 
-    assert in_flight, "the import had finished before the restart; nothing was tested"
+    assert in_flight and open_at_restart, "no sync was writing at the restart; nothing was tested"
     assert failed, "no attempt failed: the restart did not hit the sync"
     assert all(e.get("will_retry") for e in failed), [e.get("error") for e in failed]
     assert worker_alive and worker.starts == 1, "the worker died; it must survive the database"

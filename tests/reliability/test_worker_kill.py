@@ -103,7 +103,7 @@ def _kill_five_times(
         # The clean in-process import is the fastest this command can run; the worker, a
         # separate process sharing 2 cores with the API, the reader and PostgreSQL, is slower.
         # Kills within the clean import's duration therefore always land mid-command.
-        window = reference.seconds
+        window = reference.seconds * 0.8
         for i in range(KILLS):
             worker.start()
             worker.wait_event("command_received", timeout=90)
