@@ -220,7 +220,7 @@ def main() -> int:
     )
     print(
         "NOTE: producer, RabbitMQ and both workers share the machine's "
-        f"{os.cpu_count()} cores: compare the two kinds of the same run"
+        f"{os.cpu_count()} cores: compare the kinds of the same run"
     )
     gap = args.gap_ms / 1000
     with (
