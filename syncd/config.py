@@ -41,6 +41,8 @@ class Settings:
     max_body_bytes: int = 1_000_000
     discover_cache_seconds: int = 300
     public_url: str = ""
+    api_threads: int = 40
+    api_cache_seconds: float = 2.0
 
     refresh_interval_seconds: int = 86_400
     tick_seconds: int = 86_400
@@ -93,6 +95,10 @@ SETTINGS_DOC: dict[str, str] = {
     "max_body_bytes": "largest request body the API accepts",
     "discover_cache_seconds": "how long discover results are cached",
     "public_url": "base URL used for `url` fields; empty = taken from the request",
+    "api_threads": "threads that run the API's handlers; the API's database pool keeps as "
+    "many connections open",
+    "api_cache_seconds": "how long anonymous GET/HEAD answers of the API are reused (per "
+    "process; writes through the process clear it); 0 = off",
     "refresh_interval_seconds": "a catalog is due for auto-update when its last attempt is older",
     "tick_seconds": "scheduler tick period (ignored when tick_cron is set)",
     "tick_cron": "crontab expression for the scheduler tick, e.g. '0 3 * * *'",

@@ -30,7 +30,7 @@ import structlog
 from sqlalchemy import Connection, DateTime, Engine, Table, bindparam, select, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from syncd import metrics
+from syncd import cache_events, metrics
 from syncd.db.locks import catalog_transaction
 from syncd.db.tables import Catalog, Package, Target, Version
 from syncd.domain import (
@@ -693,6 +693,7 @@ def sync_catalog(
     except (DBAPIError, psycopg.Error, sqlite3.Error) as exc:
         raise _database_error(catalog_id, exc) from exc
     duration = time.perf_counter() - started
+    cache_events.data_changed()  # committed: in-process caches (the API's) start over
     _record_metrics(f"{snapshot.catalog.name}/{snapshot.catalog.version}", stats, duration)
     if staged.skipped:
         log.warning("records_skipped", count=staged.skipped, first=staged.skipped_examples)

@@ -4,13 +4,18 @@ argument (tests pass fakes); what is not passed is built from settings.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import weakref
+
+import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from syncd import cache_events
+from syncd.api.cache import ResponseCache, ResponseCacheMiddleware
 from syncd.api.deps import ApiContext
 from syncd.api.errors import install_error_handlers
 from syncd.api.limits import BodyLimitMiddleware
@@ -58,7 +63,8 @@ def create_app(
 ) -> FastAPI:
     owns_engine = engine is None
     if engine is None:
-        engine = make_engine(settings.database_url)
+        # One connection per handler thread (see lifespan): none is opened per request.
+        engine = make_engine(settings.database_url, pool_size=settings.api_threads)
     if broker is None:
         from syncd.broker import make_broker
 
@@ -73,9 +79,17 @@ def create_app(
 
         fetcher = Fetcher(settings)
 
+    cache = ResponseCache(settings.api_cache_seconds) if settings.api_cache_seconds > 0 else None
+    unsubscribe = _clear_on_data_change(cache) if cache is not None else None
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync handlers run in anyio's thread pool: as many threads as the pool has
+        # connections (SYNCD_API_THREADS; anyio's default is 40).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         yield
+        if unsubscribe is not None:
+            unsubscribe()
         # Close only what this app built; passed-in resources belong to the caller.
         if owns_fetcher:
             fetcher.close()
@@ -103,11 +117,28 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if cache is not None:
+        # Outermost of ours: a hit skips routing, dependencies and the database.
+        app.add_middleware(ResponseCacheMiddleware, cache=cache)
+    app.state.response_cache = cache
     app.include_router(catalogs_router)
     app.include_router(software_router)
     app.include_router(operations_router)
     _strip_validation_errors(app)
     return app
+
+
+def _clear_on_data_change(cache: ResponseCache) -> Callable[[], None]:
+    """Clear `cache` whenever a sync in this process committed (`syncd run`). Holds the cache
+    weakly: an app that is dropped without its lifespan ending does not stay alive."""
+    ref = weakref.ref(cache)
+
+    def clear() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.clear()
+
+    return cache_events.on_data_changed(clear)
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:

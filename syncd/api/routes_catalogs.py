@@ -18,6 +18,7 @@ from syncd.api.deps import ApiContext, Context, DbSession, Reader, Staff
 from syncd.api.filters import icontains, parse_ordering
 from syncd.api.pagination import json_response, paginated, select_fields
 from syncd.api.routing import list_route
+from syncd.api.software_queries import columns
 from syncd.api.schemas import (
     ERROR_RESPONSES,
     HEAD_OK,
@@ -74,7 +75,7 @@ def catalog_query(
     auto_update_enabled: bool | None = None,
     o: list[str] | None = None,
 ) -> Select:
-    query = select(Catalog)
+    query = select(*columns(Catalog))  # rows, not ORM objects: lists only read them
     if name:
         query = query.where(icontains(Catalog.name, name))
     if version:
@@ -249,7 +250,7 @@ def list_catalogs(
         base=base,
         number=page,
         size=page_size,
-        render=lambda rows: [representation.catalog(base, row) for (row,) in rows],
+        render=lambda rows: [representation.catalog(base, row) for row in rows],
     )
 
 

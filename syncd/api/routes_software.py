@@ -27,6 +27,7 @@ from syncd.api.software_queries import (
     PackageFilters,
     TargetFilters,
     VersionFilters,
+    package_count_query,
     package_query,
     render_package_detail,
     render_packages,
@@ -89,6 +90,7 @@ def list_packages(
         number=page,
         size=page_size,
         render=lambda rows: render_packages(session, base, rows),
+        count_query=package_count_query(filters),
     )
 
 

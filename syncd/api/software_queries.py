@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, exists, func, inspect, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from syncd.api import representation
@@ -109,6 +109,13 @@ class TargetFilters(BaseModel):
     gpu_arch: Text | None = None
 
 
+def columns(entity: Any) -> list[Any]:
+    """Every mapped column of `entity`, labelled with its attribute name: selected instead of
+    the entity, a row reads like the ORM object (`row.uuid`, `row.metadata_`) without the
+    cost of building one."""
+    return [getattr(entity, attr.key).label(attr.key) for attr in inspect(entity).column_attrs]
+
+
 def _catalog_id(value: uuid_module.UUID) -> Any:
     return select(Catalog.id).where(Catalog.uuid == value).scalar_subquery()
 
@@ -149,9 +156,22 @@ def _version_has_target(*conditions: ColumnElement[bool]) -> ColumnElement[bool]
 # --- packages --------------------------------------------------------------------------
 
 
+# The default order: by name, case-insensitively, then by id (the catalog imported first
+# first). Served by the index on lower(name): a page reads its rows, not all packages.
+PACKAGE_DEFAULT_ORDER = [func.lower(Package.name).asc()]
+
+
+def package_count_query(f: PackageFilters) -> Select | None:
+    """The count of an unfiltered package list from the catalogs' stored package_count (kept
+    by the sync in its transaction); None when a filter is set (count the query itself)."""
+    if any(value is not None for value in f.model_dump().values()):
+        return None
+    return select(func.coalesce(func.sum(Catalog.package_count), 0))
+
+
 def package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None = None) -> Select:
     query = select(
-        Package,
+        *columns(Package),
         Catalog.uuid.label("catalog_uuid"),
         Catalog.name.label("catalog_name"),
         Catalog.version.label("catalog_version"),
@@ -229,11 +249,7 @@ def package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None = Non
                 )
             )
         )
-    ordering = parse_ordering(o, PACKAGE_ORDERING) or [
-        Package.name.asc(),
-        Catalog.name.asc(),
-        Catalog.version.asc(),
-    ]
+    ordering = parse_ordering(o, PACKAGE_ORDERING) or PACKAGE_DEFAULT_ORDER
     return query.where(*where).order_by(*ordering, Package.id)
 
 
@@ -294,13 +310,13 @@ def _related(
 
 def render_packages(session: Session, base: str, rows: list[Any]) -> list[dict[str, Any]]:
     """A list page: parents embedded; versions and extensions only counted (see issue 3)."""
-    parents = _related(session, base, [row[0].id for row in rows], parents=True)
+    parents = _related(session, base, [row.id for row in rows], parents=True)
     return [
         representation.package(
             base,
-            row[0],
+            row,
             _catalog_ref(row),
-            parents=parents.get(row[0].id, []),
+            parents=parents.get(row.id, []),
             extensions=[],
             versions=[],
         )
@@ -328,7 +344,7 @@ def _nested_versions(session: Session, package_id: int) -> list[dict[str, Any]]:
 
 
 def render_package_detail(session: Session, base: str, row: Any) -> dict[str, Any]:
-    package = row[0]
+    package = row
     return representation.package(
         base,
         package,

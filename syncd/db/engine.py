@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
+
+# Connections kept open per process: as many as the API's thread pool runs handlers at once
+# (anyio's default limiter, SYNCD_API_THREADS), so a busy API never opens and closes
+# connections per request. Connections are opened on demand: a worker with 4 threads holds 4.
+DEFAULT_POOL_SIZE = 40
+DEFAULT_MAX_OVERFLOW = 10
+# A pooled connection idle for longer than this is pinged before it is handed out (one
+# round trip); one in steady use is not: a dead one fails its statement, and SQLAlchemy then
+# invalidates the whole pool, so a database restart costs the requests in flight, not more.
+PING_AFTER_IDLE_SECONDS = 5.0
 
 
 def normalize_url(url: str) -> str:
@@ -25,11 +36,40 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     if "poolclass" not in kwargs:
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+        kwargs.setdefault("pool_size", DEFAULT_POOL_SIZE)
+        kwargs.setdefault("max_overflow", DEFAULT_MAX_OVERFLOW)
+    ping_idle = "pool_pre_ping" not in kwargs
+    engine = create_engine(url, **kwargs)
+    if ping_idle:
+        event.listen(engine, "connect", _mark_idle)  # a new connection needs no ping
+        event.listen(engine, "checkin", _mark_idle)
+        event.listen(engine, "checkout", _ping_if_idle)
+    return engine
+
+
+def _mark_idle(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Pessimistic disconnect handling for connections that sat idle (the pool_pre_ping of
+    SQLAlchemy pings on every checkout, a round trip per request)."""
+    idle_since = record.info.get("idle_since")
+    if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        if not getattr(dbapi_connection, "autocommit", True):
+            dbapi_connection.rollback()  # end the transaction the ping opened
+    except Exception as error:
+        # The pool discards this connection and tries another (or a new one).
+        raise exc.DisconnectionError(str(error)) from error
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

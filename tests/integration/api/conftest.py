@@ -55,7 +55,11 @@ class FakeAdapter:
 
 @pytest.fixture
 def settings(db_url: str) -> Settings:
-    return Settings(database_url=db_url, queue_name=QUEUE, discover_cache_seconds=300)
+    # No response cache: tests write with SQL and read through the API at once
+    # (test_cache.py turns it on).
+    return Settings(
+        database_url=db_url, queue_name=QUEUE, discover_cache_seconds=300, api_cache_seconds=0
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,166 @@
+"""A micro-cache of anonymous reads: a plain ASGI middleware in front of the app.
+
+Reads vastly outnumber writes and catalogs change about daily, so the answer to an anonymous
+GET/HEAD of a catalog, package, version or target list or object is kept for
+SYNCD_API_CACHE_SECONDS and replayed as it was sent (status, headers, body) without running
+FastAPI's routing, dependencies or a query. Only requests without an Authorization header
+and only 200 answers are kept; the key is method, scheme, host (links in the body are
+absolute), path and query string. The entries are bounded (least recently used go first).
+
+Every write through this process (POST, PUT, PATCH, DELETE, including the import/update
+enqueues) clears it, and so does a sync finishing in this process (`syncd run`), through
+`syncd.cache_events`. A write by another process (a separate worker) shows after at most
+SYNCD_API_CACHE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CACHED_PREFIXES = (
+    "/api/marketplace-software-catalogs/",
+    "/api/marketplace-software-packages/",
+    "/api/marketplace-software-versions/",
+    "/api/marketplace-software-targets/",
+)
+# discover answers staff only (never anonymous) and has a cache of its own.
+NOT_CACHED = ("/api/marketplace-software-catalogs/discover/",)
+MAX_ENTRIES = 1_000
+MAX_BYTES = 64 * 1024 * 1024  # all bodies together
+MAX_ENTRY_BYTES = 1024 * 1024  # a larger answer is not kept
+READS = frozenset({"GET", "HEAD"})
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+Key = tuple[str, str, bytes, str, bytes]
+
+
+@dataclass(frozen=True)
+class Entry:
+    expires: float
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class ResponseCache:
+    """Thread-safe LRU of whole responses with a time to live. `clear()` may be called from
+    any thread (a sync in a worker thread); a response computed across a clear is not kept."""
+
+    def __init__(
+        self, ttl: float, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Key, Entry] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.generation = 0  # bumped by every clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Key) -> Entry | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry.expires <= time.monotonic():
+                self._drop(key)
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: Key, entry: Entry, generation: int) -> None:
+        if len(entry.body) > MAX_ENTRY_BYTES:
+            return
+        with self._lock:
+            if generation != self.generation:
+                return  # data changed while this answer was computed: it may be stale
+            if key in self._entries:
+                self._drop(key)
+            self._entries[key] = entry
+            self._bytes += len(entry.body)
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                self._drop(next(iter(self._entries)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
+            self._bytes = 0
+
+    def _drop(self, key: Key) -> None:
+        self._bytes -= len(self._entries.pop(key).body)
+
+
+def _cacheable(path: str) -> bool:
+    return path.startswith(CACHED_PREFIXES) and not path.startswith(NOT_CACHED)
+
+
+def _key(scope: Scope, method: str) -> Key | None:
+    """The cache key of an anonymous read, or None (a token, or a path not cached)."""
+    host = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return None
+        if name == b"host":
+            host = value
+    return (method, scope.get("scheme", "http"), host, scope["path"], scope["query_string"])
+
+
+class ResponseCacheMiddleware:
+    def __init__(self, app: ASGIApp, cache: ResponseCache) -> None:
+        self.app = app
+        self.cache = cache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        if method in WRITES:
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.cache.clear()  # after the handler committed
+            return
+        key = _key(scope, method) if method in READS and _cacheable(scope["path"]) else None
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        entry = self.cache.get(key)
+        if entry is not None:
+            await send(
+                {"type": "http.response.start", "status": entry.status, "headers": entry.headers}
+            )
+            await send({"type": "http.response.body", "body": entry.body})
+            return
+        await self._fill(key, scope, receive, send)
+
+    async def _fill(self, key: Key, scope: Scope, receive: Receive, send: Send) -> None:
+        generation = self.cache.generation
+        status = 0
+        headers: list[tuple[bytes, bytes]] = []
+        chunks: list[bytes] = []
+        complete = False
+
+        async def capture(message: Message) -> None:
+            nonlocal status, headers, complete
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+            elif message["type"] == "http.response.body" and status == 200:
+                chunks.append(message.get("body", b""))
+                complete = not message.get("more_body", False)
+            await send(message)
+
+        await self.app(scope, receive, capture)
+        if status == 200 and complete:
+            entry = Entry(time.monotonic() + self.cache.ttl, status, headers, b"".join(chunks))
+            self.cache.put(key, entry, generation)
