@@ -6,6 +6,10 @@ Spack catalog through the real adapter and syncd.sync.sync_catalog, dropped at t
   catalogs  GET /api/marketplace-software-catalogs/
   packages  GET /api/marketplace-software-packages/?page_size=10
   versions  GET /api/marketplace-software-versions/?page_size=10 (with --endpoints)
+Each syncd endpoint is measured twice, on two syncd servers: with the response cache of
+anonymous reads at its default (SYNCD_API_CACHE_SECONDS; a constant URL is nearly always a
+hit) and, as `<endpoint>-nc`, with it off (every request routed and queried);
+--no-cache measures only the latter, --cache-only only the former.
 Both apps are served by uvicorn on 127.0.0.1, one worker each, in subprocesses of their own,
 with the same uvicorn settings (no access log unless --access-log). The load generator is a
 third process: 50 keep-alive HTTP/1.1 connections (--clients) on one asyncio loop
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -153,17 +158,18 @@ def serve(kind: str, url: str, port: int, access_log: bool) -> None:
 
     from syncd.config import Settings
 
-    if kind == "syncd" and access_log:
+    cache = {} if kind == "syncd" else {"api_cache_seconds": 0.0}
+    if kind != "bare" and access_log:
         from syncd.api.app import serve as syncd_serve
 
         # The production entry point as it is: syncd's logging, uvicorn's access log on.
-        syncd_serve(Settings(database_url=url), host=HOST, port=port)
+        syncd_serve(Settings(database_url=url, **cache), host=HOST, port=port)  # type: ignore[arg-type]
         return
-    if kind == "syncd":
+    if kind != "bare":
         from syncd.api.app import create_app
         from syncd.logging import configure_logging
 
-        settings = Settings(database_url=url, log_level="WARNING")
+        settings = Settings(database_url=url, log_level="WARNING", **cache)  # type: ignore[arg-type]
         configure_logging(settings, "api")
         app = create_app(settings)
         log_config: Any = None
@@ -424,6 +430,15 @@ def main() -> int:
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
     parser.add_argument("--endpoints", default="catalogs,packages", help=",".join(ENDPOINTS))
     parser.add_argument("--data", choices=("auto", "full", "subset", "synthetic"), default="auto")
+    cache_mode = parser.add_mutually_exclusive_group()
+    cache_mode.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="only syncd with its response cache off (SYNCD_API_CACHE_SECONDS=0)",
+    )
+    cache_mode.add_argument(
+        "--cache-only", action="store_true", help="only syncd with its response cache on"
+    )
     parser.add_argument(
         "--access-log",
         action="store_true",
@@ -471,15 +486,24 @@ def main() -> int:
             + ", ".join(f"{n} {t}s" for t, n in counts.items())
             + f" (imported in {time.perf_counter() - started:.1f}s)"
         )
-        with (
-            server("bare", url, args.access_log, workdir) as (bare_port, bare_pid),
-            server("syncd", url, args.access_log, workdir) as (syncd_port, syncd_pid),
-        ):
+        kinds = [] if args.no_cache else ["syncd"]
+        kinds += [] if args.cache_only else ["syncd-nocache"]
+        with contextlib.ExitStack() as stack:
+            bare_port, bare_pid = stack.enter_context(server("bare", url, args.access_log, workdir))
             targets = {"bare": (bare_port, BARE_PATH)}
-            targets.update({e: (syncd_port, ENDPOINTS[e]) for e in endpoints})
+            meters = {bare_port: CpuMeter(bare_pid, url)}
+            for kind in kinds:
+                port, pid = stack.enter_context(server(kind, url, args.access_log, workdir))
+                meters[port] = CpuMeter(pid, url)
+                suffix = "" if kind == "syncd" else "-nc"
+                targets.update({e + suffix: (port, ENDPOINTS[e]) for e in endpoints})
+            print(
+                "targets: "
+                + ", ".join(targets)
+                + " (-nc: SYNCD_API_CACHE_SECONDS=0, the response cache off)"
+            )
             for port, path in targets.values():
                 run_load(port, path, args.warmup, args.clients, args.client)
-            meters = {bare_port: CpuMeter(bare_pid, url), syncd_port: CpuMeter(syncd_pid, url)}
             results: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
             names = list(targets)
             for rnd in range(args.rounds):
@@ -502,12 +526,12 @@ def report(results: dict[str, list[dict[str, Any]]], targets: dict[str, tuple[in
     sums = {name: summary(r) for name, r in results.items()}
     bare = sums["bare"]
     print(
-        f"\n{'target':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} "
+        f"\n{'target':<12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} "
         f"{'server CPU':>11} {'PG CPU':>8}  path"
     )
     for name, s in sums.items():
         print(
-            f"{name:<10} {s['rps']:>8.0f} {s['p50']:>8.1f} {s['p99']:>8.1f} {s['n']:>9} "
+            f"{name:<12} {s['rps']:>8.0f} {s['p50']:>8.1f} {s['p99']:>8.1f} {s['n']:>9} "
             f"{s['server_cpu_ms']:>8.2f} ms {s['pg_cpu_ms']:>5.2f} ms  {targets[name][1]}"
         )
     print(
@@ -530,7 +554,7 @@ def report(results: dict[str, list[dict[str, Any]]], targets: dict[str, tuple[in
         ok_t = "ok" if tput >= BUDGET_THROUGHPUT else "OVER BUDGET"
         ok_p = "ok" if p99 <= BUDGET_P99 else "OVER BUDGET"
         print(
-            f"{name:<10} throughput {tput:.2f} [{lo_t:.2f}-{hi_t:.2f}] (budget >= "
+            f"{name:<12} throughput {tput:.2f} [{lo_t:.2f}-{hi_t:.2f}] (budget >= "
             f"{BUDGET_THROUGHPUT:.2f}: {ok_t});  p99 {p99:.2f}x [{lo_p:.2f}-{hi_p:.2f}] "
             f"(budget <= {BUDGET_P99}: {ok_p})"
         )

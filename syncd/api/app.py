@@ -4,11 +4,10 @@ argument (tests pass fakes); what is not passed is built from settings.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-
-import weakref
 
 import anyio.to_thread
 from fastapi import FastAPI

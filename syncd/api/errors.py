@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 NOT_FOUND = "Not found."
@@ -137,6 +140,20 @@ def install_error_handlers(app: FastAPI) -> None:
             body = {"detail": exc.detail}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
+        # A database that refuses connections is an outage, not a bug: say so as the broker
+        # case does (503 + Retry-After) and log one line instead of a traceback per request.
+        structlog.get_logger("syncd.api").warning(
+            "database_unavailable", path=request.url.path, error=str(exc).splitlines()[0]
+        )
+        return JSONResponse(
+            {"detail": "The database is unavailable; try again shortly."},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    app.add_exception_handler(OperationalError, on_database_down)
+    app.add_exception_handler(psycopg.OperationalError, on_database_down)
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -18,7 +18,6 @@ from syncd.api.deps import ApiContext, Context, DbSession, Reader, Staff
 from syncd.api.filters import icontains, parse_ordering
 from syncd.api.pagination import json_response, paginated, select_fields
 from syncd.api.routing import list_route
-from syncd.api.software_queries import columns
 from syncd.api.schemas import (
     ERROR_RESPONSES,
     HEAD_OK,
@@ -35,6 +34,7 @@ from syncd.api.schemas import (
     Text,
     UpdateAccepted,
 )
+from syncd.api.software_queries import columns
 from syncd.config import Settings
 from syncd.db.tables import Catalog
 from syncd.discovery import discover, latest_version

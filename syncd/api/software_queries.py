@@ -109,6 +109,11 @@ class TargetFilters(BaseModel):
     gpu_arch: Text | None = None
 
 
+# The other side of a parent link. Built once: an alias made per request costs more than the
+# query it is used in (SQLAlchemy builds a proxy of every column).
+_OTHER_PACKAGE = aliased(Package, name="other_package")
+
+
 def columns(entity: Any) -> list[Any]:
     """Every mapped column of `entity`, labelled with its attribute name: selected instead of
     the entity, a row reads like the ORM object (`row.uuid`, `row.metadata_`) without the
@@ -207,7 +212,7 @@ def package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None = Non
     if f.is_extension is not None:
         where.append(Package.is_extension.is_(f.is_extension))
     if f.parent_software_uuid is not None:
-        parent = aliased(Package)
+        parent = _OTHER_PACKAGE
         where.append(
             exists(
                 select(1)
@@ -287,7 +292,7 @@ def _related(
     """Nested parents (parents=True) or extensions of each package, with their versions."""
     if not package_ids:
         return {}
-    other = aliased(Package)
+    other = _OTHER_PACKAGE
     mine, theirs = (
         (PackageParent.package_id, PackageParent.parent_id)
         if parents

@@ -165,7 +165,8 @@ def test_api_answers_503_while_the_database_is_down(
     when the queue is down, instead of a bare 500 with a traceback per request; and it
     serves again by itself once the database is back."""
     record = reliability("api_database_down")
-    env = syncd_env(database_url=private_pg_url)
+    # No micro-cache: this case is about what the API says when it must ask the database.
+    env = syncd_env(database_url=private_pg_url, api_cache_seconds=0)
     api = ApiServer(env, logs / "api.log").start()
     paths = [CATALOGS, PACKAGES, f"{CATALOGS}{'0' * 32}/"]
     answers: dict[str, str] = {}
