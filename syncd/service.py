@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from syncd import metrics
+from syncd.cache_events import data_changed
 from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.errors import NoAdapterError, SyncdError, UnknownCatalogError, UpstreamError
@@ -421,6 +422,7 @@ def _record_success(engine: Engine, target: _Target) -> None:
             .where(Catalog.id == target.id)
             .values(last_successful_update=now(), update_errors="")
         )
+    data_changed()
 
 
 def _record_failure(
@@ -439,6 +441,7 @@ def _record_failure(
     try:
         with engine.begin() as conn:
             conn.execute(update(Catalog).where(Catalog.id == target.id).values(update_errors=text))
+        data_changed()
     except Exception as db_exc:  # the database may be what failed
         log.warning("update_errors_not_written", error=str(db_exc).splitlines()[0])
     _failed(exc, actor, _label(target), stage, will_retry, text=text)

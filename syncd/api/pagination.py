@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request, Response
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from syncd.api.errors import invalid_page
 
+RESULT_COUNT = "result_count_"  # the label of the count read along with a page
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 300
+MAX_OFFSET = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,13 @@ def count_rows(session: Session, query: Select, count_query: Select | None = Non
     cheaper way than counting the query itself."""
     if count_query is None:
         count_query = select(func.count()).select_from(query.order_by(None).subquery())
-    return int(session.execute(count_query).scalar_one())
+    return int(session.connection().execute(count_query).scalar_one())
+
+
+def read(session: Session, query: Select) -> Sequence[Row[Any]]:
+    """The rows of a SELECT of columns (no ORM entities) on the session's connection: Core
+    execution, without the ORM's per-statement layer."""
+    return session.connection().execute(query).all()
 
 
 def _page_url(request: Request, base: str, number: int) -> str:
@@ -99,6 +107,12 @@ def json_response(
     return Response(body, status_code=status_code, headers=headers, media_type="application/json")
 
 
+def _plausible(number: int | None, size: int | None) -> bool:
+    """A page number that may exist (a wild one is refused after counting, never sent to the
+    database as an OFFSET it may not represent)."""
+    return number is None or 1 <= number * page_size(size) <= MAX_OFFSET
+
+
 def paginated(
     request: Request,
     session: Session,
@@ -109,15 +123,31 @@ def paginated(
     size: int | None,
     render: Callable[[list[Any]], Iterable[dict[str, Any]]],
     count_query: Select | None = None,
+    count_in_page: bool = False,
 ) -> Response:
     """One page of `query` rendered by `render` (which gets the page's rows at once, so it
-    can load related data with one query per page rather than one per row)."""
-    page = make_page(number, size, count_rows(session, query, count_query))
-    headers = list_headers(request, base, page)
-    if request.method == "HEAD":
-        session.close()
-        return Response(status_code=200, headers=headers)
-    rows = list(session.execute(query.limit(page.size).offset(page.offset)).all())
+    can load related data with one query per page rather than one per row).
+
+    The count comes from `count_query` when given (a cheaper way the caller knows), else
+    from counting `query`. With `count_query` or `count_in_page` (a small table: COUNT(*)
+    OVER () costs nothing) the page and its count are read with one statement; a second
+    one is needed only when the page is empty."""
+    one_statement = count_query is not None or count_in_page
+    if request.method == "HEAD" or not one_statement or not _plausible(number, size):
+        page = make_page(number, size, count_rows(session, query, count_query))
+        headers = list_headers(request, base, page)
+        if request.method == "HEAD":
+            session.close()
+            return Response(status_code=200, headers=headers)
+        rows = list(read(session, query.limit(page.size).offset(page.offset)))
+    else:
+        wanted = Page(number=1 if number is None else number, size=page_size(size), count=0)
+        total = count_query.scalar_subquery() if count_query is not None else func.count().over()
+        statement = query.add_columns(total.label(RESULT_COUNT))
+        rows = list(read(session, statement.limit(wanted.size).offset(wanted.offset)))
+        count = rows[0][-1] if rows else count_rows(session, query, count_query)
+        page = make_page(number, size, int(count))
+        headers = list_headers(request, base, page)
     items = [select_fields(request, item) for item in render(rows)]
     session.close()  # end the read transaction here, in the worker thread
     return json_response(items, headers=headers)

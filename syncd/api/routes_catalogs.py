@@ -251,6 +251,7 @@ def list_catalogs(
         number=page,
         size=page_size,
         render=lambda rows: [representation.catalog(base, row) for row in rows],
+        count_in_page=True,  # a handful of rows
     )
 
 

@@ -50,7 +50,13 @@ def _order_help(allowed: dict[str, Any]) -> str:
     )
 
 
-PackageOrder = Annotated[list[str] | None, Query(description=_order_help(PACKAGE_ORDERING))]
+PackageOrder = Annotated[
+    list[str] | None,
+    Query(
+        description=_order_help(PACKAGE_ORDERING)
+        + "; default: name, case-insensitively (same names: the earlier stored first)"
+    ),
+]
 VersionOrder = Annotated[list[str] | None, Query(description=_order_help(VERSION_ORDERING))]
 TargetOrder = Annotated[list[str] | None, Query(description=_order_help(TARGET_ORDERING))]
 
@@ -61,7 +67,11 @@ def _dialect(session: Session) -> str:
 
 def _one(session: Session, query: Select, uuid_column: Any, text: str) -> Any:
     value = representation.parse_uuid(text)
-    row = None if value is None else session.execute(query.where(uuid_column == value)).first()
+    row = (
+        None
+        if value is None
+        else session.connection().execute(query.where(uuid_column == value)).first()
+    )
     if row is None:
         raise errors.not_found()
     return row

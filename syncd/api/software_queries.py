@@ -7,6 +7,7 @@ per row. `dialect` picks the JSON spelling (see filters.py).
 
 from __future__ import annotations
 
+import functools
 import uuid as uuid_module
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -114,11 +115,16 @@ class TargetFilters(BaseModel):
 _OTHER_PACKAGE = aliased(Package, name="other_package")
 
 
+@functools.cache
+def _columns(entity: Any) -> tuple[Any, ...]:
+    return tuple(getattr(entity, attr.key).label(attr.key) for attr in inspect(entity).column_attrs)
+
+
 def columns(entity: Any) -> list[Any]:
     """Every mapped column of `entity`, labelled with its attribute name: selected instead of
     the entity, a row reads like the ORM object (`row.uuid`, `row.metadata_`) without the
     cost of building one."""
-    return [getattr(entity, attr.key).label(attr.key) for attr in inspect(entity).column_attrs]
+    return list(_columns(entity))
 
 
 def _catalog_id(value: uuid_module.UUID) -> Any:
@@ -276,7 +282,7 @@ def _version_names(session: Session, package_ids: Iterable[int]) -> dict[int, li
     found: dict[int, list[str]] = defaultdict(list)
     if not ids:
         return found
-    rows = session.execute(
+    rows = session.connection().execute(
         select(Version.package_id, Version.version)
         .where(Version.package_id.in_(ids))
         .order_by(Version.package_id, Version.sort_index, Version.id)
@@ -298,12 +304,16 @@ def _related(
         if parents
         else (PackageParent.parent_id, PackageParent.package_id)
     )
-    rows = session.execute(
-        select(mine, other.id, other.uuid, other.name)
-        .join(other, other.id == theirs)
-        .where(mine.in_(package_ids))
-        .order_by(other.name, other.id)
-    ).all()
+    rows = (
+        session.connection()
+        .execute(
+            select(mine, other.id, other.uuid, other.name)
+            .join(other, other.id == theirs)
+            .where(mine.in_(package_ids))
+            .order_by(other.name, other.id)
+        )
+        .all()
+    )
     versions = _version_names(session, (row[1] for row in rows))
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for owner, other_id, other_uuid, other_name in rows:
@@ -366,7 +376,7 @@ def render_package_detail(session: Session, base: str, row: Any) -> dict[str, An
 def version_query(dialect: str, f: VersionFilters, o: Sequence[str] | None = None) -> Select:
     query = (
         select(
-            Version,
+            *columns(Version),
             Package.uuid.label("package_uuid"),
             Package.name.label("package_name"),
             Catalog.uuid.label("catalog_uuid"),
@@ -414,7 +424,7 @@ def version_query(dialect: str, f: VersionFilters, o: Sequence[str] | None = Non
 def _target_counts(session: Session, version_ids: list[int]) -> dict[int, int]:
     if not version_ids:
         return {}
-    rows = session.execute(
+    rows = session.connection().execute(
         select(Target.version_id, func.count())
         .where(Target.version_id.in_(version_ids))
         .group_by(Target.version_id)
@@ -423,16 +433,16 @@ def _target_counts(session: Session, version_ids: list[int]) -> dict[int, int]:
 
 
 def render_versions(session: Session, base: str, rows: list[Any]) -> list[dict[str, Any]]:
-    counts = _target_counts(session, [row[0].id for row in rows])
+    counts = _target_counts(session, [row.id for row in rows])
     return [
         representation.version(
             base,
-            row[0],
+            row,
             package_uuid=row.package_uuid,
             package_name=row.package_name,
             catalog_uuid=row.catalog_uuid,
             catalog_type=row.catalog_type,
-            target_count=counts.get(row[0].id, 0),
+            target_count=counts.get(row.id, 0),
         )
         for row in rows
     ]
@@ -444,7 +454,7 @@ def render_versions(session: Session, base: str, rows: list[Any]) -> list[dict[s
 def target_query(dialect: str, f: TargetFilters, o: Sequence[str] | None = None) -> Select:
     query = (
         select(
-            Target,
+            *columns(Target),
             Version.uuid.label("version_uuid"),
             Package.uuid.label("package_uuid"),
             Package.name.label("package_name"),
@@ -493,7 +503,7 @@ def render_targets(base: str, rows: list[Any]) -> list[dict[str, Any]]:
     return [
         representation.target(
             base,
-            row[0],
+            row,
             version_uuid=row.version_uuid,
             package_uuid=row.package_uuid,
             package_name=row.package_name,
