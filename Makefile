@@ -30,8 +30,11 @@ lint: install-test
 	$(BIN)/ruff format --check syncd adapters tests bench
 	$(BIN)/mypy
 
+# Needs PostgreSQL and RabbitMQ (as `make test`); each prints ratios against its baseline.
 bench: install-test
 	$(BIN)/python -m bench.bench_sync
+	$(BIN)/python -m bench.bench_api
+	$(BIN)/python -m bench.bench_latency
 
 clean:
 	rm -rf $(VENV) syncd.sqlite3*
