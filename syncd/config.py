@@ -2,7 +2,7 @@
 
 With nothing set, syncd runs on its embedded default: a SQLite file in the working
 directory and an in-process queue. Every variable is listed in README.md; `SETTINGS_DOC`
-below is the single source of that table (`syncd config` prints it).
+below is the single source of that table (docs/gen_config_table.py writes it into README.md).
 """
 
 from __future__ import annotations
