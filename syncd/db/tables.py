@@ -55,11 +55,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Catalog(Base):
-    __tablename__ = "catalog"
-    __table_args__ = (
-        UniqueConstraint("name", "version", "catalog_type", name="uq_catalog_name_version_type"),
-    )
+class _Identified:
+    """The identity every API-visible row has: an integer key for joins and bulk writes, a
+    public uuid, and creation/modification stamps."""
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     uuid: Mapped[uuid_module.UUID] = mapped_column(
@@ -67,6 +65,13 @@ class Catalog(Base):
     )
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     modified: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+
+class Catalog(_Identified, Base):
+    __tablename__ = "catalog"
+    __table_args__ = (
+        UniqueConstraint("name", "version", "catalog_type", name="uq_catalog_name_version_type"),
+    )
     name: Mapped[str] = mapped_column(String(100), index=True)
     version: Mapped[str] = mapped_column(String(50))
     catalog_type: Mapped[str] = mapped_column(String(20), default="binary_runtime")
@@ -87,7 +92,7 @@ class Catalog(Base):
     content_hash: Mapped[str] = mapped_column(String(64), default="")
 
 
-class Package(Base):
+class Package(_Identified, Base):
     __tablename__ = "package"
     __table_args__ = (
         UniqueConstraint("catalog_id", "name", name="uq_package_catalog_name"),
@@ -100,13 +105,6 @@ class Package(Base):
             dialect="postgresql"
         ),
     )
-
-    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
-    uuid: Mapped[uuid_module.UUID] = mapped_column(
-        Uuid, unique=True, default=uuid_module.uuid4, nullable=False
-    )
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    modified: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
     catalog_id: Mapped[int] = mapped_column(ForeignKey("catalog.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -138,7 +136,7 @@ class PackageParent(Base):
     )
 
 
-class Version(Base):
+class Version(_Identified, Base):
     __tablename__ = "version"
     __table_args__ = (
         UniqueConstraint(
@@ -149,13 +147,6 @@ class Version(Base):
             dialect="postgresql"
         ),
     )
-
-    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
-    uuid: Mapped[uuid_module.UUID] = mapped_column(
-        Uuid, unique=True, default=uuid_module.uuid4, nullable=False
-    )
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    modified: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
     package_id: Mapped[int] = mapped_column(ForeignKey("package.id", ondelete="CASCADE"))
     catalog_id: Mapped[int] = mapped_column(ForeignKey("catalog.id", ondelete="CASCADE"))
     version: Mapped[str] = mapped_column(String(100))
@@ -169,7 +160,7 @@ class Version(Base):
     content_hash: Mapped[str] = mapped_column(String(64), default="")
 
 
-class Target(Base):
+class Target(_Identified, Base):
     __tablename__ = "target"
     __table_args__ = (
         UniqueConstraint(
@@ -185,13 +176,6 @@ class Target(Base):
             "ix_target_gpu_architectures_gin", "gpu_architectures", postgresql_using="gin"
         ).ddl_if(dialect="postgresql"),
     )
-
-    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
-    uuid: Mapped[uuid_module.UUID] = mapped_column(
-        Uuid, unique=True, default=uuid_module.uuid4, nullable=False
-    )
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    modified: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
     version_id: Mapped[int] = mapped_column(ForeignKey("version.id", ondelete="CASCADE"))
     catalog_id: Mapped[int] = mapped_column(ForeignKey("catalog.id", ondelete="CASCADE"))
     target_type: Mapped[str] = mapped_column(String(50))
