@@ -57,14 +57,17 @@ def _now() -> datetime:
 
 class _Identified:
     """The identity every API-visible row has: an integer key for joins and bulk writes, a
-    public uuid, and creation/modification stamps."""
+    public uuid, and creation/modification stamps. sort_order keeps them the first columns,
+    as the migrations create them."""
 
-    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True, sort_order=-4)
     uuid: Mapped[uuid_module.UUID] = mapped_column(
-        Uuid, unique=True, default=uuid_module.uuid4, nullable=False
+        Uuid, unique=True, default=uuid_module.uuid4, nullable=False, sort_order=-3
     )
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    modified: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, sort_order=-2)
+    modified: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=_now, onupdate=_now, sort_order=-1
+    )
 
 
 class Catalog(_Identified, Base):
