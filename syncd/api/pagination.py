@@ -4,6 +4,7 @@ a Link header with only the relations that exist, and `?field=a&field=b`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -12,7 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request, Response
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from syncd.api.errors import invalid_page
@@ -61,10 +62,25 @@ def count_rows(session: Session, query: Select, count_query: Select | None = Non
     return int(session.connection().execute(count_query).scalar_one())
 
 
-def read(session: Session, query: Select) -> Sequence[Row[Any]]:
+def read(
+    session: Session, query: Select, params: dict[str, Any] | None = None
+) -> Sequence[Row[Any]]:
     """The rows of a SELECT of columns (no ORM entities) on the session's connection: Core
     execution, without the ORM's per-statement layer."""
-    return session.connection().execute(query).all()
+    return session.connection().execute(query, params).all()
+
+
+@functools.lru_cache(maxsize=64)
+def _page_statement(query: Select, count_query: Select | None) -> Select:
+    """`query` with its count as the last column, LIMIT and OFFSET bound at execution. Built
+    once for a query that is built once (an unfiltered list): SQLAlchemy then finds its
+    compiled form without recomputing the statement's cache key on every request."""
+    total = count_query.scalar_subquery() if count_query is not None else func.count().over()
+    return (
+        query.add_columns(total.label(RESULT_COUNT))
+        .limit(bindparam("page_limit_"))
+        .offset(bindparam("page_offset_"))
+    )
 
 
 def _page_url(request: Request, base: str, number: int) -> str:
@@ -147,9 +163,9 @@ def paginated(
         rows = list(read(session, query.limit(page.size).offset(page.offset)))
     else:
         wanted = Page(number=1 if number is None else number, size=page_size(size), count=0)
-        total = count_query.scalar_subquery() if count_query is not None else func.count().over()
-        statement = query.add_columns(total.label(RESULT_COUNT))
-        rows = list(read(session, statement.limit(wanted.size).offset(wanted.offset)))
+        statement = _page_statement(query, count_query)
+        params = {"page_limit_": wanted.size, "page_offset_": wanted.offset}
+        rows = list(read(session, statement, params))
         count = rows[0][-1] if rows else count_rows(session, query, count_query)
         page = make_page(number, size, int(count))
         headers = list_headers(request, base, page)

@@ -4,6 +4,7 @@ cpu_targets. Routes are thin; the work is in the plain functions below them.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -74,6 +75,26 @@ def catalog_query(
     catalog_type: CatalogType | None = None,
     auto_update_enabled: bool | None = None,
     o: list[str] | None = None,
+) -> Select:
+    filtered = name or version or description or o
+    if not filtered and catalog_type is None and auto_update_enabled is None:
+        return _default_catalog_query()
+    return _catalog_query(name, version, description, catalog_type, auto_update_enabled, o)
+
+
+@functools.cache
+def _default_catalog_query() -> Select:
+    """The unfiltered list's statement, built once (see pagination._page_statement)."""
+    return _catalog_query(None, None, None, None, None, None)
+
+
+def _catalog_query(
+    name: str | None,
+    version: str | None,
+    description: str | None,
+    catalog_type: CatalogType | None,
+    auto_update_enabled: bool | None,
+    o: list[str] | None,
 ) -> Select:
     query = select(*columns(Catalog))  # rows, not ORM objects: lists only read them
     if name:
@@ -223,7 +244,6 @@ def enqueue_import(ctx: ApiContext, session: Session, body: ImportRequest) -> di
 def list_catalogs(
     request: Request,
     ctx: Context,
-    session: DbSession,
     _reader: Reader,
     name: Text | None = None,
     version: Text | None = None,
@@ -243,16 +263,19 @@ def list_catalogs(
         o=o,
     )
     base = ctx.base_url(request)
-    return paginated(
-        request,
-        session,
-        query,
-        base=base,
-        number=page,
-        size=page_size,
-        render=lambda rows: [representation.catalog(base, row) for row in rows],
-        count_in_page=True,  # a handful of rows
-    )
+    # The session opened here, in the handler's thread, rather than by the DbSession
+    # dependency: an async generator dependency costs the event loop more than the page.
+    with ctx.session_factory() as session:
+        return paginated(
+            request,
+            session,
+            query,
+            base=base,
+            number=page,
+            size=page_size,
+            render=lambda rows: [representation.catalog(base, row) for row in rows],
+            count_in_page=True,  # a handful of rows
+        )
 
 
 @router.post(

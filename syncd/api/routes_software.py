@@ -84,7 +84,6 @@ def _one(session: Session, query: Select, uuid_column: Any, text: str) -> Any:
 def list_packages(
     request: Request,
     ctx: Context,
-    session: DbSession,
     _reader: Reader,
     filters: Annotated[PackageFilters, Query()],
     o: PackageOrder = None,
@@ -92,16 +91,18 @@ def list_packages(
     page_size: PageSizeParam = None,
 ) -> Response:
     base = ctx.base_url(request)
-    return paginated(
-        request,
-        session,
-        package_query(_dialect(session), filters, o),
-        base=base,
-        number=page,
-        size=page_size,
-        render=lambda rows: render_packages(session, base, rows),
-        count_query=package_count_query(filters),
-    )
+    # Opened here rather than by DbSession: see routes_catalogs.list_catalogs.
+    with ctx.session_factory() as session:
+        return paginated(
+            request,
+            session,
+            package_query(_dialect(session), filters, o),
+            base=base,
+            number=page,
+            size=page_size,
+            render=lambda rows: render_packages(session, base, rows),
+            count_query=package_count_query(filters),
+        )
 
 
 @router.get(

@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, exists, func, inspect, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, exists, func, inspect, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from syncd.api import representation
@@ -172,15 +172,34 @@ def _version_has_target(*conditions: ColumnElement[bool]) -> ColumnElement[bool]
 PACKAGE_DEFAULT_ORDER = [func.lower(Package.name).asc()]
 
 
+def _unfiltered(f: BaseModel) -> bool:
+    return all(getattr(f, name) is None for name in type(f).model_fields)
+
+
 def package_count_query(f: PackageFilters) -> Select | None:
     """The count of an unfiltered package list from the catalogs' stored package_count (kept
     by the sync in its transaction); None when a filter is set (count the query itself)."""
-    if any(value is not None for value in f.model_dump().values()):
-        return None
+    return _package_count_query() if _unfiltered(f) else None
+
+
+@functools.cache
+def _package_count_query() -> Select:
     return select(func.coalesce(func.sum(Catalog.package_count), 0))
 
 
+@functools.cache
+def _default_package_query() -> Select:
+    """The unfiltered list's statement, built once (see pagination._page_statement)."""
+    return _package_query("", PackageFilters(), None)
+
+
 def package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None = None) -> Select:
+    if not o and _unfiltered(f):
+        return _default_package_query()
+    return _package_query(dialect, f, o)
+
+
+def _package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None) -> Select:
     query = select(
         *columns(Package),
         Catalog.uuid.label("catalog_uuid"),
@@ -282,14 +301,37 @@ def _version_names(session: Session, package_ids: Iterable[int]) -> dict[int, li
     found: dict[int, list[str]] = defaultdict(list)
     if not ids:
         return found
-    rows = session.connection().execute(
-        select(Version.package_id, Version.version)
-        .where(Version.package_id.in_(ids))
-        .order_by(Version.package_id, Version.sort_index, Version.id)
-    )
+    rows = session.connection().execute(_version_names_statement(), {"ids": ids})
     for package_id, version in rows:
         found[package_id].append(version)
     return found
+
+
+# The statements of the embedded objects, built once (their ids bound at execution): a
+# statement built per request costs more CPU than its execution.
+@functools.cache
+def _version_names_statement() -> Select:
+    return (
+        select(Version.package_id, Version.version)
+        .where(Version.package_id.in_(bindparam("ids", expanding=True)))
+        .order_by(Version.package_id, Version.sort_index, Version.id)
+    )
+
+
+@functools.cache
+def _related_statement(parents: bool) -> Select:
+    other = _OTHER_PACKAGE
+    mine, theirs = (
+        (PackageParent.package_id, PackageParent.parent_id)
+        if parents
+        else (PackageParent.parent_id, PackageParent.package_id)
+    )
+    return (
+        select(mine, other.id, other.uuid, other.name)
+        .join(other, other.id == theirs)
+        .where(mine.in_(bindparam("ids", expanding=True)))
+        .order_by(other.name, other.id)
+    )
 
 
 def _related(
@@ -298,22 +340,7 @@ def _related(
     """Nested parents (parents=True) or extensions of each package, with their versions."""
     if not package_ids:
         return {}
-    other = _OTHER_PACKAGE
-    mine, theirs = (
-        (PackageParent.package_id, PackageParent.parent_id)
-        if parents
-        else (PackageParent.parent_id, PackageParent.package_id)
-    )
-    rows = (
-        session.connection()
-        .execute(
-            select(mine, other.id, other.uuid, other.name)
-            .join(other, other.id == theirs)
-            .where(mine.in_(package_ids))
-            .order_by(other.name, other.id)
-        )
-        .all()
-    )
+    rows = session.connection().execute(_related_statement(parents), {"ids": package_ids}).all()
     versions = _version_names(session, (row[1] for row in rows))
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for owner, other_id, other_uuid, other_name in rows:
