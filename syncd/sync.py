@@ -11,15 +11,21 @@ How a sync runs, in one transaction under the catalog's lock (syncd/db/locks.py)
    `created` and `modified` stay as they were.
 3. Update the catalog row (description, source_url, metadata, counts, validators, hash)
    only if one of them changed.
+A first import on PostgreSQL (the catalog has no rows yet: nothing to diff) skips 1. and 2.
+and COPYs the rows straight into the tables instead (_direct_import): the same rows, hashes
+and stats, in less time (bench/README.md: 2.8-3.6 s instead of 3.9 s for Spack).
 Readers see the old catalog or the new one: nothing is visible before the commit.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import queue
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from hashlib import blake2b
@@ -27,6 +33,8 @@ from typing import Any, cast
 
 import psycopg
 import structlog
+from psycopg._copy_base import format_row_text  # the encoder copy.write_row uses
+from psycopg.adapt import Transformer
 from sqlalchemy import Connection, DateTime, Engine, Table, bindparam, select, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -256,9 +264,9 @@ def _iso(value: date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _stage_snapshot(conn: Connection, dialect: str, snapshot: CatalogSnapshot) -> _Staged:
-    loader = _Loader(conn, dialect)
-    staged = _Staged()
+def _kept_packages(snapshot: CatalogSnapshot, staged: _Staged) -> Iterator[PackageRecord]:
+    """The snapshot's packages that are written: names that fit, first one of a name wins.
+    Only the set of names seen is held, not the packages."""
     seen: set[str] = set()
     for package in snapshot.iter_packages():
         if len(package.name) > _PACKAGE_NAME_MAX:
@@ -267,18 +275,21 @@ def _stage_snapshot(conn: Connection, dialect: str, snapshot: CatalogSnapshot) -
             )
             continue
         if package.name in seen:
-            # First one wins: its rows are already on their way to staging.
             staged.duplicates += 1
             continue
         seen.add(package.name)
-        _stage_package(loader, staged, package)
-    loader.flush()
-    return staged
+        yield package
 
 
-def _stage_package(loader: _Loader, staged: _Staged, package: PackageRecord) -> None:
+_Kept = tuple[str | None, list[tuple[VersionRecord, list[TargetRecord]]], list[str]]
+
+
+def _keep(staged: _Staged, package: PackageRecord) -> _Kept:
+    """One package's rows that are written (homepage, versions newest first with their
+    targets, parent names), counted into `staged`. A version's position in the list is its
+    sort_index (0 = newest): positions among the versions kept, so without gaps."""
     name = package.name
-    version_count = 0
+    versions: list[tuple[VersionRecord, list[TargetRecord]]] = []
     seen_versions: set[tuple[str, str]] = set()
     for version in package.versions:
         problem = _version_problem(version)
@@ -289,9 +300,7 @@ def _stage_package(loader: _Loader, staged: _Staged, package: PackageRecord) -> 
             staged.duplicates += 1
             continue
         seen_versions.add(version.key)
-        # sort_index is the position among the versions kept (0 = newest), so it has no gaps.
-        loader.add("stage_version", _version_row(name, version, version_count))
-        version_count += 1
+        targets: list[TargetRecord] = []
         seen_targets: set[tuple[str, str, str]] = set()
         for target in version.targets:
             problem = _target_problem(target)
@@ -302,18 +311,34 @@ def _stage_package(loader: _Loader, staged: _Staged, package: PackageRecord) -> 
                 staged.duplicates += 1
                 continue
             seen_targets.add(target.key)
-            loader.add("stage_target", _target_row(name, version, target))
-            staged.targets += 1
+            targets.append(target)
+        versions.append((version, targets))
+        staged.targets += len(targets)
     homepage = package.homepage
     if homepage is not None and len(homepage) > _HOMEPAGE_MAX:
         staged.skip(f"package {name!r}: homepage too long, left empty")
         homepage = None
-    loader.add("stage_package", _package_row(package, homepage, version_count))
     staged.packages += 1
-    staged.versions += version_count
-    parents = dict.fromkeys(p for p in package.parent_names if p != name)
-    for parent in parents:
-        loader.add("stage_parent", (name, parent))
+    staged.versions += len(versions)
+    parents = list(dict.fromkeys(p for p in package.parent_names if p != name))
+    return homepage, versions, parents
+
+
+def _stage_snapshot(conn: Connection, dialect: str, snapshot: CatalogSnapshot) -> _Staged:
+    loader = _Loader(conn, dialect)
+    staged = _Staged()
+    for package in _kept_packages(snapshot, staged):
+        name = package.name
+        homepage, versions, parents = _keep(staged, package)
+        for sort_index, (version, targets) in enumerate(versions):
+            loader.add("stage_version", _version_row(name, version, sort_index))
+            for target in targets:
+                loader.add("stage_target", _target_row(name, version, target))
+        loader.add("stage_package", _package_row(package, homepage, len(versions)))
+        for parent in parents:
+            loader.add("stage_parent", (name, parent))
+    loader.flush()
+    return staged
 
 
 def _package_row(package: PackageRecord, homepage: str | None, version_count: int) -> tuple:
@@ -503,10 +528,19 @@ DELETE FROM package WHERE catalog_id = :c
 """
 
 
+def _is_empty(conn: Connection, catalog_id: int) -> bool:
+    """True if the catalog has no package rows (and so no rows at all): a first import.
+    Asked under the catalog's lock, so no other sync can fill it meanwhile."""
+    return not conn.execute(
+        text("SELECT EXISTS (SELECT 1 FROM package WHERE catalog_id = :c)"), {"c": catalog_id}
+    ).scalar_one()
+
+
 class _Differ:
     def __init__(self, conn: Connection, dialect: str, catalog_id: int, now: datetime) -> None:
         self.conn = conn
         self.dialect = dialect
+        self.catalog_id = catalog_id
         self.params = {"c": catalog_id, "now": now}
         self.pg = pg = dialect == "postgresql"
         self.fmt = {"uuid": _PG_UUID if pg else _SQLITE_UUID, "jsonb": "::jsonb" if pg else ""}
@@ -529,11 +563,7 @@ class _Differ:
         """Diff staging into the catalog; returns the stats and the unknown parent count."""
         stats = SyncStats()
         # A first import has nothing to update or delete: skip those statements.
-        existing = bool(
-            self.conn.execute(
-                text("SELECT EXISTS (SELECT 1 FROM package WHERE catalog_id = :c)"), self.params
-            ).scalar_one()
-        )
+        existing = not _is_empty(self.conn, self.catalog_id)
         self.prepare()
         self.run(_EXTENSION_COUNTS)
         if existing:
@@ -568,6 +598,219 @@ class _Differ:
 
 def _set_unchanged(kind: KindStats, staged: int) -> None:
     kind.unchanged = staged - kind.created - kind.updated
+
+
+# ---------------------------------------------------------------------------------------
+# First import on PostgreSQL: straight into the tables
+#
+# A catalog without package rows has nothing to diff against, so staging would only copy
+# every row twice. Instead rows are COPYed into package/version/target as the stream is
+# read, with ids taken from the tables' sequences (nextval hands each value out once, to
+# whichever session asks: safe next to other catalogs' syncs; unused ones are gaps, as
+# after a rollback). Same transaction and lock as the staged path: readers see nothing
+# until the commit. Parent links and extension counts need every package's id, so they
+# are written at the end from the names held in memory (one int per package).
+# ---------------------------------------------------------------------------------------
+DIRECT_FIRST_IMPORT = True  # tests turn it off to compare with the staged path
+
+_DIRECT_COLUMNS = {
+    "package": "id, uuid, created, modified, catalog_id, name, description, homepage, "
+    "categories, licenses, maintainers, is_extension, content_hash, version_count, "
+    "extension_count",
+    "version": "id, uuid, created, modified, package_id, catalog_id, version, module_version, "
+    "release_date, dependencies, metadata, sort_index, content_hash",
+    "target": "id, uuid, created, modified, version_id, catalog_id, target_type, target_name, "
+    "target_subtype, location, metadata, gpu_architectures, content_hash",
+    "package_parent": "package_id, parent_id, catalog_id",
+}
+# Version-4 uuids: 16 random bytes with the version nibble set to 4 and the variant to 10xx,
+# as 32 hex digits (a form PostgreSQL parses). Drawn from os.urandom in blocks: one system
+# call per row would cost ~1 s at ~100k rows (each one gives up the interpreter lock while
+# the COPY thread holds it), uuid.uuid4() ~2.5x more than this.
+_UUID_KEEP = ((1 << 128) - 1) & ~(0xF << 76) & ~(0x3 << 62)
+_UUID_SET = (0x4 << 76) | (0x2 << 62)
+
+
+class _Uuids:
+    def __init__(self) -> None:
+        self._free: list[str] = []
+
+    def take(self) -> str:
+        if not self._free:
+            raw = os.urandom(16 * BATCH_ROWS)
+            self._free = [
+                "%032x" % (int.from_bytes(raw[i : i + 16]) & _UUID_KEEP | _UUID_SET)
+                for i in range(0, len(raw), 16)
+            ]
+        return self._free.pop()
+
+
+class _Ids:
+    """Ids of one table, reserved from its sequence in blocks that double up to 32,768: few
+    round trips (each may wait for the COPY in flight on the connection), and at most half
+    of the last block left unused (gaps, as after a rollback: harmless in a bigint)."""
+
+    def __init__(self, cur: Any, table: str) -> None:
+        self._cur = cur
+        self._sql = (
+            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)"
+        )
+        self._block = BATCH_ROWS
+        self._free: list[int] = []
+
+    def take(self) -> int:
+        if not self._free:
+            self._cur.execute(self._sql, (self._block,))
+            self._free = [row[0] for row in self._cur.fetchall()]
+            self._free.reverse()  # pop() from the end hands them out in ascending order
+            self._block = min(self._block * 2, 32768)
+        return self._free.pop()
+
+
+# A batch: each table's rows already in COPY text form.
+_Batch = dict[str, bytearray]
+
+
+class _Sender:
+    """COPYs batches from a thread of its own, so that PostgreSQL inserts one batch while
+    Python reads and encodes the next: done in turn, the two costs add up, because every
+    COPY ends waiting for the server. Batches go in order and each one's tables parents
+    first, so the foreign keys (checked row by row) always find their parent rows. The
+    queue is bounded: at most three batches are held, whatever the snapshot's size.
+
+    The rows are encoded by the caller, and this thread only hands bytes to libpq: Python
+    code here would need the interpreter lock, which the busy reading thread gives up only
+    every few milliseconds, and the server would starve."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="syncd-copy", daemon=True)
+        self._thread.start()
+
+    def send(self, batch: _Batch) -> None:
+        self.raise_error()
+        self._queue.put(batch)
+
+    def join(self) -> None:
+        """Wait until every batch is sent (or dropped after an error): the connection must be
+        idle before the transaction goes on, commits or rolls back."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        with self._raw.cursor() as cur:
+            while (batch := self._queue.get()) is not None:
+                if self._error is not None:
+                    continue  # the transaction is lost: drop what is left
+                try:
+                    for table, data in batch.items():
+                        if data:
+                            sql = f"COPY {table} ({_DIRECT_COLUMNS[table]}) FROM STDIN"
+                            with cur.copy(sql) as copy:
+                                copy.write(data)
+                except BaseException as exc:  # raised in the caller's thread
+                    self._error = exc
+
+
+def _new_batch() -> _Batch:
+    return {table: bytearray() for table in _DIRECT_COLUMNS}
+
+
+def _direct_import(
+    conn: Connection, catalog_id: int, snapshot: CatalogSnapshot, now: datetime
+) -> tuple[_Staged, SyncStats, int]:
+    """Write `snapshot` into the empty catalog; returns what the staged path would: what was
+    written, the stats (all created) and the unknown parent count."""
+    raw: Any = conn.connection.driver_connection
+    staged = _Staged()
+    stamp = now.isoformat()  # text: cheaper to send than a datetime per row and column
+    ids: dict[str, int] = {}  # package name -> id, for the parent links
+    links: list[tuple[int, str]] = []  # (child id, parent name)
+    new_uuid = _Uuids().take
+    # put(row, batch[table]) encodes a row with psycopg's own COPY text encoder (what
+    # copy.write_row calls), in this thread: see _Sender.
+    encoder = Transformer.from_context(raw)
+
+    def put(row: tuple[Any, ...], out: bytearray) -> None:
+        format_row_text(row, encoder, out)
+
+    with raw.cursor() as cur:
+        package_ids, version_ids, target_ids = (
+            _Ids(cur, table) for table in ("package", "version", "target")
+        )
+        sender = _Sender(raw)
+        try:
+            batch = _new_batch()
+            versions_out, targets_out = batch["version"], batch["target"]
+            pending = 0
+            for package in _kept_packages(snapshot, staged):
+                name = package.name
+                homepage, versions, parents = _keep(staged, package)
+                package_id = ids[name] = package_ids.take()
+                for sort_index, (version, targets) in enumerate(versions):
+                    version_id = version_ids.take()
+                    row = _version_row(name, version, sort_index)
+                    put(
+                        (version_id, new_uuid(), stamp, stamp, package_id, catalog_id, *row[1:]),
+                        versions_out,
+                    )
+                    for target in targets:
+                        row = _target_row(name, version, target)
+                        target_id = target_ids.take()
+                        put(
+                            (target_id, new_uuid(), stamp, stamp, version_id, catalog_id, *row[3:]),
+                            targets_out,
+                        )
+                    pending += 1 + len(targets)
+                row = _package_row(package, homepage, len(versions))
+                put((package_id, new_uuid(), stamp, stamp, catalog_id, *row, 0), batch["package"])
+                links.extend((package_id, parent) for parent in parents)
+                pending += 1
+                # Only between packages: a package's row must go no later than its versions.
+                if pending >= BATCH_ROWS:
+                    sender.send(batch)
+                    batch = _new_batch()
+                    versions_out, targets_out = batch["version"], batch["target"]
+                    pending = 0
+            # As the staged path: links to packages the snapshot does not hold are left
+            # out, and a package's extension_count is the number of packages naming it.
+            extensions: dict[int, int] = {}  # parent id -> links to it
+            for child_id, parent in links:
+                parent_id = ids.get(parent)
+                if parent_id is not None:
+                    put((child_id, parent_id, catalog_id), batch["package_parent"])
+                    extensions[parent_id] = extensions.get(parent_id, 0) + 1
+            sender.send(batch)
+        except psycopg.Error:
+            # A failed COPY aborts the transaction, and what fails next here says only
+            # that: report the COPY's own error.
+            sender.join()
+            sender.raise_error()
+            raise
+        finally:
+            sender.join()  # also when reading failed: that error propagates unchanged
+        sender.raise_error()
+        if extensions:
+            cur.execute(
+                "UPDATE package SET extension_count = x.n "
+                "FROM unnest(%s::bigint[], %s::integer[]) AS x(id, n) WHERE package.id = x.id",
+                (list(extensions), list(extensions.values())),
+            )
+    resolved = sum(extensions.values())
+    staged.parent_links = resolved
+    stats = SyncStats()
+    stats.packages.created = staged.packages
+    stats.versions.created = staged.versions
+    stats.targets.created = staged.targets
+    stats.parent_links.created = resolved
+    return staged, stats, len(links) - resolved
 
 
 # ---------------------------------------------------------------------------------------
@@ -682,10 +925,14 @@ def sync_catalog(
             dialect = conn.dialect.name
             now = datetime.now(UTC)
             current = _read_catalog(conn, catalog_id)
-            _create_staging(conn, dialect)
-            staged = _stage_snapshot(conn, dialect, snapshot)
-            staged_at = time.perf_counter()
-            stats, unknown_parents = _Differ(conn, dialect, catalog_id, now).apply(staged)
+            if dialect == "postgresql" and DIRECT_FIRST_IMPORT and _is_empty(conn, catalog_id):
+                staged, stats, unknown_parents = _direct_import(conn, catalog_id, snapshot, now)
+                staged_at = time.perf_counter()
+            else:
+                _create_staging(conn, dialect)
+                staged = _stage_snapshot(conn, dialect, snapshot)
+                staged_at = time.perf_counter()
+                stats, unknown_parents = _Differ(conn, dialect, catalog_id, now).apply(staged)
             catalog_written = _update_catalog(conn, catalog_id, current, snapshot, staged, now)
             _drop_staging(conn, dialect)
     except SyncdError:

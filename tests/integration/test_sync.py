@@ -326,3 +326,99 @@ def test_relabel_onto_an_existing_catalog_is_refused(engine: Engine) -> None:
         )
     assert catalog_row(engine, old).version == "2026.07.01"
     assert rows_by_key(engine, old) == before
+
+
+def _contents(engine: Engine, catalog_id: int) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """Every row of the catalog by identity, with every column but ids, uuids and stamps
+    (foreign keys as names), so that two catalogs' contents compare equal."""
+    skip = {"id", "uuid", "created", "modified", "catalog_id", "package_id", "version_id"}
+    out: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+    def own(row: Any) -> tuple[Any, ...]:
+        return tuple(v for k, v in row._mapping.items() if k not in skip)
+
+    with engine.connect() as conn:
+        pkgs = {r.id: r for r in conn.execute(select(Package.__table__).where(
+            Package.__table__.c.catalog_id == catalog_id))}  # fmt: skip
+        vers = {r.id: r for r in conn.execute(select(Version.__table__).where(
+            Version.__table__.c.catalog_id == catalog_id))}  # fmt: skip
+        for p in pkgs.values():
+            out[("package", p.name)] = own(p)
+        for v in vers.values():
+            out[("version", pkgs[v.package_id].name, v.version, v.module_version)] = own(v)
+        for t in conn.execute(
+            select(Target.__table__).where(Target.__table__.c.catalog_id == catalog_id)
+        ):
+            v = vers[t.version_id]
+            key = ("target", pkgs[v.package_id].name, v.version, v.module_version)
+            out[(*key, t.target_type, t.target_name, t.target_subtype)] = own(t)
+        for link in conn.execute(
+            select(PackageParent).where(PackageParent.catalog_id == catalog_id)
+        ):
+            out[("link", pkgs[link.package_id].name, pkgs[link.parent_id].name)] = ()
+    return out
+
+
+def _first_import_packages() -> list[Any]:
+    """More rows than one batch, duplicates, values too long, and parent links to packages
+    that come later in the stream, several times over, to themselves and to nowhere."""
+    return [
+        package("early", version("1"), parent_names=["late", "late", "early", "nowhere"]),
+        package("early2", version("1"), parent_names=["late"]),
+        *small_packages(),
+        *synthetic_packages(700),
+        package("a", version("1"), version("1"), description="first"),
+        package("a", version("2"), description="second"),
+        package("b" * 300, version("1")),
+        package("c", version("x" * 101), version("2", target("t"), target("t"))),
+        package("late", version("2"), version("1"), homepage="h" * 3000),
+    ]
+
+
+def test_first_import_writes_what_the_staged_path_writes(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL writes a first import straight into the tables: the same rows, hashes,
+    counts, sort_index and parent links as the staged diff, and the same stats."""
+    import syncd.sync
+    from syncd.db.engine import make_engine
+
+    engine = make_engine(pg_url)
+    direct_id = make_catalog(engine, version="direct")
+    staged_id = make_catalog(engine, version="staged")
+    info = catalog_info(description="d", source_url="file:///x", metadata={"k": 1})
+    direct = sync_catalog(engine, direct_id, snapshot(_first_import_packages(), info=info))
+    monkeypatch.setattr(syncd.sync, "DIRECT_FIRST_IMPORT", False)
+    staged = sync_catalog(engine, staged_id, snapshot(_first_import_packages(), info=info))
+    monkeypatch.undo()
+
+    assert direct.as_dict() == staged.as_dict()
+    assert direct.packages.created > 700 and direct.targets.created > 2000
+    assert direct.parent_links.created == staged.parent_links.created > 70
+    direct_rows, staged_rows = _contents(engine, direct_id), _contents(engine, staged_id)
+    assert direct_rows == staged_rows
+    assert ("link", "early", "late") in direct_rows and ("link", "early2", "late") in direct_rows
+    late = package_rows(engine, direct_id)["late"]
+    assert (late.extension_count, late.version_count, late.homepage) == (2, 2, None)
+    columns = ("package_count", "version_count", "target_count", "content_hash", "metadata")
+    direct_cat, staged_cat = catalog_row(engine, direct_id), catalog_row(engine, staged_id)
+    assert [getattr(direct_cat, c) for c in columns] == [getattr(staged_cat, c) for c in columns]
+    with engine.connect() as conn:
+        uuids = conn.scalars(select(Version.uuid).where(Version.catalog_id == direct_id)).all()
+    assert len(set(uuids)) == len(uuids) and all(u.version == 4 for u in uuids)
+    # Its hashes are the diff's: refreshing with the same data writes nothing.
+    again = sync_catalog(engine, direct_id, snapshot(_first_import_packages(), info=info))
+    assert again.rows_written == 0
+    engine.dispose()
+
+
+def test_failed_first_import_leaves_the_catalog_empty(engine: Engine) -> None:
+    """A first import (on PostgreSQL written straight into the tables, batches already
+    sent) that fails midway keeps nothing, and the stream's error propagates unchanged."""
+    cid = make_catalog(engine)
+    with pytest.raises(RuntimeError, match="stream broke"):
+        sync_catalog(engine, cid, snapshot(failing_after(synthetic_packages(900), 800)))
+    assert rows_by_key(engine, cid) == {}
+    assert catalog_row(engine, cid).package_count == 0
+    stats = sync_catalog(engine, cid, snapshot(synthetic_packages(40)))
+    assert stats.packages.created == 40
