@@ -7,6 +7,17 @@ Retry-After), gzip, a maximum body size, redirects only to the same host or to
 `settings.allowed_redirect_hosts`, conditional requests, `file://` sources for air-gapped
 mirrors, and the SSRF guard `check_source_allowed`.
 
+The guard is applied twice: `check_source_allowed` judges the URL up front (the API uses it
+for `source_url` too), and every connection goes through `PinnedTransport`/`PinnedBackend`,
+which resolve the host once more, keep only the addresses the same policy
+(`address_allowed`) accepts and connect to exactly those IPs. A name that answers a public
+address to the check and an internal one to the connection (DNS rebinding), directly or as
+a redirect target, is refused with the same permanent error. With
+SYNCD_ALLOW_PRIVATE_SOURCES every address passes, but connections are still pinned. Proxies
+from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY) are honoured; through a
+proxy the proxy resolves the upstream, so there syncd's up-front check is the only check on
+its side and the proxy's own egress rules must keep it out of internal networks.
+
 Bodies are streamed into a temporary file (in `settings.cache_dir` when set) and parsed from
 there, so a large upstream is never one bytes object in memory. The file is deleted when the
 `FetchResult` is closed or garbage-collected.
@@ -31,7 +42,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
@@ -39,6 +50,7 @@ from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
+import httpcore
 import httpx
 
 from syncd.config import Settings
@@ -62,28 +74,53 @@ Validators = Mapping[str, Any]
 
 # --- SSRF guard ---------------------------------------------------------------------------
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+
+def _is_public(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_global and not address.is_multicast
 
 
-def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def address_allowed(address: IPAddress, settings: Settings) -> bool:
+    """The SSRF policy for one address: global unicast only, unless the operator allows
+    private sources. The one definition both the URL check (`check_source_allowed`) and
+    the connection (`PinnedBackend`) apply."""
+    return settings.allow_private_sources or _is_public(address)
+
+
+def _refusal(host: str, addresses: str) -> str:
+    return (
+        f"{host} resolves to {addresses}, a loopback, private or link-local address; an "
+        "operator can allow internal upstreams with SYNCD_ALLOW_PRIVATE_SOURCES=true."
+    )
+
+
+def _resolve(host: str, port: int | None = None) -> list[tuple[IPAddress, str]]:
+    """Each address `host` stands for, as (parsed address, text to connect to), in the
+    resolver's order without duplicates; an IP literal is itself. Raises OSError when the
+    name does not resolve."""
     try:
-        return [ipaddress.ip_address(host)]
+        literal = ipaddress.ip_address(host)
     except ValueError:
         pass
+    else:
+        return [(literal, host)]
+    found: dict[str, IPAddress] = {}
+    for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        text = str(info[4][0])  # an IPv6 link-local answer may carry a %scope
+        with contextlib.suppress(ValueError):
+            found.setdefault(text, ipaddress.ip_address(text.split("%", 1)[0]))
+    return [(address, text) for text, address in found.items()]
+
+
+def _addresses(host: str) -> list[IPAddress]:
     try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        return [address for address, _text in _resolve(host)]
     except OSError:
         # Unresolvable now: nothing to judge; the fetch itself fails with a clear error.
         return []
-    found = []
-    for info in infos:
-        with contextlib.suppress(ValueError):
-            found.append(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
-    return found
 
 
 def check_source_allowed(url: str, settings: Settings) -> None:
@@ -93,6 +130,10 @@ def check_source_allowed(url: str, settings: Settings) -> None:
     resolve to loopback, private, link-local or other non-global addresses only with
     SYNCD_ALLOW_PRIVATE_SOURCES (so a catalog's source_url cannot turn the worker into a
     proxy into the internal network). The HTTP API validates `source_url` with this too.
+
+    This check resolves the name once; the fetcher's connections resolve it again, so they
+    go through `PinnedBackend`, which applies the same policy to the addresses it actually
+    connects to (a DNS-rebinding name cannot answer differently to the two).
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -119,12 +160,131 @@ def check_source_allowed(url: str, settings: Settings) -> None:
     if settings.allow_private_sources:
         return
     for address in _addresses(host):
-        if not _is_public(address):
-            raise PermanentError(
-                f"Source {url!r} is refused: {host} resolves to {address}, a loopback, "
-                "private or link-local address; an operator can allow internal upstreams "
-                "with SYNCD_ALLOW_PRIVATE_SOURCES=true."
+        if not address_allowed(address, settings):
+            raise PermanentError(f"Source {url!r} is refused: {_refusal(host, str(address))}")
+
+
+# --- connection pinning -------------------------------------------------------------------
+
+
+class AddressRefused(PermanentError):
+    """At connect time, no address of `host` passed the SSRF policy; nothing was connected."""
+
+    def __init__(self, host: str, addresses: list[str]) -> None:
+        self.host = host
+        self.addresses = addresses  # as the resolver wrote them
+        super().__init__(_refusal(host, f"{', '.join(addresses)} when connecting"))
+
+
+class PinnedBackend(httpcore.NetworkBackend):
+    """An httpcore network backend that resolves the host itself, keeps only the addresses
+    `address_allowed` accepts and connects to those IPs (in the resolver's order), so the
+    address connected to is the address checked. No allowed address: `AddressRefused`
+    (a PermanentError, which passes through httpx unchanged). With
+    SYNCD_ALLOW_PRIVATE_SOURCES every address is allowed, but the connection still goes to
+    the address resolved here.
+
+    TLS is unaffected: httpcore hands `start_tls` the origin's host name as server_hostname
+    (httpcore/_sync/connection.py), so certificates are verified against the name, not the
+    IP connected to.
+    """
+
+    def __init__(self, settings: Settings, inner: httpcore.NetworkBackend | None = None) -> None:
+        self._settings = settings
+        self._inner = inner if inner is not None else httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            resolved = _resolve(host, port)
+        except OSError as exc:  # the message httpcore's own create_connection would give
+            raise httpcore.ConnectError(str(exc)) from exc
+        allowed = [text for address, text in resolved if address_allowed(address, self._settings)]
+        if not allowed:
+            raise AddressRefused(host, [text for _address, text in resolved])
+        failure: Exception | None = None
+        for text in allowed:
+            try:
+                return self._inner.connect_tcp(
+                    text,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc  # like socket.create_connection: try the next address
+        assert failure is not None
+        raise failure
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:  # pragma: no cover - the fetcher never uses a unix socket
+        return self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+# httpx internals: httpx 0.28's HTTPTransport takes no network backend and a Client given
+# its own transport reads no proxy variables. Both gaps are bridged here and only here; the
+# tests in tests/unit/test_fetch_pinning.py fail if httpx changes either.
+
+
+class PinnedTransport(httpx.HTTPTransport):
+    """httpx's HTTPTransport whose connections go through a `PinnedBackend`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        trust_env: bool = True,
+        inner: httpcore.NetworkBackend | None = None,
+    ) -> None:
+        super().__init__(trust_env=trust_env)
+        # The connection pool HTTPTransport sends through is the private `_pool`; replace it
+        # by an identical one (httpx's defaults) that has the pinned backend.
+        if not isinstance(getattr(self, "_pool", None), httpcore.ConnectionPool):
+            raise RuntimeError(
+                "httpx.HTTPTransport no longer keeps its connection pool in `_pool`; "
+                "adapters/fetcher.py PinnedTransport must be adapted to this httpx version."
             )
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=trust_env),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=PinnedBackend(settings, inner),
+        )
+
+
+def environment_proxy_mounts() -> dict[str, httpx.BaseTransport | None]:
+    """httpx's own reading of HTTP_PROXY/HTTPS_PROXY/ALL_PROXY/NO_PROXY, as Client mounts:
+    a proxy transport per proxied pattern, None (= the pinned default transport) for each
+    NO_PROXY entry.
+
+    Through a proxy there is nothing to pin: syncd connects to the proxy (the operator's
+    choice, often on an internal network, so not subject to the policy) and the proxy
+    resolves the upstream name itself. `check_source_allowed` still refuses names that
+    resolve privately for syncd, but the proxy's own egress rules must keep it out of
+    internal networks.
+    """
+    from httpx._utils import get_environment_proxies  # private: see the note above
+
+    return {
+        pattern: None if proxy is None else httpx.HTTPTransport(proxy=proxy)
+        for pattern, proxy in get_environment_proxies().items()
+    }
 
 
 # --- results ------------------------------------------------------------------------------
@@ -214,8 +374,11 @@ class Fetcher:
             write=settings.fetch_read_timeout,
             pool=settings.fetch_connect_timeout,
         )
+        # Without a transport of the caller's (tests pass mocks), connections are pinned to
+        # the addresses the SSRF policy vetted; proxies from the environment still apply.
         self._client = httpx.Client(
-            transport=transport,
+            transport=transport if transport is not None else PinnedTransport(settings),
+            mounts=environment_proxy_mounts() if transport is None else None,
             timeout=timeout,
             follow_redirects=False,
             headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "gzip"},
@@ -359,6 +522,13 @@ class Fetcher:
                     return self._receive(url, current, response, previous, optional, started)
             except httpx.HTTPError as exc:
                 raise self._transport_error(url, current, exc) from None
+            except AddressRefused as exc:
+                # The name resolved differently when connecting than when it was checked
+                # (DNS rebinding, or a short TTL): refused like the check would, not retried.
+                refused = f"Source {current!r} is refused: {exc.message}"
+                if current != url:
+                    refused = f"{url} redirected to a refused location. {refused}"
+                raise UpstreamError(refused, transient=False, url=url) from None
         raise UpstreamError(
             f"{url}: more than {MAX_REDIRECTS} redirects; check the source URL.",
             transient=False,

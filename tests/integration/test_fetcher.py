@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import gzip
+import ipaddress
+import shutil
 import socket
+import ssl
+import subprocess
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from adapters import fetcher as fetcher_module
 from adapters.fetcher import Fetcher, FetchResult
+from syncd.config import Settings
 from syncd.errors import UpstreamError
+from tests.support.fake_dns import FakeDNS
 from tests.support.fake_upstream import FakeUpstream
 
 PATH = "/data/file.json"
+PUBLIC = "93.184.215.14"
 BODY = b'{"hello": "world", "items": [' + b",".join(b"%d" % i for i in range(2000)) + b"]}"
 
 
@@ -228,3 +238,157 @@ def test_file_sources(tmp_path: Path, up: FakeUpstream) -> None:
         fetcher.fetch((tmp_path / "nope.json").as_uri())
     assert not missing.value.transient
     assert fetcher.fetch((tmp_path / "nope.json").as_uri(), optional=True).absent
+
+
+# --- connections are pinned to vetted addresses (DNS rebinding) ------------------------------
+
+
+@pytest.mark.parametrize("loopback", ["127.0.0.1", "::ffff:127.0.0.1"])
+def test_dns_rebinding_cannot_reach_a_loopback_server(
+    up: FakeUpstream, monkeypatch: pytest.MonkeyPatch, loopback: str
+) -> None:
+    """The name answers a public address to the check and loopback to the connection."""
+    dns = FakeDNS(monkeypatch, rebind=[[PUBLIC], [loopback]])
+    url = f"http://rebind.test:{up.port}{PATH}"
+    with pytest.raises(UpstreamError) as caught:
+        make_fetcher(up, allow_private_sources=False).fetch(url)
+    assert not caught.value.transient
+    assert f"rebind.test resolves to {loopback} when connecting" in caught.value.message
+    assert "SYNCD_ALLOW_PRIVATE_SOURCES" in caught.value.message
+    assert dns.lookups == ["rebind.test", "rebind.test"]  # the check, one connect; no retry
+    assert up.requests_for(PATH) == []
+    # Control: the connect-time answer does reach the server once private hosts are allowed,
+    # so the refusal above was the pinning, not an unreachable address.
+    assert body(make_fetcher(up).fetch(url)) == BODY
+    assert len(up.requests_for(PATH)) == 1
+
+
+def test_allowed_fetch_connects_to_the_address_it_resolved(
+    up: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dns = FakeDNS(monkeypatch, mirror=[["127.0.0.1"]])
+    result = make_fetcher(up).fetch(f"http://mirror.test:{up.port}{PATH}")
+    assert body(result) == BODY
+    # With private sources allowed the check does not resolve; the connection does, once.
+    assert dns.lookups == ["mirror.test"]
+    assert up.requests_for(PATH)[0].headers["host"] == f"mirror.test:{up.port}"
+
+
+@pytest.mark.parametrize("host", ["[::1]", "[::ffff:127.0.0.1]", "[fe80::1]"])
+def test_ipv6_loopback_and_link_local_literals_are_refused(up: FakeUpstream, host: str) -> None:
+    with pytest.raises(UpstreamError) as caught:
+        make_fetcher(up, allow_private_sources=False).fetch(f"http://{host}:{up.port}{PATH}")
+    assert not caught.value.transient and "SYNCD_ALLOW_PRIVATE_SOURCES" in caught.value.message
+    assert up.requests_for(PATH) == []
+
+
+@pytest.fixture
+def upstream_counts_as_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let 127.0.0.1 (the fake upstream) stand for a public upstream, so a strict fetcher
+    can reach its first hop; every other address, ::ffff:127.0.0.1 included, is judged as
+    usual. Only the address test is replaced, not where it is applied."""
+    real = fetcher_module._is_public
+    stand_in = ipaddress.ip_address("127.0.0.1")
+    monkeypatch.setattr(fetcher_module, "_is_public", lambda a: a == stand_in or real(a))
+
+
+@pytest.mark.usefixtures("upstream_counts_as_public")
+def test_redirect_to_a_host_resolving_privately_is_refused(
+    up: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FakeDNS(monkeypatch, internal=[["169.254.169.254"]])
+    up.fault(PATH, "redirect", redirect_host="internal.test")
+    settings = up.settings(allow_private_sources=False, allowed_redirect_hosts=["internal.test"])
+    with pytest.raises(UpstreamError) as caught:
+        Fetcher(settings).fetch(up.url(PATH))
+    assert not caught.value.transient
+    assert "redirected to a refused location" in caught.value.message
+    assert "169.254.169.254" in caught.value.message
+    assert len(up.requests_for(PATH)) == 1  # the redirecting hop only
+
+
+@pytest.mark.usefixtures("upstream_counts_as_public")
+def test_redirect_to_a_rebinding_host_is_refused_at_connect_time(
+    up: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The redirect target passes the check, then answers a private (but reachable: it is
+    the fake upstream) address to the connection."""
+    dns = FakeDNS(monkeypatch, rebind=[["127.0.0.1"], ["::ffff:127.0.0.1"]])
+    up.fault(PATH, "redirect", times=1, redirect_host="rebind.test")
+    settings = up.settings(allow_private_sources=False, allowed_redirect_hosts=["rebind.test"])
+    with pytest.raises(UpstreamError) as caught:
+        Fetcher(settings).fetch(up.url(PATH))
+    assert not caught.value.transient
+    assert caught.value.message.startswith(f"{up.url(PATH)} redirected to a refused location")
+    assert "::ffff:127.0.0.1 when connecting" in caught.value.message
+    assert dns.lookups == ["rebind.test", "rebind.test"]
+    assert len(up.requests_for(PATH)) == 1
+
+
+def test_environment_proxy_is_used_and_resolves_the_name_itself(
+    up: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proxies from the environment still apply (the fake upstream plays the proxy). Through
+    a proxy nothing is pinned: syncd connects to the proxy, which resolves the upstream."""
+    for name in ("ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", up.base_url)
+    dns = FakeDNS(monkeypatch, catalog=[[PUBLIC]])
+    url = "http://catalog.test/data/file.json"
+    up.set_file(url, BODY)  # a forward proxy is asked for the absolute URL
+    result = make_fetcher(up, allow_private_sources=False).fetch(url)
+    assert body(result) == BODY
+    assert up.requests_for(url)[0].headers["host"] == "catalog.test"
+    assert dns.lookups == ["catalog.test"]  # the check only; the connection went to the proxy
+
+
+def test_tls_is_verified_against_the_host_name_not_the_pinned_ip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real TLS server on 127.0.0.1 with a certificate for mirror.test only: reached by
+    that name the certificate verifies although the connection goes to the pinned IP; by
+    another name resolving to the same IP it does not."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=mirror.test"),
+            *("-addext", "subjectAltName=DNS:mirror.test"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the fetcher trusts only this cert
+        dns = FakeDNS(monkeypatch, mirror=[["127.0.0.1"]], other=[["127.0.0.1"]])
+        port = server.server_address[1]
+        settings = Settings(allow_private_sources=True, fetch_retries=0)
+        with Fetcher(settings) as fetcher:
+            assert body(fetcher.fetch(f"https://mirror.test:{port}/x.json")) == BODY
+            with pytest.raises(UpstreamError) as caught:
+                fetcher.fetch(f"https://other.test:{port}/x.json")
+        assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
+        assert dns.lookups == ["mirror.test", "other.test"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
