@@ -1,8 +1,9 @@
 """The scheduler: auto-update ticks that fire once, however many replicas run.
 
 A tick enqueues `update_catalog` for every catalog whose `auto_update_enabled` is true and
-whose last attempt is older than SYNCD_REFRESH_INTERVAL_SECONDS. Three layers make a tick
-fire once:
+whose last attempt is older than SYNCD_REFRESH_INTERVAL_SECONDS, unless an update the
+scheduler enqueued for it has not started yet (see "Pending updates" below). Three layers
+make a tick fire once:
 
 1. Tick ids come from the scheduled fire time, not from the clock at run time: every replica
    runs the same trigger in UTC (an interval trigger is anchored at the Unix epoch), so all
@@ -24,6 +25,14 @@ On SQLite (the embedded default) there is no election: one scheduler runs in the
 Missed ticks: jobs are added with coalesce=True and a misfire grace of half a tick period,
 and the job store is in memory, so a scheduler that was down or stalled runs at most one
 tick when it comes back, and none if the latest one is older than the grace.
+
+Pending updates: only a worker sets last_update_attempt, so while the workers are down or
+the queue is backed up every due catalog would be enqueued again at every tick (60 copies
+an hour with a tick a minute). After the broker confirmed a publish, the tick stamps
+`catalog.update_enqueued_at` with its own time; a catalog whose stamp is newer than its last
+attempt is skipped as "already enqueued" until the stamp is one refresh interval old (see
+`_skip_reason` for why that bound). An in-process queue dies with its process, so
+`start_in_process` forgets the stamps such a queue may have held.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import re
 import signal
 import socket
 import threading
+import uuid as uuid_module
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -79,6 +89,8 @@ MAX_DUE_SLACK = timedelta(seconds=60)
 
 REASON_DISABLED = "disabled"
 REASON_RECENT = "recently attempted"
+# Enqueued by an earlier tick and not started by a worker yet.
+REASON_ENQUEUED = "already enqueued"
 REASON_PUBLISH_FAILED = "publish failed"
 
 
@@ -99,8 +111,11 @@ class TickResult:
     claimed: bool
     due: list[CatalogRef] = field(default_factory=list)
     enqueued: list[CatalogRef] = field(default_factory=list)
-    # (catalog, reason): disabled, recently attempted, publish failed: ...
+    # (catalog, reason): disabled, recently attempted, already enqueued, publish failed: ...
     skipped: list[tuple[CatalogRef, str]] = field(default_factory=list)
+    # Due catalogs whose earlier enqueue no worker started within a refresh interval: that
+    # message is presumed lost (or the workers are down), so they were enqueued again.
+    presumed_lost: list[CatalogRef] = field(default_factory=list)
     # Follow upstream: catalogs this tick created for new upstream versions.
     created: list[CatalogRef] = field(default_factory=list)
     # Follow upstream: adapters not followed this tick, and why.
@@ -215,8 +230,9 @@ def run_tick(
     """Claim tick `tick_id` and enqueue update_catalog for every due catalog.
 
     `now` is the tick's time (its scheduled fire time): a catalog is due when its
-    last_update_attempt is NULL or older than settings.refresh_interval_seconds at `now`.
-    Returns claimed=False and does nothing when the tick was claimed before.
+    last_update_attempt is NULL or older than settings.refresh_interval_seconds at `now`,
+    and no update enqueued by an earlier tick is still waiting for a worker (see
+    `_skip_reason`). Returns claimed=False and does nothing when the tick was claimed before.
     """
     with bind_job_context(tick_id=tick_id):
         if not _claim(engine, tick_id):
@@ -227,10 +243,17 @@ def run_tick(
         _enqueue_due(engine, broker, settings, now, result)
         # After the due pass, so that a catalog created here is enqueued once, not twice.
         if settings.follow_upstream:
-            _follow_upstream(engine, broker, settings, adapters, fetcher, result)
+            _follow_upstream(engine, broker, settings, now, adapters, fetcher, result)
         _record(engine, tick_id, now, len(result.enqueued) + len(result.created))
         SCHEDULER_TICKS.labels(outcome="ran").inc()
         SCHEDULER_ENQUEUED.inc(len(result.enqueued) + len(result.created))
+        if result.presumed_lost:
+            # Worth a warning: no worker started these for a whole refresh interval.
+            log.warning(
+                "scheduler_enqueue_presumed_lost",
+                tick_id=tick_id,
+                catalogs=[c.label for c in result.presumed_lost],
+            )
         log.info(
             "scheduler_tick",
             tick_id=tick_id,
@@ -273,10 +296,76 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _as_utc(value)
+
+
 def _due_before(settings: Settings, now: datetime) -> datetime:
     """A last attempt at or before this instant makes a catalog due at `now`."""
     interval = timedelta(seconds=settings.refresh_interval_seconds)
     return now - interval + min(MAX_DUE_SLACK, interval / 10)
+
+
+def _skip_reason(row: Any, due_before: datetime) -> str | None:
+    """Why the tick leaves this catalog alone; None when it is due.
+
+    An update is pending when the scheduler's last enqueue is later than the last attempt
+    (a worker stamps the attempt when it starts the command). A pending update counts as
+    lost at the same cutoff that makes an attempt old: one refresh interval. Why that bound:
+    a healthy system enqueues a catalog once per interval, so even when the message really
+    is lost (a purged queue, a broker that lost it) or the workers are down for days, the
+    scheduler never enqueues faster than the rate the operator asked for, and a lost
+    message costs at most one interval of staleness, as a failed attempt would. A shorter
+    bound would pile up copies behind a slow backlog; a longer one would leave a catalog
+    whose message was lost stale for longer than its refresh interval.
+    """
+    if not row.auto_update_enabled:
+        return REASON_DISABLED
+    pending = _pending_since(row)
+    if pending is not None:
+        return REASON_ENQUEUED if pending > due_before else None
+    attempt = _utc_or_none(row.last_update_attempt)
+    if attempt is not None and attempt > due_before:
+        return REASON_RECENT
+    return None
+
+
+def _pending_since(row: Any) -> datetime | None:
+    """When the scheduler enqueued an update that no worker has started; None if none."""
+    enqueued = _utc_or_none(row.update_enqueued_at)
+    attempt = _utc_or_none(row.last_update_attempt)
+    if enqueued is None or (attempt is not None and attempt >= enqueued):
+        return None
+    return enqueued
+
+
+def _mark_enqueued(engine: Engine, catalog_uuid: str, now: datetime) -> None:
+    """Record a confirmed enqueue, stamped with the tick's time.
+
+    After the publish, not before: a tick that dies between the two costs one duplicate
+    message next tick, whereas a stamp without a message would leave the catalog waiting a
+    whole interval for an update nobody enqueued. The tick's time (not the clock after the
+    publish) keeps the stamp earlier than the attempt of a worker that starts the message
+    before this write commits. A failing write fails the tick like a leader dying mid-tick:
+    the catalogs it did not reach go out next tick. `modified` is kept as it is: this
+    bookkeeping is not a change an API client could see.
+    """
+    with engine.begin() as conn:
+        conn.execute(
+            update(Catalog)
+            .where(Catalog.uuid == uuid_module.UUID(catalog_uuid))
+            .values(update_enqueued_at=now, modified=Catalog.modified)
+        )
+
+
+def forget_enqueued(engine: Engine) -> None:
+    """Clear every catalog's pending enqueue (its message cannot exist any more)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Catalog)
+            .where(Catalog.update_enqueued_at.is_not(None))
+            .values(update_enqueued_at=None, modified=Catalog.modified)
+        )
 
 
 def _enqueue_due(
@@ -292,17 +381,19 @@ def _enqueue_due(
                 Catalog.version,
                 Catalog.auto_update_enabled,
                 Catalog.last_update_attempt,
+                Catalog.update_enqueued_at,
             ).order_by(Catalog.name, Catalog.version)
         ).all()
     due_before = _due_before(settings, now)
     for row in rows:
         ref = CatalogRef(uuid=str(row.uuid), name=row.name, version=row.version)
-        if not row.auto_update_enabled:
-            result.skipped.append((ref, REASON_DISABLED))
-        elif row.last_update_attempt is not None and _as_utc(row.last_update_attempt) > due_before:
-            result.skipped.append((ref, REASON_RECENT))
-        else:
-            result.due.append(ref)
+        reason = _skip_reason(row, due_before)
+        if reason is not None:
+            result.skipped.append((ref, reason))
+            continue
+        result.due.append(ref)
+        if _pending_since(row) is not None:
+            result.presumed_lost.append(ref)
     for ref in result.due:
         try:
             publish_update(broker, settings, catalog_uuid=ref.uuid)
@@ -310,6 +401,7 @@ def _enqueue_due(
             result.skipped.append((ref, f"{REASON_PUBLISH_FAILED}: {exc}"))
         else:
             result.enqueued.append(ref)
+            _mark_enqueued(engine, ref.uuid, now)
 
 
 # --- follow upstream -----------------------------------------------------------------------
@@ -335,6 +427,7 @@ def _follow_upstream(
     engine: Engine,
     broker: dramatiq.Broker,
     settings: Settings,
+    now: datetime,
     adapters: Mapping[str, Any] | None,
     fetcher: Any,
     result: TickResult,
@@ -350,7 +443,7 @@ def _follow_upstream(
 
             fetcher = own_fetcher = Fetcher(settings)
         for adapter in adapters.values():
-            reason = _follow_one(engine, broker, settings, adapter, fetcher, result)
+            reason = _follow_one(engine, broker, settings, now, adapter, fetcher, result)
             if reason:
                 result.not_followed[adapter.name] = reason
     except Exception as exc:  # adapters are plugins: a broken one must not stop the tick
@@ -364,6 +457,7 @@ def _follow_one(
     engine: Engine,
     broker: dramatiq.Broker,
     settings: Settings,
+    now: datetime,
     adapter: Any,
     fetcher: Any,
     result: TickResult,
@@ -403,14 +497,13 @@ def _follow_one(
             result.skipped.append((ref, f"{REASON_PUBLISH_FAILED}: {exc}"))
         else:
             result.created.append(ref)
+            _mark_enqueued(engine, ref.uuid, now)
     return None
 
 
 def _create_catalog(
     engine: Engine, name: str, version: str, catalog_type: str, newest: Any
 ) -> CatalogRef | None:
-    import uuid as uuid_module
-
     new_uuid = uuid_module.uuid4()
     try:
         with engine.begin() as conn:
@@ -430,8 +523,6 @@ def _create_catalog(
 
 
 def _delete_unattempted(engine: Engine, catalog_uuid: str) -> None:
-    import uuid as uuid_module
-
     with engine.begin() as conn:
         conn.execute(
             delete(Catalog).where(
@@ -633,6 +724,13 @@ class InProcessScheduler(BackgroundScheduler):
 def start_in_process(settings: Settings, engine: Engine, broker: dramatiq.Broker) -> BaseScheduler:
     """Start ticking in a background thread of this process (`syncd run`); the caller stops
     it with `.shutdown()`. On PostgreSQL it still takes part in the election."""
+    from dramatiq.brokers.stub import StubBroker
+
+    if isinstance(broker, StubBroker):
+        # The in-process queue starts empty and dies with its process: whatever an earlier
+        # process enqueued into its own queue is gone, so waiting out the bound would leave
+        # those catalogs stale for up to a refresh interval after a restart.
+        forget_enqueued(engine)
     scheduler = InProcessScheduler(make_leader(settings), timezone=UTC, daemon=True)
     add_tick_job(scheduler, engine, broker, settings, scheduler.leader)
     scheduler.start()

@@ -93,6 +93,11 @@ class Catalog(_Identified, Base):
     upstream_validators: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Hash of the last synced snapshot's catalog-level fields.
     content_hash: Mapped[str] = mapped_column(String(64), default="")
+    # The tick time at which the scheduler last had update_catalog confirmed by the broker
+    # (migration 0003). Later than last_update_attempt means no worker has started that
+    # update yet, so the scheduler does not pile up another (syncd/scheduler.py). Scheduler
+    # bookkeeping only: not part of the API representation.
+    update_enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Package(_Identified, Base):

@@ -1,8 +1,10 @@
 """Two scheduler replicas, the leader SIGKILLed: ticks go on, and none is doubled.
 
-No worker runs, so every enqueued update stays on the queue where the test counts it, and
-every enabled catalog stays due (it is never attempted): each tick must put exactly one
-message per enabled catalog on the queue, whichever replica runs it.
+No worker runs, so every enqueued update stays on the queue where the test counts it. The
+refresh interval equals the tick: a catalog's pending update is a whole interval old at the
+next tick (presumed lost, so enqueued again) and every enabled catalog stays due (it is
+never attempted). Each tick must therefore put exactly one message per enabled catalog on
+the queue, whichever replica runs it.
 """
 
 from __future__ import annotations
@@ -72,7 +74,11 @@ def test_two_schedulers_leader_killed(
                 )
             )
     queue, env = command_env(
-        pg_url, amqp_url, "rel_sched", tick_seconds=TICK_SECONDS, refresh_interval_seconds=3600
+        pg_url,
+        amqp_url,
+        "rel_sched",
+        tick_seconds=TICK_SECONDS,
+        refresh_interval_seconds=TICK_SECONDS,
     )
     a = SyncdProcess("scheduler", env, logs / "scheduler-a.log")
     b = SyncdProcess("scheduler", env, logs / "scheduler-b.log")

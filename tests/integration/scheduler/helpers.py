@@ -8,8 +8,9 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+import pika
 from dramatiq.brokers.stub import StubBroker
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 
 from syncd.db.tables import Catalog, SchedulerTick
 
@@ -21,6 +22,7 @@ def add_catalog(
     *,
     enabled: bool = True,
     last_attempt: datetime | None = None,
+    enqueued_at: datetime | None = None,
     catalog_type: str = "binary_runtime",
     source_url: str = "",
 ) -> str:
@@ -35,10 +37,28 @@ def add_catalog(
                 catalog_type=catalog_type,
                 auto_update_enabled=enabled,
                 last_update_attempt=last_attempt,
+                update_enqueued_at=enqueued_at,
                 source_url=source_url,
             )
         )
     return str(new_uuid)
+
+
+def catalog_row(engine: Engine, catalog_uuid: str) -> Any:
+    """The catalog's row (every column, by attribute name of the table)."""
+    table = Catalog.__table__
+    with engine.connect() as conn:
+        return conn.execute(select(table).where(table.c.uuid == uuid.UUID(catalog_uuid))).one()
+
+
+def start_attempt(engine: Engine, catalog_uuid: str, at: datetime) -> None:
+    """What a worker does first when it takes update_catalog: stamp last_update_attempt."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Catalog)
+            .where(Catalog.uuid == uuid.UUID(catalog_uuid))
+            .values(last_update_attempt=at, update_errors="")
+        )
 
 
 def update_uuids(bodies: list[bytes]) -> Counter[str]:
@@ -49,6 +69,22 @@ def update_uuids(bodies: list[bytes]) -> Counter[str]:
         assert message["actor_name"] == "update_catalog", message
         found[message["kwargs"]["catalog_uuid"]] += 1
     return found
+
+
+def drain(amqp_url: str, queue_name: str) -> Counter[str]:
+    """Take every message off a RabbitMQ queue; update_catalog messages per catalog uuid."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()
+        bodies = []
+        while True:
+            method, _properties, body = channel.basic_get(queue_name, auto_ack=True)
+            if method is None:
+                break
+            bodies.append(body)
+        return update_uuids(bodies)
+    finally:
+        connection.close()
 
 
 def stub_messages(broker: StubBroker, queue_name: str) -> Counter[str]:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 from syncd.config import Settings
 from syncd.db.tables import Catalog
 from syncd.domain import CatalogType
-from syncd.scheduler import REASON_DISABLED, REASON_RECENT, run_tick
+from syncd.scheduler import REASON_DISABLED, REASON_ENQUEUED, REASON_RECENT, run_tick
 from tests.integration.scheduler.helpers import add_catalog, stub_messages, tick_rows
 
 QUEUE = "syncd_test"
@@ -60,9 +60,11 @@ def test_due_catalogs_are_enqueued_once_per_tick(
     assert not again.claimed and again.enqueued == [] and again.due == []
     assert stub_messages(broker, QUEUE) == {never: 1, stale: 1}
 
-    # The next tick: nobody worked on the catalogs, so they are still due; once each.
-    run_tick(engine, broker, settings, now=NOW + timedelta(seconds=1), tick_id="t2")
-    assert stub_messages(broker, QUEUE) == {never: 2, stale: 2}
+    # The next tick: nobody worked on the catalogs, but their updates are still queued.
+    second = run_tick(engine, broker, settings, now=NOW + timedelta(seconds=1), tick_id="t2")
+    assert second.enqueued == []
+    assert by_uuid(second.skipped)[never] == by_uuid(second.skipped)[stale] == REASON_ENQUEUED
+    assert stub_messages(broker, QUEUE) == {never: 1, stale: 1}
     assert [r["tick_id"] for r in tick_rows(engine)] == ["t1", "t2"]
 
 
@@ -170,14 +172,16 @@ def test_follow_upstream_creates_the_new_version(
     assert old not in stub_messages(broker, QUEUE)
     assert tick_rows(engine)[0]["enqueued"] == 2
 
-    # The next tick creates nothing more; a disabled new catalog is left alone from now on.
+    # The next tick creates nothing more and enqueues nothing: an enabled new catalog's first
+    # update is still waiting (no worker), a disabled one is left alone from now on.
     second = run_tick(
         engine, broker, follow, now=NOW + HOUR / 60, tick_id="t2", adapters={"EESSI": adapter}
     )
-    assert second.created == []
+    assert second.created == [] and second.enqueued == []
     assert len(catalogs(engine)) == 3
-    expected = 2 if enabled else 1  # enabled: still never attempted (no worker), so due
-    assert stub_messages(broker, QUEUE) == dict.fromkeys(created, expected)
+    reason = REASON_ENQUEUED if enabled else REASON_DISABLED
+    assert {by_uuid(second.skipped)[uuid] for uuid in created} == {reason}
+    assert stub_messages(broker, QUEUE) == dict.fromkeys(created, 1)
 
 
 def test_follow_upstream_leaves_alone_what_it_should(
