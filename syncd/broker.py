@@ -1,9 +1,10 @@
 """The Dramatiq broker of every syncd process, built in one place.
 
 `make_broker(settings)` returns a RabbitmqBroker for SYNCD_BROKER_URL (publisher confirms and
-heartbeats on) or, for the embedded default (no broker URL), an in-process StubBroker that
-`syncd run` shares between its API, scheduler and worker. Building a broker connects to
-nothing: the API starts while RabbitMQ is down and publishing then fails with a clear error.
+heartbeats on; syncd's publishes bounded by SYNCD_PUBLISH_TIMEOUT_SECONDS) or, for the
+embedded default (no broker URL), an in-process StubBroker that `syncd run` shares between its
+API, scheduler and worker. Building a broker connects to nothing: the API starts while
+RabbitMQ is down and publishing then fails with a clear error.
 
 The middleware list and its order live in `build_middleware` only. Worker resources (engine,
 adapters, fetcher) are a middleware too, as in Polar's server/: they are built when a worker
@@ -14,7 +15,11 @@ Actors are declared by syncd.worker.declare_actors; publishing needs none (syncd
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
+import math
+import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -28,11 +33,11 @@ from dramatiq.common import q_name, xq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import CurrentMessage, Middleware, Retries, TimeLimit
 
-from syncd.config import Settings, env_name
+from syncd.config import Settings, check_positive_seconds, env_name
 from syncd.errors import InvalidMessageError
 from syncd.logging import get_logger
 from syncd.metrics import COMMANDS_FAILED
-from syncd.publish import decode_message
+from syncd.publish import PublishTimeout, decode_message
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -49,7 +54,9 @@ RABBITMQ_CONSUMER_TIMEOUT_MS = 30 * 60 * 1000
 # Connection parameters added to SYNCD_BROKER_URL unless the URL sets them itself.
 # heartbeat: a dead peer is noticed within about a minute instead of at the next TCP timeout.
 # blocked_connection_timeout: a publish that RabbitMQ blocks (memory/disk alarm) fails after
-# 30 s instead of hanging an API request forever. socket_timeout: connect timeout.
+# 30 s instead of hanging forever (syncd's own publishes give up sooner, after
+# SYNCD_PUBLISH_TIMEOUT_SECONDS: SyncdRabbitmqBroker.enqueue_within). socket_timeout: connect
+# timeout.
 URL_DEFAULTS = {"heartbeat": "30", "blocked_connection_timeout": "30", "socket_timeout": "5"}
 
 
@@ -67,6 +74,10 @@ def with_url_defaults(url: str) -> str:
 def check_queue_settings(settings: Settings) -> None:
     """ValueError naming the variable when the retry/time-limit settings cannot work."""
     limit = RABBITMQ_CONSUMER_TIMEOUT_MS
+    try:
+        check_positive_seconds(settings.publish_timeout_seconds)
+    except ValueError as exc:
+        raise ValueError(f"{env_name('publish_timeout_seconds')} {exc}") from None
     if settings.max_retries < 0:
         raise ValueError(f"{env_name('max_retries')} must be 0 or more")
     if not 0 < settings.min_backoff_ms <= settings.max_backoff_ms:
@@ -249,11 +260,116 @@ def boot_process(broker: dramatiq.Broker) -> None:
 
 
 class SyncdRabbitmqBroker(RabbitmqBroker):
-    """RabbitmqBroker whose consumers check every delivery against the message contract."""
+    """RabbitmqBroker whose consumers check every delivery against the message contract, and
+    whose publishes can be given a deadline (`enqueue_within`).
+
+    Why a deadline: a broker that stops answering without closing TCP (a frozen node, a
+    partition) leaves Dramatiq's enqueue waiting for the publisher confirm until pika's
+    heartbeat declares the peer dead and the reconnect then waits out pika's stack_timeout
+    (15 s) in the AMQP handshake: 85 s measured with SIGSTOP. Clients and load balancers give
+    up long before.
+
+    How: the same way pika implements blocked_connection_timeout. A timer on the connection's
+    own I/O loop fires inside whatever wait the publishing thread is in (handshake aside: that
+    one is bounded by a stack_timeout clamped to the time left) and tears the socket down
+    with PublishTimeout; pika then raises that exception from the wait. Nothing runs on
+    another thread: the confirmed case pays one timer per publish and no thread hop, and the
+    connection that timed out is already closed, so no later publish can reuse it (Dramatiq
+    keeps a connection per thread; the next publish of this thread opens a new one, and other
+    threads' connections each get their own deadline). A polite Connection.Close would wait
+    for the dead peer too, so the socket is aborted instead.
+    """
 
     @property
     def consumer_class(self) -> type[_RabbitmqConsumer]:
         return ValidatingConsumer
+
+    def enqueue_within(
+        self, message: dramatiq.Message[Any], timeout: float
+    ) -> dramatiq.Message[Any]:
+        """`enqueue`, abandoned with PublishTimeout when it has not finished within `timeout`
+        seconds: connecting, declaring the queue, publishing and the confirm all count."""
+        state = self.state
+        state.deadline = time.monotonic() + timeout
+        state.deadline_timers = []
+        try:
+            connection = getattr(state, "connection", None)
+            if connection is not None and connection.is_open:
+                self._arm_deadline(connection, timeout)
+            return self.enqueue(message)
+        except Exception as exc:
+            left = self._time_left()
+            if not isinstance(exc, PublishTimeout) and left is not None and left > 0:
+                raise  # failed by itself, before the deadline
+            # The timer closed the connection, or the handshake of a new one ran out of time
+            # (pika raises its own AMQPConnectorStackTimeout then): forget the connection and
+            # its channel so that the next publish of this thread connects afresh.
+            del self.connection
+            if isinstance(exc, PublishTimeout):
+                raise
+            raise PublishTimeout("RabbitMQ did not confirm the publish in time") from exc
+        finally:
+            self._disarm_deadline()
+            state.deadline = None
+            state.deadline_timers = []
+
+    def _open_connection(self) -> pika.BlockingConnection:
+        """Dramatiq's `connection` getter, deadline-aware: the thread's connection, opened
+        on first use; within `enqueue_within` the handshake gets only the time left, and
+        a new connection (Dramatiq reconnects after errors) gets the deadline timer too."""
+        connection = getattr(self.state, "connection", None)
+        if connection is None:
+            left = self._time_left()
+            if left is not None and left <= 0:
+                # Raised here, Dramatiq's retry loops stop instead of connecting again.
+                raise PublishTimeout("RabbitMQ did not confirm the publish in time")
+            parameters = self.parameters if left is None else self._clamped_parameters(left)
+            connection = pika.BlockingConnection(parameters=parameters)
+            self.state.connection = connection
+            self.connections.add(connection)
+            left = self._time_left()
+            if left is not None:
+                self._arm_deadline(connection, max(left, 0.0))
+        return connection
+
+    connection = property(_open_connection, fdel=RabbitmqBroker.connection.fdel)  # type: ignore[assignment,attr-defined]
+
+    def _time_left(self) -> float | None:
+        """Seconds left before this thread's publish deadline; None outside enqueue_within."""
+        deadline: float | None = getattr(self.state, "deadline", None)
+        return None if deadline is None else deadline - time.monotonic()
+
+    def _clamped_parameters(self, timeout: float) -> Any:
+        """The connection parameters with the handshake bounded by `timeout` seconds in all
+        (pika tries the URLs of a multi-URL SYNCD_BROKER_URL one after the other)."""
+        many = self.parameters if isinstance(self.parameters, list) else [self.parameters]
+        share = timeout / len(many)
+        clamped = []
+        for parameters in many:
+            parameters = copy.copy(parameters)
+            parameters.stack_timeout = min(parameters.stack_timeout or math.inf, share)
+            clamped.append(parameters)
+        return clamped
+
+    def _arm_deadline(self, connection: pika.BlockingConnection, seconds: float) -> None:
+        impl = connection._impl  # pika's SelectConnection, whose I/O loop the waits run
+        handle = impl._adapter_call_later(seconds, functools.partial(_expire, impl))
+        self.state.deadline_timers.append((impl, handle))
+
+    def _disarm_deadline(self) -> None:
+        for impl, handle in getattr(self.state, "deadline_timers", ()):
+            impl._adapter_remove_timeout(handle)
+
+
+def _expire(impl: Any) -> None:
+    """Deadline timer callback, run by pika's I/O loop inside the publishing thread's wait.
+
+    As pika's own blocked-connection timeout does: abort the stream (no Close handshake with
+    a peer that does not answer) and let the waiting call raise the given error. Raising
+    here instead would break pika's loop ("we can't raise exceptions in callbacks").
+    """
+    if not impl.is_closed:
+        impl._terminate_stream(PublishTimeout("RabbitMQ did not confirm the publish in time"))
 
 
 class ValidatingConsumer(_RabbitmqConsumer):

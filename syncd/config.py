@@ -7,6 +7,7 @@ below is the single source of that table (docs/gen_config_table.py writes it int
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -32,6 +33,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     broker_url: str = ""
     queue_name: str = "syncd"
+    publish_timeout_seconds: float = 10.0
     log_level: str = "INFO"
     log_format: str = "auto"
 
@@ -87,6 +89,8 @@ SETTINGS_DOC: dict[str, str] = {
     "database_url": "SQLAlchemy URL of the database; postgresql+psycopg://... in production",
     "broker_url": "amqp:// URL of RabbitMQ; empty = in-process queue (embedded default)",
     "queue_name": "Dramatiq queue that carries import/update commands",
+    "publish_timeout_seconds": "how long publishing a command waits for RabbitMQ's confirm "
+    "before the API answers 503 (the scheduler tries again next tick)",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "log_format": "json, console, or auto (console on a terminal, JSON otherwise)",
     "api_host": "address the HTTP API binds to",
@@ -126,8 +130,19 @@ SETTINGS_DOC: dict[str, str] = {
 }
 
 
+# Settings that are a number of seconds which must be positive and finite.
+POSITIVE_SECONDS = ("publish_timeout_seconds",)
+
+
 def env_name(field_name: str) -> str:
     return "SYNCD_" + field_name.upper()
+
+
+def check_positive_seconds(value: float) -> None:
+    """ValueError unless `value` is a positive, finite number (callers name the variable)."""
+    # float() accepts "nan" and "inf"; neither is a deadline.
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"must be a positive number of seconds, not {value}")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -145,7 +160,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             elif isinstance(default, int):
                 values[f.name] = int(raw)
             elif isinstance(default, float):
-                values[f.name] = float(raw)
+                values[f.name] = number = float(raw)
+                if f.name in POSITIVE_SECONDS:
+                    check_positive_seconds(number)
             elif isinstance(default, list):
                 values[f.name] = _list(raw)
             else:

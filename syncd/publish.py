@@ -234,15 +234,31 @@ def normalize_uuid(value: str) -> str:
     return str(uuid.UUID(value.strip()))
 
 
-def publish(broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> str:
+class PublishTimeout(Exception):
+    """RabbitMQ did not confirm a publish within the publish deadline.
+
+    Deliberately not a pika AMQPError: Dramatiq's enqueue retries those (reconnecting up to
+    six times), which is the very wait the deadline cuts short.
+    """
+
+
+def publish(broker: dramatiq.Broker, message: dramatiq.Message[Any], *, timeout: float) -> str:
     """Enqueue `message`; return its id once the broker confirmed it.
 
     RabbitmqBroker(confirm_delivery=True) makes basic_publish wait for the broker's ack and
     retries a lost connection itself (a few attempts); whatever still fails becomes a
     TransientError, which the API answers with 503 and the scheduler retries next tick.
+    A broker that takes no decision (frozen, or a partition that keeps TCP open) would hold
+    the caller until the heartbeat gives up, about 85 s; syncd's RabbitMQ broker gives up
+    after `timeout` seconds instead (SyncdRabbitmqBroker.enqueue_within).
     """
     try:
-        broker.enqueue(message)
+        _enqueue(broker, message, timeout)
+    except PublishTimeout as exc:
+        raise TransientError(
+            f"RabbitMQ did not confirm {message.actor_name} on queue {message.queue_name!r} "
+            f"within {timeout:g} s; the command may or may not have been queued"
+        ) from exc
     except Exception as exc:
         raise TransientError(
             f"Publishing {message.actor_name} to queue {message.queue_name!r} failed: "
@@ -250,6 +266,14 @@ def publish(broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> str:
         ) from exc
     COMMANDS_PUBLISHED.labels(actor=message.actor_name).inc()
     return message.message_id
+
+
+def _enqueue(broker: dramatiq.Broker, message: dramatiq.Message[Any], timeout: float) -> None:
+    enqueue_within = getattr(broker, "enqueue_within", None)
+    if enqueue_within is None:  # the in-process StubBroker: it never waits for anyone
+        broker.enqueue(message)
+    else:
+        enqueue_within(message, timeout)
 
 
 def publish_import(
@@ -265,11 +289,13 @@ def publish_import(
         kwargs["version"] = version
     if source is not None:
         kwargs["source"] = source
-    return publish(broker, build_message(settings.queue_name, ACTOR_IMPORT, kwargs))
+    message = build_message(settings.queue_name, ACTOR_IMPORT, kwargs)
+    return publish(broker, message, timeout=settings.publish_timeout_seconds)
 
 
 def publish_update(broker: dramatiq.Broker, settings: Settings, *, catalog_uuid: str) -> str:
     kwargs = {"catalog_uuid": catalog_uuid}
     check_kwargs(ACTOR_UPDATE, kwargs)
     kwargs["catalog_uuid"] = normalize_uuid(catalog_uuid)
-    return publish(broker, build_message(settings.queue_name, ACTOR_UPDATE, kwargs))
+    message = build_message(settings.queue_name, ACTOR_UPDATE, kwargs)
+    return publish(broker, message, timeout=settings.publish_timeout_seconds)

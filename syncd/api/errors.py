@@ -60,8 +60,13 @@ def general_error(message: str) -> ApiError:
     return ApiError(400, [message])
 
 
+# Seconds a client is asked to wait after a 503: a restarting broker or database is back
+# within a few seconds in the cases the reliability suite measures.
+RETRY_AFTER_SECONDS = "5"
+
+
 def unavailable(message: str) -> ApiError:
-    return ApiError(503, {"detail": message})
+    return ApiError(503, {"detail": message}, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
 def _message(error: dict[str, Any]) -> str:
@@ -149,7 +154,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": "The database is unavailable; try again shortly."},
             status_code=503,
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
 
     app.add_exception_handler(OperationalError, on_database_down)

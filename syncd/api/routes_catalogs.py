@@ -204,7 +204,7 @@ def enqueue_update(ctx: ApiContext, session: Session, text: str) -> dict[str, st
         publish_update(ctx.broker, ctx.settings, catalog_uuid=row.uuid.hex)
     except TransientError as exc:
         raise errors.unavailable(
-            f"The update could not be queued, try again: {exc.message}"
+            f"The update was not confirmed as queued; try again: {exc.message}"
         ) from None
     return {"status": "updating", "catalog_uuid": row.uuid.hex}
 
@@ -232,7 +232,7 @@ def enqueue_import(ctx: ApiContext, session: Session, body: ImportRequest) -> di
         )
     except TransientError as exc:
         raise errors.unavailable(
-            f"The import could not be queued, try again: {exc.message}"
+            f"The import was not confirmed as queued; try again: {exc.message}"
         ) from None
     return {"status": "importing", "name": adapter.name, "version": body.version}
 

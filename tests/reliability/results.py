@@ -24,6 +24,7 @@ CASES: dict[str, str] = {
     "worker_sigkill": "Worker SIGKILLed mid-import, 5 times",
     "worker_sigkill_update": "Worker SIGKILLed mid-update, 5 times",
     "rabbitmq_restart": "RabbitMQ restarted while 500 commands are published",
+    "rabbitmq_freeze": "RabbitMQ frozen (SIGSTOP) while the API publishes",
     "postgres_restart": "PostgreSQL restarted during a sync",
     "api_database_down": "API while its database is down",
     "upstream_faults": "Upstream faults from the fake upstream",

@@ -6,6 +6,7 @@ requests are only meaningful at the HTTP server, not through an in-process test 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -197,7 +198,8 @@ def _raw_request(port: int, head: bytes, body_chunks: list[bytes]) -> bytes:
                 sock.sendall(chunk)
         except OSError:
             pass  # the server may close early on an oversized body: that is a refusal too
-        sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):  # already closed by the server: same refusal
+            sock.shutdown(socket.SHUT_WR)
         answer = b""
         try:
             while chunk := sock.recv(65536):

@@ -129,9 +129,12 @@ def test_queue_failure_is_a_503(
     monkeypatch.setattr(broker, "enqueue", refuse)
     response = client.post(IMPORT, json={"name": "EESSI", "version": "2099.01"}, headers=staff)
     assert response.status_code == 503
-    assert "could not be queued" in response.json()["detail"]
+    assert "not confirmed as queued" in response.json()["detail"]
+    assert "broker gone" in response.json()["detail"]
+    assert response.headers["Retry-After"] == "5"
     update = client.post(f"{CATALOGS}{sample.eessi.hex}/update_catalog/", headers=staff)
     assert update.status_code == 503
+    assert update.headers["Retry-After"] == "5"
 
 
 def test_update_catalog_enqueues(

@@ -1,0 +1,169 @@
+"""Publishing gives up after SYNCD_PUBLISH_TIMEOUT_SECONDS when RabbitMQ stops answering.
+
+The broker is reached through a TCP proxy of the test's own that can freeze: it keeps every
+connection open and accepts new ones, but forwards nothing until thawed, which is what a
+stopped RabbitMQ process or a partition looks like from the client. (The reliability suite
+freezes a real, private RabbitMQ node with SIGSTOP: tests/reliability/test_rabbitmq_freeze.py.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+
+import pika
+import pytest
+
+from syncd.broker import SyncdRabbitmqBroker, make_broker
+from syncd.config import Settings
+from syncd.errors import TransientError
+from syncd.publish import publish_update
+from tests.support.services import unique_name
+
+pytestmark = pytest.mark.rabbitmq
+
+DEADLINE = 1.0
+SLACK = 3.0  # a shared 2-core machine; the bound under test is the deadline, not the slack
+UUID = "0" * 32
+
+
+class FreezableProxy:
+    """Forwards 127.0.0.1:<port> to a RabbitMQ; `frozen` holds every byte back."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.thawed = threading.Event()
+        self.thawed.set()
+        self.closed = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self) -> None:
+        self.thawed.clear()
+
+    def thaw(self) -> None:
+        self.thawed.set()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.thawed.set()
+        for sock in [self.listener, *self.sockets]:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            self.sockets += [client, server]
+            for src, dst in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                self.thawed.wait()
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def proxy(amqp_url: str) -> Iterator[FreezableProxy]:
+    parts = urllib.parse.urlsplit(amqp_url)
+    running = FreezableProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
+    yield running
+    running.close()
+
+
+def _via(amqp_url: str, port: int) -> str:
+    parts = urllib.parse.urlsplit(amqp_url)
+    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _message_count(amqp_url: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        ok = connection.channel().queue_declare(queue, passive=True)
+        return int(ok.method.message_count)
+    finally:
+        connection.close()
+
+
+def _timed_publish(settings: Settings, broker: object) -> tuple[float, str]:
+    started = time.monotonic()
+    try:
+        publish_update(broker, settings, catalog_uuid=UUID)  # type: ignore[arg-type]
+        outcome = "ok"
+    except TransientError as exc:
+        outcome = exc.message
+    return time.monotonic() - started, outcome
+
+
+def test_frozen_broker_fails_within_the_deadline_then_recovers(
+    amqp_url: str, proxy: FreezableProxy
+) -> None:
+    queue = unique_name("deadline")
+    settings = Settings(
+        broker_url=_via(amqp_url, proxy.port), queue_name=queue, publish_timeout_seconds=DEADLINE
+    )
+    broker = make_broker(settings)
+    assert isinstance(broker, SyncdRabbitmqBroker)
+    try:
+        assert _timed_publish(settings, broker)[1] == "ok"
+        proxy.freeze()
+        try:
+            # The thread's open connection waits for the confirm; then a new connection
+            # waits in the AMQP handshake; then another thread, with a connection of its own.
+            results = [_timed_publish(settings, broker), _timed_publish(settings, broker)]
+            other = threading.Thread(
+                target=lambda: results.append(_timed_publish(settings, broker))
+            )
+            other.start()
+            other.join(timeout=DEADLINE + SLACK + 5)
+        finally:
+            proxy.thaw()
+        assert len(results) == 3
+        for seconds, outcome in results:
+            assert outcome == (
+                f"RabbitMQ did not confirm update_catalog on queue {queue!r} within 1 s; "
+                "the command may or may not have been queued"
+            )
+            assert DEADLINE - 0.05 <= seconds <= DEADLINE + SLACK
+        # Thawed: the next publish connects afresh and is confirmed at once.
+        seconds, outcome = _timed_publish(settings, broker)
+        assert outcome == "ok"
+        assert seconds < SLACK
+        assert all(c.is_open for c in broker.connections)  # the timed-out ones are gone
+        # 2 confirmed; the first frozen publish reached the proxy and may have been queued.
+        assert _message_count(amqp_url, queue) in {2, 3}
+    finally:
+        broker.close()
+
+
+def test_deadline_timer_is_disarmed_after_a_confirmed_publish(amqp_url: str) -> None:
+    queue = unique_name("deadline")
+    settings = Settings(broker_url=amqp_url, queue_name=queue, publish_timeout_seconds=0.3)
+    broker = make_broker(settings)
+    assert isinstance(broker, SyncdRabbitmqBroker)
+    try:
+        for _ in range(3):
+            assert _timed_publish(settings, broker)[1] == "ok"
+            # Past the previous deadline: a timer left armed would now tear down the
+            # connection in the middle of the next publish.
+            time.sleep(0.5)
+        assert len(broker.connections) == 1
+        assert _message_count(amqp_url, queue) == 3
+    finally:
+        broker.close()
