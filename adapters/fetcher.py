@@ -38,6 +38,7 @@ import gzip
 import ipaddress
 import os
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -673,6 +674,15 @@ class Fetcher:
                 "the upstream stalled, will retry. Raise SYNCD_FETCH_READ_TIMEOUT if it is "
                 "just slow."
             )
+        elif isinstance(exc, httpx.ConnectError) and _certificate_refused(exc):
+            # Retrying cannot help: the certificate stays wrong until someone fixes it.
+            return UpstreamError(
+                f"The TLS certificate of {where} could not be verified ({exc}). Check that "
+                "the source URL names the host the certificate is for; a mirror with a "
+                "private CA needs that CA in SSL_CERT_FILE.",
+                transient=False,
+                url=url,
+            )
         elif isinstance(exc, httpx.ConnectError):
             message = (
                 f"Could not connect to {where}: {exc}. Check the source URL, network, DNS "
@@ -692,6 +702,17 @@ class Fetcher:
         else:
             message = f"Fetching {where} failed: {type(exc).__name__}: {exc}; will retry."
         return UpstreamError(message, transient=True, url=url)
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether a connect error was the server's certificate failing verification (httpx
+    wraps httpcore's error, which wraps ssl's)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _validators_of(response: httpx.Response) -> dict[str, Any]:

@@ -387,6 +387,8 @@ def test_tls_is_verified_against_the_host_name_not_the_pinned_ip(
             with pytest.raises(UpstreamError) as caught:
                 fetcher.fetch(f"https://other.test:{port}/x.json")
         assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
+        # A wrong certificate stays wrong: not retried.
+        assert not caught.value.transient
         assert dns.lookups == ["mirror.test", "other.test"]
     finally:
         server.shutdown()
