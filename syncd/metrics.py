@@ -51,6 +51,11 @@ SCHEDULER_TICKS = Counter(
 SCHEDULER_ENQUEUED = Counter(
     "syncd_scheduler_enqueued_total", "Updates enqueued by scheduler ticks", []
 )
+SCHEDULER_SKIPPED = Counter(
+    "syncd_scheduler_skipped_total",
+    "Catalogs a scheduler tick did not enqueue, by reason (the reason without its detail)",
+    ["reason"],
+)
 QUEUE_DEPTH = Gauge(
     "syncd_queue_depth",
     "Messages in a command queue: state=ready (waiting for a worker) or delayed (a retry "

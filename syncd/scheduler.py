@@ -33,6 +33,12 @@ an hour with a tick a minute). After the broker confirmed a publish, the tick st
 attempt is skipped as "already enqueued" until the stamp is one refresh interval old (see
 `_skip_reason` for why that bound). An in-process queue dies with its process, so
 `start_in_process` forgets the stamps such a queue may have held.
+
+Publish failures: a catalog whose publish fails is skipped ("publish failed: ...") and is
+still due at the next tick. Once a publish finds the broker out of reach (no confirm within
+SYNCD_PUBLISH_TIMEOUT_SECONDS, connection refused), the tick publishes nothing more, in the
+due pass and in follow upstream alike, so a frozen broker costs a tick one deadline rather
+than one per due catalog (see `_broker_unavailable`).
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ from syncd.config import Settings, env_name
 from syncd.db.engine import make_engine
 from syncd.db.tables import Catalog, SchedulerTick
 from syncd.logging import bind_job_context, get_logger
-from syncd.metrics import SCHEDULER_ENQUEUED, SCHEDULER_TICKS
+from syncd.metrics import SCHEDULER_ENQUEUED, SCHEDULER_SKIPPED, SCHEDULER_TICKS
 
 if TYPE_CHECKING:
     import dramatiq
@@ -92,6 +98,15 @@ REASON_RECENT = "recently attempted"
 # Enqueued by an earlier tick and not started by a worker yet.
 REASON_ENQUEUED = "already enqueued"
 REASON_PUBLISH_FAILED = "publish failed"
+SKIP_REASONS = (REASON_DISABLED, REASON_RECENT, REASON_ENQUEUED, REASON_PUBLISH_FAILED)
+# The detail of "publish failed" for the catalogs a tick did not try, and the reason an
+# adapter was not followed, once a publish found the broker out of reach (_broker_unavailable).
+NOT_TRIED = "broker unavailable, not tried this tick"
+
+# Every reason's series exists from the start at 0, so that rate() and increase() see the
+# first skip of a reason too (a series that appears with 1 has no increase to show).
+for _reason in SKIP_REASONS:
+    SCHEDULER_SKIPPED.labels(reason=_reason)
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,8 @@ class TickResult:
     created: list[CatalogRef] = field(default_factory=list)
     # Follow upstream: adapters not followed this tick, and why.
     not_followed: dict[str, str] = field(default_factory=dict)
+    # A publish of this tick found the broker out of reach: the tick publishes nothing more.
+    broker_unavailable: bool = False
 
 
 # --- schedule arithmetic -------------------------------------------------------------------
@@ -371,8 +388,6 @@ def forget_enqueued(engine: Engine) -> None:
 def _enqueue_due(
     engine: Engine, broker: dramatiq.Broker, settings: Settings, now: datetime, result: TickResult
 ) -> None:
-    from syncd.publish import publish_update
-
     with engine.connect() as conn:
         rows = conn.execute(
             select(
@@ -389,19 +404,64 @@ def _enqueue_due(
         ref = CatalogRef(uuid=str(row.uuid), name=row.name, version=row.version)
         reason = _skip_reason(row, due_before)
         if reason is not None:
-            result.skipped.append((ref, reason))
+            _skip(result, ref, reason)
             continue
         result.due.append(ref)
         if _pending_since(row) is not None:
             result.presumed_lost.append(ref)
     for ref in result.due:
-        try:
-            publish_update(broker, settings, catalog_uuid=ref.uuid)
-        except Exception as exc:  # one catalog's failure must not stop the others
-            result.skipped.append((ref, f"{REASON_PUBLISH_FAILED}: {exc}"))
-        else:
+        if result.broker_unavailable:
+            # Each try would wait out the publish deadline again: 50 due catalogs behind a
+            # frozen broker would make one tick take 50 deadlines and overlap the next ones.
+            _skip(result, ref, REASON_PUBLISH_FAILED, NOT_TRIED)
+        elif _publish(broker, settings, ref, result):
             result.enqueued.append(ref)
             _mark_enqueued(engine, ref.uuid, now)
+
+
+def _skip(result: TickResult, ref: CatalogRef, reason: str, detail: str | None = None) -> None:
+    """Record why the tick leaves `ref` alone; the metric counts the reason without detail
+    (an exception's text would make a new series per failure)."""
+    result.skipped.append((ref, reason if detail is None else f"{reason}: {detail}"))
+    SCHEDULER_SKIPPED.labels(reason=reason).inc()
+
+
+def _publish(
+    broker: dramatiq.Broker, settings: Settings, ref: CatalogRef, result: TickResult
+) -> bool:
+    """Publish update_catalog for `ref`; False (and the reason recorded) when it failed."""
+    from syncd.publish import publish_update
+
+    try:
+        publish_update(broker, settings, catalog_uuid=ref.uuid)
+    except Exception as exc:
+        _skip(result, ref, REASON_PUBLISH_FAILED, str(exc))
+        if _broker_unavailable(exc):
+            result.broker_unavailable = True
+        return False
+    return True
+
+
+def _broker_unavailable(exc: Exception) -> bool:
+    """Whether a failed publish says the broker is out of reach, not that this message failed.
+
+    Out of reach: no confirm within the deadline (PublishTimeout), or no connection at all
+    (refused, lost, authentication: pika's AMQPConnectionError, which Dramatiq wraps in its
+    ConnectionClosed after its own reconnect attempts; a bare socket error). Every later
+    publish of the tick would fail the same way, after the same wait. Anything else goes on
+    to the next catalog: a message that cannot be built, a middleware refusing it, or the
+    broker answering this publish with a nack, "unroutable" or a channel error. There the
+    broker did answer, so the next publish costs milliseconds and may well succeed.
+    """
+    from dramatiq.errors import ConnectionClosed
+    from pika.exceptions import AMQPConnectionError
+
+    from syncd.publish import PublishTimeout
+
+    cause = exc.__cause__
+    if isinstance(cause, ConnectionClosed):
+        cause = cause.message  # the pika error Dramatiq gave up on
+    return isinstance(cause, PublishTimeout | AMQPConnectionError | OSError)
 
 
 # --- follow upstream -----------------------------------------------------------------------
@@ -443,6 +503,10 @@ def _follow_upstream(
 
             fetcher = own_fetcher = Fetcher(settings)
         for adapter in adapters.values():
+            if result.broker_unavailable:
+                # Discovering would download upstream lists for catalogs nobody can enqueue.
+                result.not_followed[adapter.name] = NOT_TRIED
+                continue
             reason = _follow_one(engine, broker, settings, now, adapter, fetcher, result)
             if reason:
                 result.not_followed[adapter.name] = reason
@@ -463,8 +527,6 @@ def _follow_one(
     result: TickResult,
 ) -> str | None:
     """Create and enqueue catalogs for new upstream versions; the reason when it did not."""
-    from syncd.publish import publish_update
-
     catalog_type = str(adapter.catalog_type)
     with engine.connect() as conn:
         rows = conn.execute(
@@ -487,17 +549,16 @@ def _follow_one(
     newest = existing[listed[0]]
     new_versions = versions[: versions.index(listed[0])]
     for version in reversed(new_versions):  # oldest first: the newest row is created last
+        if result.broker_unavailable:
+            return NOT_TRIED  # the versions left are created by a later tick
         ref = _create_catalog(engine, adapter.name, version, catalog_type, newest)
         if ref is None:
             continue  # created meanwhile by someone else (an import through the API, ...)
-        try:
-            publish_update(broker, settings, catalog_uuid=ref.uuid)
-        except Exception as exc:
-            _delete_unattempted(engine, ref.uuid)
-            result.skipped.append((ref, f"{REASON_PUBLISH_FAILED}: {exc}"))
-        else:
+        if _publish(broker, settings, ref, result):
             result.created.append(ref)
             _mark_enqueued(engine, ref.uuid, now)
+        else:
+            _delete_unattempted(engine, ref.uuid)
     return None
 
 

@@ -27,12 +27,12 @@ from syncd.api.software_queries import (
     PackageFilters,
     TargetFilters,
     VersionFilters,
-    package_count_query,
     package_query,
     render_package_detail,
     render_packages,
     render_targets,
     render_versions,
+    stored_count_query,
     target_query,
     version_query,
 )
@@ -101,7 +101,7 @@ def list_packages(
             number=page,
             size=page_size,
             render=lambda rows: render_packages(session, base, rows),
-            count_query=package_count_query(filters),
+            count_query=stored_count_query(filters, "package_count"),
         )
 
 
@@ -143,6 +143,7 @@ def list_versions(
         number=page,
         size=page_size,
         render=lambda rows: render_versions(session, base, rows),
+        count_query=stored_count_query(filters, "version_count"),
     )
 
 
@@ -183,6 +184,7 @@ def list_targets(
         number=page,
         size=page_size,
         render=lambda rows: render_targets(base, rows),
+        count_query=stored_count_query(filters, "target_count"),
     )
 
 

@@ -170,21 +170,33 @@ def _version_has_target(*conditions: ColumnElement[bool]) -> ColumnElement[bool]
 # The default order: by name, case-insensitively, then by id (the catalog imported first
 # first). Served by the index on lower(name): a page reads its rows, not all packages.
 PACKAGE_DEFAULT_ORDER = [func.lower(Package.name).asc()]
+# Versions and targets follow their packages' order, then Spack/EESSI version order. On the
+# same index: the database walks packages by lower(name) and each package's versions
+# (targets) through their unique index, so a page reads a few rows instead of joining and
+# sorting all 44k versions (0.5 ms instead of 240 ms for the first page of full Spack).
+VERSION_DEFAULT_ORDER = [func.lower(Package.name).asc(), Version.sort_index.asc()]
+TARGET_DEFAULT_ORDER = [
+    *VERSION_DEFAULT_ORDER,
+    Target.target_type.asc(),
+    Target.target_name.asc(),
+    Target.target_subtype.asc(),
+]
 
 
 def _unfiltered(f: BaseModel) -> bool:
     return all(getattr(f, name) is None for name in type(f).model_fields)
 
 
-def package_count_query(f: PackageFilters) -> Select | None:
-    """The count of an unfiltered package list from the catalogs' stored package_count (kept
-    by the sync in its transaction); None when a filter is set (count the query itself)."""
-    return _package_count_query() if _unfiltered(f) else None
+def stored_count_query(f: BaseModel, count_column: str) -> Select | None:
+    """The count of an unfiltered list from the catalogs' stored counts (`package_count`,
+    `version_count` or `target_count`, kept by the sync in its transaction); None when a
+    filter is set (count the query itself)."""
+    return _stored_total(count_column) if _unfiltered(f) else None
 
 
 @functools.cache
-def _package_count_query() -> Select:
-    return select(func.coalesce(func.sum(Catalog.package_count), 0))
+def _stored_total(count_column: str) -> Select:
+    return select(func.coalesce(func.sum(getattr(Catalog, count_column)), 0))
 
 
 @functools.cache
@@ -401,6 +413,12 @@ def render_package_detail(session: Session, base: str, row: Any) -> dict[str, An
 
 
 def version_query(dialect: str, f: VersionFilters, o: Sequence[str] | None = None) -> Select:
+    if not o and _unfiltered(f):
+        return _default_version_query()
+    return _version_query(dialect, f, o)
+
+
+def _version_query(dialect: str, f: VersionFilters, o: Sequence[str] | None) -> Select:
     query = (
         select(
             *columns(Version),
@@ -444,8 +462,13 @@ def version_query(dialect: str, f: VersionFilters, o: Sequence[str] | None = Non
         where.append(Version.release_date >= f.release_date_after)
     if f.release_date_before is not None:
         where.append(Version.release_date <= f.release_date_before)
-    ordering = parse_ordering(o, VERSION_ORDERING) or [Package.name.asc(), Version.sort_index.asc()]
+    ordering = parse_ordering(o, VERSION_ORDERING) or VERSION_DEFAULT_ORDER
     return query.where(*where).order_by(*ordering, Version.id)
+
+
+@functools.cache
+def _default_version_query() -> Select:
+    return _version_query("", VersionFilters(), None)
 
 
 def _target_counts(session: Session, version_ids: list[int]) -> dict[int, int]:
@@ -479,6 +502,12 @@ def render_versions(session: Session, base: str, rows: list[Any]) -> list[dict[s
 
 
 def target_query(dialect: str, f: TargetFilters, o: Sequence[str] | None = None) -> Select:
+    if not o and _unfiltered(f):
+        return _default_target_query()
+    return _target_query(dialect, f, o)
+
+
+def _target_query(dialect: str, f: TargetFilters, o: Sequence[str] | None) -> Select:
     query = (
         select(
             *columns(Target),
@@ -516,14 +545,13 @@ def target_query(dialect: str, f: TargetFilters, o: Sequence[str] | None = None)
         where.append(nonempty if f.has_gpu else ~nonempty)
     if f.gpu_arch:
         where.append(json_array_contains(Target.gpu_architectures, f.gpu_arch, dialect))
-    ordering = parse_ordering(o, TARGET_ORDERING) or [
-        Package.name.asc(),
-        Version.sort_index.asc(),
-        Target.target_type.asc(),
-        Target.target_name.asc(),
-        Target.target_subtype.asc(),
-    ]
+    ordering = parse_ordering(o, TARGET_ORDERING) or TARGET_DEFAULT_ORDER
     return query.where(*where).order_by(*ordering, Target.id)
+
+
+@functools.cache
+def _default_target_query() -> Select:
+    return _target_query("", TargetFilters(), None)
 
 
 def render_targets(base: str, rows: list[Any]) -> list[dict[str, Any]]:

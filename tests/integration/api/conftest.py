@@ -14,7 +14,7 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.api.app import create_app
@@ -203,9 +203,6 @@ def sample(session_factory: sessionmaker[Session]) -> Sample:
             created=T0,
             modified=T0 + timedelta(days=3),
             last_successful_update=T0 + timedelta(days=3),
-            package_count=3,
-            version_count=4,
-            target_count=5,
         )
         spack = Catalog(
             name="Spack",
@@ -216,8 +213,6 @@ def sample(session_factory: sessionmaker[Session]) -> Sample:
             metadata_={},
             created=T0 + timedelta(days=1),
             modified=T0 + timedelta(days=1),
-            package_count=1,
-            version_count=2,
         )
         session.add_all([eessi, spack])
         session.flush()
@@ -289,6 +284,19 @@ def sample(session_factory: sessionmaker[Session]) -> Sample:
             )
         )
         packages["python"].extension_count = 1
+        # The stored counts as the sync keeps them (the unfiltered lists read them), written
+        # without touching `modified`, which the ordering tests rely on.
+        for catalog in catalogs.values():
+            session.execute(
+                update(Catalog)
+                .where(Catalog.id == catalog.id)
+                .values(
+                    package_count=sum(p.catalog_id == catalog.id for p in packages.values()),
+                    version_count=sum(v.catalog_id == catalog.id for v in versions.values()),
+                    target_count=sum(t.catalog_id == catalog.id for t in targets.values()),
+                    modified=Catalog.modified,
+                )
+            )
         session.commit()
         return Sample(
             eessi=eessi.uuid,

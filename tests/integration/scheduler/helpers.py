@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pika
 from dramatiq.brokers.stub import StubBroker
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, insert, select, update
 
 from syncd.db.tables import Catalog, SchedulerTick
+from syncd.domain import CatalogType
+from syncd.publish import PublishTimeout
 
 
 def add_catalog(
@@ -97,3 +101,59 @@ def tick_rows(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(select(table).order_by(table.c.tick_id)).all()
     return [dict(row._mapping) for row in rows]
+
+
+def skipped_count(reason: str) -> float:
+    """syncd_scheduler_skipped_total{reason} as this process counted it so far."""
+    return REGISTRY.get_sample_value("syncd_scheduler_skipped_total", {"reason": reason}) or 0.0
+
+
+class ScriptedBroker:
+    """A broker for `syncd.publish.publish`: `enqueue_within` as SyncdRabbitmqBroker has it,
+    failing with what `fail(catalog_uuid)` returns (None: accepted). `attempts` lists the
+    catalog uuids it was asked to publish, `accepted` those it took."""
+
+    def __init__(self, fail: Any) -> None:
+        self.fail = fail
+        self.attempts: list[str] = []
+        self.accepted: list[str] = []
+
+    def enqueue_within(self, message: Any, timeout: float) -> Any:
+        catalog_uuid = message.kwargs["catalog_uuid"]
+        self.attempts.append(catalog_uuid)
+        error = self.fail(catalog_uuid)
+        if isinstance(error, PublishTimeout):
+            time.sleep(timeout)  # what a frozen broker costs before the deadline fires
+        if error is not None:
+            raise error
+        self.accepted.append(catalog_uuid)
+        return message
+
+
+def timing_out_broker() -> ScriptedBroker:
+    """Every publish waits out the deadline and fails as SyncdRabbitmqBroker's does."""
+    return ScriptedBroker(lambda _uuid: PublishTimeout("RabbitMQ did not confirm the publish"))
+
+
+class FakeEessi:
+    """An adapter whose discover lists the given versions (newest first) or raises."""
+
+    name: ClassVar[str] = "EESSI"
+    catalog_type: ClassVar[CatalogType] = CatalogType.BINARY_RUNTIME
+
+    def __init__(self, versions: list[str] | Exception) -> None:
+        self.versions = versions
+        self.calls = 0
+        self.source: str | None = None
+
+    def discover(self, fetcher: Any, source: str | None = None) -> list[str]:
+        self.calls += 1
+        self.source = source
+        if isinstance(self.versions, Exception):
+            raise self.versions
+        return list(self.versions)
+
+
+class FakeSpack(FakeEessi):
+    name: ClassVar[str] = "Spack"
+    catalog_type: ClassVar[CatalogType] = CatalogType.SOURCE_PACKAGE

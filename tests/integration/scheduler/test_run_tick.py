@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from dramatiq.brokers.stub import StubBroker
@@ -13,9 +13,22 @@ from sqlalchemy import Engine, select
 
 from syncd.config import Settings
 from syncd.db.tables import Catalog
-from syncd.domain import CatalogType
-from syncd.scheduler import REASON_DISABLED, REASON_ENQUEUED, REASON_RECENT, run_tick
-from tests.integration.scheduler.helpers import add_catalog, stub_messages, tick_rows
+from syncd.scheduler import (
+    REASON_DISABLED,
+    REASON_ENQUEUED,
+    REASON_PUBLISH_FAILED,
+    REASON_RECENT,
+    SKIP_REASONS,
+    run_tick,
+)
+from tests.integration.scheduler.helpers import (
+    FakeEessi,
+    FakeSpack,
+    add_catalog,
+    skipped_count,
+    stub_messages,
+    tick_rows,
+)
 
 QUEUE = "syncd_test"
 NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
@@ -97,6 +110,28 @@ def test_publish_failure_is_a_reason_and_the_tick_goes_on(
     assert [(r["tick_id"], r["enqueued"]) for r in tick_rows(engine)] == [("t1", 0)]
 
 
+def test_skips_are_counted_by_reason(engine: Engine, settings: Settings) -> None:
+    add_catalog(engine, "A", "1", enabled=False)
+    add_catalog(engine, "B", "1", last_attempt=NOW - timedelta(minutes=5))
+    add_catalog(engine, "C", "1", last_attempt=NOW - 2 * HOUR, enqueued_at=NOW - HOUR / 2)
+    add_catalog(engine, "D", "1")
+    add_catalog(engine, "D", "2")
+    before = {reason: skipped_count(reason) for reason in SKIP_REASONS}
+
+    no_queue = StubBroker()  # the queue is not declared: every publish fails
+    result = run_tick(engine, no_queue, settings, now=NOW, tick_id="t1")
+
+    assert len(result.skipped) == 5
+    counted = {reason: skipped_count(reason) - before[reason] for reason in SKIP_REASONS}
+    # The label is the bare reason, without the exception text of "publish failed: ...".
+    assert counted == {
+        REASON_DISABLED: 1,
+        REASON_RECENT: 1,
+        REASON_ENQUEUED: 1,
+        REASON_PUBLISH_FAILED: 2,
+    }
+
+
 def test_disabled_catalog_is_never_enqueued(
     engine: Engine, broker: StubBroker, settings: Settings
 ) -> None:
@@ -107,28 +142,6 @@ def test_disabled_catalog_is_never_enqueued(
     assert stub_messages(broker, QUEUE) == {}
     assert len(tick_rows(engine)) == 5
     assert disabled
-
-
-class FakeEessi:
-    name: ClassVar[str] = "EESSI"
-    catalog_type: ClassVar[CatalogType] = CatalogType.BINARY_RUNTIME
-
-    def __init__(self, versions: list[str] | Exception) -> None:
-        self.versions = versions
-        self.calls = 0
-        self.source: str | None = None
-
-    def discover(self, fetcher: Any, source: str | None = None) -> list[str]:
-        self.calls += 1
-        self.source = source
-        if isinstance(self.versions, Exception):
-            raise self.versions
-        return list(self.versions)
-
-
-class FakeSpack(FakeEessi):
-    name: ClassVar[str] = "Spack"
-    catalog_type: ClassVar[CatalogType] = CatalogType.SOURCE_PACKAGE
 
 
 def catalogs(engine: Engine) -> dict[tuple[str, str], Any]:

@@ -8,12 +8,8 @@ freezes a real, private RabbitMQ node with SIGSTOP: tests/reliability/test_rabbi
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 import time
-import urllib.parse
-from collections.abc import Iterator
 
 import pika
 import pytest
@@ -22,6 +18,7 @@ from syncd.broker import SyncdRabbitmqBroker, make_broker
 from syncd.config import Settings
 from syncd.errors import TransientError
 from syncd.publish import publish_update
+from tests.support.freezable_proxy import FreezableProxy, proxy_fixture, via  # noqa: F401
 from tests.support.services import unique_name
 
 pytestmark = pytest.mark.rabbitmq
@@ -29,67 +26,6 @@ pytestmark = pytest.mark.rabbitmq
 DEADLINE = 1.0
 SLACK = 3.0  # a shared 2-core machine; the bound under test is the deadline, not the slack
 UUID = "0" * 32
-
-
-class FreezableProxy:
-    """Forwards 127.0.0.1:<port> to a RabbitMQ; `frozen` holds every byte back."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.thawed = threading.Event()
-        self.thawed.set()
-        self.closed = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def freeze(self) -> None:
-        self.thawed.clear()
-
-    def thaw(self) -> None:
-        self.thawed.set()
-
-    def close(self) -> None:
-        self.closed.set()
-        self.thawed.set()
-        for sock in [self.listener, *self.sockets]:
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            self.sockets += [client, server]
-            for src, dst in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                self.thawed.wait()
-                dst.sendall(data)
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-@pytest.fixture
-def proxy(amqp_url: str) -> Iterator[FreezableProxy]:
-    parts = urllib.parse.urlsplit(amqp_url)
-    running = FreezableProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
-    yield running
-    running.close()
-
-
-def _via(amqp_url: str, port: int) -> str:
-    parts = urllib.parse.urlsplit(amqp_url)
-    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _message_count(amqp_url: str, queue: str) -> int:
@@ -116,7 +52,7 @@ def test_frozen_broker_fails_within_the_deadline_then_recovers(
 ) -> None:
     queue = unique_name("deadline")
     settings = Settings(
-        broker_url=_via(amqp_url, proxy.port), queue_name=queue, publish_timeout_seconds=DEADLINE
+        broker_url=via(amqp_url, proxy.port), queue_name=queue, publish_timeout_seconds=DEADLINE
     )
     broker = make_broker(settings)
     assert isinstance(broker, SyncdRabbitmqBroker)
