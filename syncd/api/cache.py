@@ -11,10 +11,18 @@ Every write through this process (POST, PUT, PATCH, DELETE, including the import
 enqueues) clears it, and so does a sync finishing in this process (`syncd run`), through
 `syncd.cache_events`. A write by another process (a separate worker) shows after at most
 SYNCD_API_CACHE_SECONDS.
+
+Misses are filled once: while one request computes the answer for a key, the requests for
+that key that arrive meanwhile wait for it instead of each running the same queries (when an
+entry expires under 50 clients, up to 50 identical queries would otherwise compete for the
+same cores). A waiter joins only a fill that began after the last clear, so it never gets an
+answer older than a write it could have seen; when the fill yields no entry (not a 200, a
+client that went away) each waiter computes its own answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
@@ -118,6 +126,9 @@ class ResponseCacheMiddleware:
     def __init__(self, app: ASGIApp, cache: ResponseCache) -> None:
         self.app = app
         self.cache = cache
+        # Fills in progress, by key and the cache generation they began in. Touched only on
+        # the event loop's thread, so no lock.
+        self._filling: dict[tuple[Key, int], asyncio.Future[Entry | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,6 +146,11 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, send)
             return
         entry = self.cache.get(key)
+        if entry is None:
+            filling = self._filling.get((key, self.cache.generation))
+            if filling is not None:
+                # shield: a waiter that goes away must not cancel the fill the others await.
+                entry = await asyncio.shield(filling)
         if entry is not None:
             await send(
                 {"type": "http.response.start", "status": entry.status, "headers": entry.headers}
@@ -145,6 +161,21 @@ class ResponseCacheMiddleware:
 
     async def _fill(self, key: Key, scope: Scope, receive: Receive, send: Send) -> None:
         generation = self.cache.generation
+        flight = (key, generation)
+        done: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+        owner = self._filling.setdefault(flight, done) is done
+        entry: Entry | None = None
+        try:
+            entry = await self._compute(key, generation, scope, receive, send)
+        finally:
+            if owner:
+                del self._filling[flight]
+                done.set_result(entry)
+
+    async def _compute(
+        self, key: Key, generation: int, scope: Scope, receive: Receive, send: Send
+    ) -> Entry | None:
+        """Run the app for this request; the entry to keep and share, or None."""
         status = 0
         headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
@@ -161,6 +192,8 @@ class ResponseCacheMiddleware:
             await send(message)
 
         await self.app(scope, receive, capture)
-        if status == 200 and complete:
-            entry = Entry(time.monotonic() + self.cache.ttl, status, headers, b"".join(chunks))
-            self.cache.put(key, entry, generation)
+        if status != 200 or not complete:
+            return None
+        entry = Entry(time.monotonic() + self.cache.ttl, status, headers, b"".join(chunks))
+        self.cache.put(key, entry, generation)
+        return entry

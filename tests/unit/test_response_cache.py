@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
+from starlette.types import Message, Receive, Scope, Send
+
 from syncd import cache_events
-from syncd.api.cache import Entry, Key, ResponseCache
+from syncd.api.cache import Entry, Key, ResponseCache, ResponseCacheMiddleware
 
 
 def _key(n: int) -> Key:
@@ -67,3 +70,102 @@ def test_data_changed_calls_subscribers_until_they_unsubscribe() -> None:
         off_broken()
     cache_events.data_changed()
     assert len(calls) == 2
+
+
+# --- misses are filled once ----------------------------------------------------------------
+
+
+class SlowApp:
+    """An ASGI app that answers `statuses` in turn (the last one from then on), each after
+    `release` is set; counts its calls."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = self.statuses[min(self.calls, len(self.statuses) - 1)]
+        self.calls += 1
+        await self.release.wait()
+        body = f"answer {self.calls}".encode()
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _scope() -> Scope:
+    return {
+        "type": "http",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/marketplace-software-packages/",
+        "query_string": b"page_size=10",
+        "headers": [(b"host", b"testserver")],
+    }
+
+
+async def _get(middleware: ResponseCacheMiddleware) -> tuple[int, bytes]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await middleware(_scope(), receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+async def _settle() -> None:
+    """Let every started request reach its await point."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_concurrent_misses_of_one_key_run_the_app_once() -> None:
+    async def scenario() -> None:
+        app = SlowApp([200])
+        middleware = ResponseCacheMiddleware(app, ResponseCache(60.0))
+        requests = [asyncio.create_task(_get(middleware)) for _ in range(20)]
+        await _settle()
+        app.release.set()
+        answers = await asyncio.gather(*requests)
+        assert app.calls == 1
+        assert answers == [(200, b"answer 1")] * 20
+
+    asyncio.run(scenario())
+
+
+def test_a_request_after_a_clear_does_not_join_an_older_fill() -> None:
+    async def scenario() -> None:
+        app = SlowApp([200])
+        cache = ResponseCache(60.0)
+        middleware = ResponseCacheMiddleware(app, cache)
+        before = asyncio.create_task(_get(middleware))
+        await _settle()
+        cache.clear()  # a write committed while the first answer was being computed
+        after = asyncio.create_task(_get(middleware))
+        await _settle()
+        app.release.set()
+        assert await before == (200, b"answer 2")  # bodies name the calls made so far
+        assert await after == (200, b"answer 2")
+        assert app.calls == 2
+
+    asyncio.run(scenario())
+
+
+def test_waiters_compute_their_own_answer_when_the_fill_is_not_a_200() -> None:
+    async def scenario() -> None:
+        app = SlowApp([503, 200])
+        middleware = ResponseCacheMiddleware(app, ResponseCache(60.0))
+        requests = [asyncio.create_task(_get(middleware)) for _ in range(3)]
+        await _settle()
+        app.release.set()
+        answers = await asyncio.gather(*requests)
+        assert answers[0][0] == 503
+        assert [status for status, _ in answers[1:]] == [200, 200]
+        # Each waiter ran the app itself: a failing fill is not waited on in a chain.
+        assert app.calls == 3
+
+    asyncio.run(scenario())
