@@ -60,6 +60,8 @@ class Settings:
     time_limit_ms: int = 1_200_000
     shutdown_timeout_seconds: int = 60
     metrics_port: int = 0
+    # Scraped from other hosts (Prometheus, a pod monitor): every interface by default.
+    metrics_host: str = "0.0.0.0"
 
     fetch_connect_timeout: float = 10.0
     fetch_read_timeout: float = 60.0
@@ -116,6 +118,7 @@ SETTINGS_DOC: dict[str, str] = {
     "time_limit_ms": "hard time limit of one command",
     "shutdown_timeout_seconds": "how long a stopping worker waits for running commands",
     "metrics_port": "port for /metrics of worker and scheduler; 0 = off",
+    "metrics_host": "address of the worker's and scheduler's /metrics; 127.0.0.1 = local only",
     "fetch_connect_timeout": "upstream connect timeout, seconds",
     "fetch_read_timeout": "upstream read timeout, seconds",
     "fetch_retries": "retries of a transient upstream failure inside one attempt",

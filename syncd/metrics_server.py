@@ -16,10 +16,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from syncd.config import Settings
 from syncd.logging import get_logger
 
-# Metrics are scraped from other hosts (Prometheus, a Kubernetes pod monitor), so the port
-# listens on every interface; it is off unless SYNCD_METRICS_PORT is set.
-METRICS_BIND_ADDRESS = "0.0.0.0"
-
 log = get_logger(__name__)
 
 
@@ -31,10 +27,12 @@ def _registry() -> CollectorRegistry:
     return REGISTRY
 
 
-def start_metrics_server(settings: Settings, *, addr: str = METRICS_BIND_ADDRESS) -> bool:
-    """Serve /metrics on settings.metrics_port; False (and nothing started) when it is 0."""
+def start_metrics_server(settings: Settings) -> bool:
+    """Serve /metrics on settings.metrics_host:metrics_port; False (and nothing started) when
+    the port is 0."""
     if settings.metrics_port <= 0:
         return False
+    addr = settings.metrics_host
     start_http_server(settings.metrics_port, addr=addr, registry=_registry())
     log.info("metrics_server_started", port=settings.metrics_port, addr=addr)
     return True
