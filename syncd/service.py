@@ -123,7 +123,9 @@ def import_catalog(
             )  # fmt: skip
         except BaseException as exc:
             if target is None:  # no row to write to: the log line is all there is
-                _failed(exc, ACTOR_IMPORT, f"{name}/{version or 'latest'}", stage, will_retry)
+                _failed_before_marking(
+                    exc, ACTOR_IMPORT, metrics.catalog_label(name, version), stage, will_retry
+                )
             raise
 
 
@@ -155,7 +157,7 @@ def update_catalog(
             raise
         except BaseException as exc:
             if target is None:
-                _failed(exc, ACTOR_UPDATE, catalog_uuid, "mark", will_retry)
+                _failed_before_marking(exc, ACTOR_UPDATE, catalog_uuid, "mark", will_retry)
             raise
 
 
@@ -445,6 +447,15 @@ def _record_failure(
     except Exception as db_exc:  # the database may be what failed
         log.warning("update_errors_not_written", error=str(db_exc).splitlines()[0])
     _failed(exc, actor, _label(target), stage, will_retry, text=text)
+
+
+def _failed_before_marking(
+    exc: BaseException, actor: str, label: str, stage: str, will_retry: bool
+) -> None:
+    """A command that failed before it had a catalog row: counted as received here (the
+    normal path counts it once the row is marked), so that failed never exceeds received."""
+    metrics.COMMANDS_RECEIVED.labels(actor=actor, catalog=label).inc()
+    _failed(exc, actor, label, stage, will_retry)
 
 
 def _failed(

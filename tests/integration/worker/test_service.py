@@ -248,3 +248,37 @@ def test_eessi_stacks_live_side_by_side(engine: Engine) -> None:
     for result in (latest, older):
         row = catalog_row(engine, id=result.catalog_id)
         assert row.package_count > 0 and row.update_errors == ""
+
+
+def test_a_command_failing_before_its_row_exists_is_counted_as_received(
+    engine: Engine, fake: FakeAdapter
+) -> None:
+    """Failed never exceeds received: an import whose discover fails and an update of an
+    unknown catalog are counted on both, under the same label."""
+
+    def counts(actor: str, label: str) -> tuple[float, float]:
+        received = metrics.COMMANDS_RECEIVED.labels(actor=actor, catalog=label)
+        failed = [
+            metrics.COMMANDS_FAILED.labels(actor=actor, catalog=label, error=e, will_retry="false")
+            for e in ("UpstreamError", "UnknownCatalogError")
+        ]
+        return received._value.get(), sum(f._value.get() for f in failed)
+
+    class Unreachable(FakeAdapter):
+        def discover(self, fetcher: object, source: str | None = None) -> list[str]:
+            raise UpstreamError("upstream down", transient=True)
+
+    unknown = "0" * 32
+    cases = [
+        ("import_catalog", "Fake", lambda: run_import(engine, Unreachable())),
+        (
+            "update_catalog",
+            unknown,
+            lambda: service.update_catalog(engine, {"Fake": fake}, None, catalog_uuid=unknown),
+        ),
+    ]
+    for actor, label, command in cases:
+        received, failed = counts(actor, label)
+        with pytest.raises((UpstreamError, UnknownCatalogError)):
+            command()
+        assert counts(actor, label) == (received + 1, failed + 1)
