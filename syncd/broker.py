@@ -243,6 +243,39 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
     return broker
 
 
+class NoQueueBroker(StubBroker):
+    """The broker of `syncd api` when SYNCD_BROKER_URL is empty.
+
+    An in-process queue in a process that runs no worker would accept commands that nothing
+    ever takes (and lose them at exit), so publishing fails instead: the API answers 503
+    saying what to configure, and keeps serving reads.
+    """
+
+    def enqueue(
+        self, message: dramatiq.Message[Any], *, delay: int | None = None
+    ) -> dramatiq.Message[Any]:
+        raise RuntimeError(
+            "SYNCD_BROKER_URL is empty, so this `syncd api` has no queue and no worker to run "
+            "commands (the in-process queue only exists inside `syncd run`); set "
+            "SYNCD_BROKER_URL to RabbitMQ"
+        )
+
+
+def needs_broker_url(command: str) -> str:
+    """Why `syncd <command>` refuses to start on the embedded default."""
+    return (
+        f"syncd: `syncd {command}` needs SYNCD_BROKER_URL (amqp://...); the embedded "
+        "in-process queue only exists inside `syncd run`."
+    )
+
+
+def make_publisher_broker(settings: Settings) -> dramatiq.Broker:
+    """The broker of a process that publishes but runs no worker (`syncd api`)."""
+    if settings.uses_embedded_queue:
+        return NoQueueBroker(middleware=[])
+    return make_broker(settings)
+
+
 def worker_resources(broker: dramatiq.Broker) -> WorkerResources:
     for middleware in broker.middleware:
         if isinstance(middleware, WorkerResources):

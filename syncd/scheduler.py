@@ -48,6 +48,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 import uuid as uuid_module
 from collections.abc import Callable, Mapping
@@ -800,9 +801,14 @@ def start_in_process(settings: Settings, engine: Engine, broker: dramatiq.Broker
 
 def run_scheduler(settings: Settings) -> int:
     """`syncd scheduler`: tick in the foreground until SIGTERM or SIGINT; 0 on a clean stop."""
-    from syncd.broker import make_broker
+    from syncd.broker import make_broker, needs_broker_url
     from syncd.metrics_server import start_metrics_server
 
+    if settings.uses_embedded_queue:
+        # Its ticks would go into a queue of its own that no worker reads, and each catalog
+        # would then wait a whole refresh interval as "already enqueued".
+        print(needs_broker_url("scheduler"), file=sys.stderr)
+        return 2
     engine = make_engine(settings.database_url)
     broker = make_broker(settings)
     leader = make_leader(settings)

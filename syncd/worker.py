@@ -35,6 +35,7 @@ from syncd.broker import (
     check_queue_settings,
     dead_letter_count,
     make_broker,
+    needs_broker_url,
     worker_resources,
 )
 from syncd.config import Settings, env_name
@@ -185,11 +186,7 @@ def run_worker(settings: Settings, processes: int | None = None, threads: int | 
     processes = settings.worker_processes if processes is None else processes
     threads = settings.worker_threads if threads is None else threads
     if settings.uses_embedded_queue:
-        print(
-            "syncd: `syncd worker` needs SYNCD_BROKER_URL (amqp://...); the embedded "
-            "in-process queue only exists inside `syncd run`.",
-            file=sys.stderr,
-        )
+        print(needs_broker_url("worker"), file=sys.stderr)
         return 2
     if processes < 1 or threads < 1:
         print("syncd: --processes and --threads must be at least 1", file=sys.stderr)

@@ -143,11 +143,12 @@ def _clear_on_data_change(cache: ResponseCache) -> Callable[[], None]:
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     import uvicorn
 
+    from syncd.broker import make_publisher_broker
     from syncd.logging import configure_logging
 
     configure_logging(settings, "api")
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, broker=make_publisher_broker(settings)),
         host=host or settings.api_host,
         port=port if port is not None else settings.api_port,
         log_config=None,  # uvicorn keeps our structlog handlers (see syncd.logging)
