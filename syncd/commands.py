@@ -127,7 +127,9 @@ def wait_for_attempt(
         sleep(POLL_SECONDS)
 
 
-def _report(outcome: bool | None, state: _RowState | None, what: str, timeout: float) -> int:
+def _report(
+    outcome: bool | None, state: _RowState | None, what: str, timeout: float, queue_name: str
+) -> int:
     if outcome is True and state is not None:
         print(
             f"{what}: done, catalog {state.uuid} {state.name} {state.version} has "
@@ -137,10 +139,20 @@ def _report(outcome: bool | None, state: _RowState | None, what: str, timeout: f
     if outcome is False and state is not None:
         _error(f"{what} failed: {state.update_errors}")
         return 1
-    started = " (the attempt started but has not finished)" if state else ""
+    if state is not None:
+        _error(
+            f"{what}: no result after {timeout:g} s (the attempt started but has not "
+            "finished); the worker's log says more."
+        )
+        return 1
+    # Nothing to follow: no worker took it yet, or it failed before it had a catalog row
+    # (an import without --version that could not ask upstream for its latest version).
     _error(
-        f"{what}: no result after {timeout:g} s{started}; is a `syncd worker` running? "
-        "Its log says more."
+        f"{what}: no result after {timeout:g} s and no catalog row shows an attempt. Either "
+        "no `syncd worker` is running, or the command failed before it found its catalog "
+        "(for an import without --version: upstream could not be asked for its latest "
+        "version): look for command_failed in the worker's log and in the dead-letter queue "
+        f"{queue_name}.XQ."
     )
     return 1
 
@@ -215,7 +227,7 @@ def _publish_and_follow(
     if not args.wait:
         return 0
     outcome, state = wait_for_attempt(engine, where, before, timeout=args.timeout)
-    return _report(outcome, state, what, args.timeout)
+    return _report(outcome, state, what, args.timeout, settings.queue_name)
 
 
 def import_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -378,7 +390,7 @@ def _fresh_body(body: bytes, queue: str) -> bytes:
     worker rejects them again, with the reason in its log)."""
     try:
         fields = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         return body
     if not isinstance(fields, dict) or not isinstance(fields.get("options"), dict):
         return body

@@ -80,7 +80,10 @@ def test_wait_times_out_without_a_worker(
 
     declare_worker_queue(mq_settings.broker_url, mq_settings.queue_name)
     assert import_command(mq_settings, import_args(wait=True, timeout=1.0)) == 1
-    assert "no result after 1 s; is a `syncd worker` running?" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "no result after 1 s and no catalog row shows an attempt" in error
+    assert "no `syncd worker` is running" in error
+    assert f"{mq_settings.queue_name}.XQ" in error
 
 
 @pytest.mark.postgres

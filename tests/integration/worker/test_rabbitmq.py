@@ -215,7 +215,8 @@ def test_permanent_failure_is_dead_lettered_at_once_and_redrive_brings_it_back(
 
     publish_import(broker, mq_settings, name="Fake")
     publish_raw(url, queue, b"still garbage")
-    wait_until(lambda: message_count(url, f"{queue}.XQ") == 2, WAIT)
+    publish_raw(url, queue, b"[" * 100_000 + b"]" * 100_000)  # too deep for json.loads
+    wait_until(lambda: message_count(url, f"{queue}.XQ") == 3, WAIT)
     assert count_catalogs(pg_engine) == 0
 
     adapters["Fake"] = FakeAdapter()  # the fix: the adapter is installed
@@ -226,10 +227,10 @@ def test_permanent_failure_is_dead_lettered_at_once_and_redrive_brings_it_back(
     row = wait_until(lambda: succeeded(pg_engine, name="Fake"), WAIT)
     assert row.update_errors == ""
     # The garbage stayed; redriving it too brings it back to the dead letters.
-    assert message_count(url, f"{queue}.XQ") == 1
+    assert message_count(url, f"{queue}.XQ") == 2
     assert redrive_command(mq_settings, argparse.Namespace(queue=queue, limit=None)) == 0
-    assert "moved 1 message(s)" in capsys.readouterr().out
-    wait_until(lambda: message_count(url, f"{queue}.XQ") == 1, WAIT)
+    assert "moved 2 message(s)" in capsys.readouterr().out
+    wait_until(lambda: message_count(url, f"{queue}.XQ") == 2, WAIT)
 
 
 def test_redrive_without_dead_letter_queue_says_so(
