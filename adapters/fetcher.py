@@ -636,7 +636,7 @@ class Fetcher:
                     if time.monotonic() - started > self.deadline:
                         raise UpstreamError(
                             f"{url}: the download took longer than {self.deadline:g} s "
-                            f"({received} bytes so far); the upstream is too slow, will retry. "
+                            f"({received} bytes so far); the upstream is too slow. "
                             "Raise SYNCD_FETCH_READ_TIMEOUT if it is always this slow.",
                             transient=True,
                             url=url,
@@ -666,12 +666,12 @@ class Fetcher:
         if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
             message = (
                 f"Timed out after {s.fetch_connect_timeout:g} s connecting to {where}; the "
-                "upstream is unreachable or slow, will retry. Check network, DNS and proxy."
+                "upstream is unreachable or slow. Check network, DNS and proxy."
             )
         elif isinstance(exc, httpx.TimeoutException):
             message = (
                 f"Timed out after {s.fetch_read_timeout:g} s waiting for data from {where}; "
-                "the upstream stalled, will retry. Raise SYNCD_FETCH_READ_TIMEOUT if it is "
+                "the upstream stalled. Raise SYNCD_FETCH_READ_TIMEOUT if it is "
                 "just slow."
             )
         elif isinstance(exc, httpx.ConnectError) and _certificate_refused(exc):
@@ -686,21 +686,18 @@ class Fetcher:
         elif isinstance(exc, httpx.ConnectError):
             message = (
                 f"Could not connect to {where}: {exc}. Check the source URL, network, DNS "
-                "and proxy settings; will retry."
+                "and proxy settings."
             )
         elif isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
-            message = (
-                f"The connection to {where} broke before the whole body arrived ({exc}); "
-                "will retry."
-            )
+            message = f"The connection to {where} broke before the whole body arrived ({exc})."
         elif isinstance(exc, httpx.DecodingError):
-            message = f"{where} sent a body that could not be decoded ({exc}); will retry."
+            message = f"{where} sent a body that could not be decoded ({exc})."
         elif isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
             return UpstreamError(
                 f"{where} is not a URL syncd can fetch ({exc}).", transient=False, url=url
             )
         else:
-            message = f"Fetching {where} failed: {type(exc).__name__}: {exc}; will retry."
+            message = f"Fetching {where} failed: {type(exc).__name__}: {exc}."
         return UpstreamError(message, transient=True, url=url)
 
 
@@ -744,7 +741,7 @@ def _status_error(url: str, response: httpx.Response) -> UpstreamError:
         retry_after = _retry_after(response.headers.get("retry-after"))
         hint = f"; it asks to wait {retry_after:g} s" if retry_after is not None else ""
         return UpstreamError(
-            f"{url} is rate-limiting syncd (HTTP 429 {reason}){hint}; will retry later.",
+            f"{url} is rate-limiting syncd (HTTP 429 {reason}){hint}.",
             transient=True,
             url=url,
             status=status,
@@ -752,7 +749,7 @@ def _status_error(url: str, response: httpx.Response) -> UpstreamError:
         )
     if status >= 500:
         return UpstreamError(
-            f"{url} answered HTTP {status} {reason}: an upstream server error; will retry.",
+            f"{url} answered HTTP {status} {reason}: an upstream server error.",
             transient=True,
             url=url,
             status=status,
