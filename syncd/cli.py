@@ -142,11 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The commands that run the scheduler (its trigger is checked with the other settings).
+SCHEDULING_COMMANDS = ("scheduler", "run")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
+        if args.command in SCHEDULING_COMMANDS:
+            from syncd.scheduler import make_trigger
+
+            make_trigger(settings)  # a bad SYNCD_TICK_CRON is refused here, not at the tick
     except ValueError as exc:
         print(f"syncd: configuration error: {exc}", file=sys.stderr)
         return 2

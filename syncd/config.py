@@ -135,10 +135,22 @@ SETTINGS_DOC: dict[str, str] = {
 
 # Settings that are a number of seconds which must be positive and finite.
 POSITIVE_SECONDS = ("publish_timeout_seconds",)
+# Text settings with a fixed set of values (compared case-insensitively, stored as listed).
+CHOICES = {
+    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    "log_format": ("json", "console", "auto"),
+}
 
 
 def env_name(field_name: str) -> str:
     return "SYNCD_" + field_name.upper()
+
+
+def _choice(raw: str, allowed: tuple[str, ...]) -> str:
+    for value in allowed:
+        if raw.strip().lower() == value.lower():
+            return value
+    raise ValueError(f"must be one of {', '.join(allowed)}, not {raw!r}")
 
 
 def check_positive_seconds(value: float) -> None:
@@ -168,6 +180,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                     check_positive_seconds(number)
             elif isinstance(default, list):
                 values[f.name] = _list(raw)
+            elif f.name in CHOICES:
+                values[f.name] = _choice(raw, CHOICES[f.name])
             else:
                 values[f.name] = raw
         except ValueError as exc:

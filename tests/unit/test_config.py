@@ -44,3 +44,24 @@ def test_every_setting_is_documented() -> None:
     from dataclasses import fields
 
     assert {f.name for f in fields(Settings)} == set(SETTINGS_DOC)
+
+
+def test_log_level_and_format_are_one_of_their_values() -> None:
+    settings = load_settings({"SYNCD_LOG_LEVEL": "warning", "SYNCD_LOG_FORMAT": "JSON"})
+    assert (settings.log_level, settings.log_format) == ("WARNING", "json")
+    with pytest.raises(ValueError, match="SYNCD_LOG_LEVEL: must be one of DEBUG, INFO"):
+        load_settings({"SYNCD_LOG_LEVEL": "bogus"})
+    with pytest.raises(ValueError, match="SYNCD_LOG_FORMAT: must be one of json, console, auto"):
+        load_settings({"SYNCD_LOG_FORMAT": "xml"})
+
+
+@pytest.mark.parametrize("command", ["scheduler", "run"])
+def test_a_bad_schedule_is_a_configuration_error_at_start(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from syncd.cli import main
+
+    monkeypatch.setenv("SYNCD_TICK_CRON", "61 * * * *")
+    assert main([command]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("syncd: configuration error: SYNCD_TICK_CRON")
