@@ -33,6 +33,12 @@ def start_metrics_server(settings: Settings) -> bool:
     if settings.metrics_port <= 0:
         return False
     addr = settings.metrics_host
-    start_http_server(settings.metrics_port, addr=addr, registry=_registry())
+    try:
+        start_http_server(settings.metrics_port, addr=addr, registry=_registry())
+    except OSError as exc:  # most often: another process (another syncd unit?) has the port
+        raise SystemExit(
+            f"syncd: SYNCD_METRICS_PORT {settings.metrics_port} on {addr} cannot be served "
+            f"({exc.strerror or exc}); give each process on this host a port of its own"
+        ) from None
     log.info("metrics_server_started", port=settings.metrics_port, addr=addr)
     return True

@@ -134,6 +134,23 @@ def test_systemd_unit(role: str) -> None:
     assert "syncd-migrate.service" in unit["Unit"]["After"]
 
 
+def test_systemd_processes_on_one_host_serve_metrics_on_ports_of_their_own() -> None:
+    env_file = (DEPLOY / "systemd" / "syncd.env.example").read_text()
+    assert not any(line.startswith("SYNCD_METRICS_PORT=") for line in env_file.splitlines())
+    ports = {}
+    for role in ("worker", "scheduler"):
+        environment = _unit(f"syncd-{role}.service")["Service"]["Environment"]
+        name, value = environment.split("=", 1)
+        assert name == "SYNCD_METRICS_PORT"
+        ports[role] = int(value)
+    api_port = next(
+        int(line.split("=", 1)[1])
+        for line in env_file.splitlines()
+        if line.startswith("SYNCD_API_PORT=")
+    )
+    assert len({*ports.values(), api_port}) == 3 and all(ports.values()), ports
+
+
 def test_systemd_migrate_is_oneshot() -> None:
     service = _unit("syncd-migrate.service")["Service"]
     assert service["Type"] == "oneshot"

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncd import metrics
 from syncd.config import Settings
 from syncd.metrics_server import start_metrics_server
 
@@ -43,4 +44,16 @@ def test_listens_on_the_configured_address(host: str) -> None:
     assert _listening_addresses(port) == {host}
     answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     assert answer.status_code == 200
-    assert "syncd_commands_published_total" in answer.text
+    # syncd's own metrics are registered by importing syncd.metrics, as every process does.
+    assert f"{metrics.COMMANDS_PUBLISHED._name}_total" in answer.text
+
+
+def test_a_port_in_use_stops_the_process_with_a_clear_message() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as stopped:
+            start_metrics_server(Settings(metrics_port=port, metrics_host="127.0.0.1"))
+    assert f"SYNCD_METRICS_PORT {port} on 127.0.0.1 cannot be served" in str(stopped.value)
+    assert "a port of its own" in str(stopped.value)
