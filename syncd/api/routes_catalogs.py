@@ -18,7 +18,7 @@ from syncd.api import errors, representation
 from syncd.api.deps import ApiContext, Context, DbSession, Reader, Staff
 from syncd.api.filters import icontains, parse_ordering
 from syncd.api.pagination import json_response, paginated, select_fields
-from syncd.api.routing import list_route
+from syncd.api.routing import head_too, list_route
 from syncd.api.schemas import (
     ERROR_RESPONSES,
     HEAD_OK,
@@ -219,7 +219,12 @@ def enqueue_import(ctx: ApiContext, session: Session, body: ImportRequest) -> di
     source = body.source_url or body.source
     check_source(source, ctx.settings, "source_url" if body.source_url else "source")
     catalog_type = str(adapter.catalog_type)
-    version = body.version or latest_version(adapter, ctx.fetcher, cache=ctx.discover_cache)
+    version = body.version
+    if version is None and source is None:
+        # The latest version of the default upstream (cached). A request naming its own
+        # source is not pre-checked: that source may offer other versions than the default
+        # one, and asking it here would mean downloading it in the request.
+        version = latest_version(adapter, ctx.fetcher, cache=ctx.discover_cache)
     if version and _find(session, adapter.name, version, catalog_type) is not None:
         raise errors.general_error(
             f"Catalog {adapter.name} {version} ({catalog_type}) already exists; "
@@ -328,6 +333,7 @@ def import_catalog(
     return json_response(enqueue_import(ctx, session, body), status_code=202)
 
 
+@head_too(router, "/{uuid}/")
 @router.get(
     "/{uuid}/",
     response_model=CatalogOut,
@@ -410,6 +416,7 @@ def update_catalog(ctx: Context, session: DbSession, _staff: Staff, uuid: str) -
     return json_response(enqueue_update(ctx, session, uuid), status_code=202)
 
 
+@head_too(router, "/{uuid}/cpu_targets/")
 @router.get(
     "/{uuid}/cpu_targets/",
     response_model=list[CpuTargetOut],

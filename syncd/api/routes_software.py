@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from syncd.api import errors, representation
 from syncd.api.deps import Context, DbSession, Reader
 from syncd.api.pagination import json_response, paginated, select_fields
-from syncd.api.routing import list_route
+from syncd.api.routing import head_too, list_route
 from syncd.api.schemas import (
     ERROR_RESPONSES,
     PackageOut,
@@ -105,6 +105,7 @@ def list_packages(
         )
 
 
+@head_too(router, "/marketplace-software-packages/{uuid}/")
 @router.get(
     "/marketplace-software-packages/{uuid}/",
     response_model=PackageOut,
@@ -147,6 +148,7 @@ def list_versions(
     )
 
 
+@head_too(router, "/marketplace-software-versions/{uuid}/")
 @router.get(
     "/marketplace-software-versions/{uuid}/",
     response_model=VersionOut,
@@ -188,6 +190,7 @@ def list_targets(
     )
 
 
+@head_too(router, "/marketplace-software-targets/{uuid}/")
 @router.get(
     "/marketplace-software-targets/{uuid}/",
     response_model=TargetOut,

@@ -1,8 +1,10 @@
 """Registering a list URL: GET (the page) and HEAD (the same headers, no body), documented
-as Waldur's generated clients name them (`<name>_list`, `<name>_count`)."""
+as Waldur's generated clients name them (`<name>_list`, `<name>_count`); and HEAD beside any
+other GET (`head_too`)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +32,24 @@ def list_route(router: APIRouter, path: str, name: str, model: Any) -> Callable[
             operation_id=f"{name}_count",
             summary=f"Count {name.replace('marketplace_software_', '')} (X-Result-Count)",
         )(handler)
+        return handler
+
+    return register
+
+
+def head_too(router: APIRouter, path: str) -> Callable[[Handler], Handler]:
+    """HEAD on a GET-only URL (an object, a small unpaginated list), as DRF answers it: the
+    status and headers of the GET, no body. Not in the OpenAPI document (Waldur's clients
+    only send HEAD to the paginated lists)."""
+
+    def register(handler: Handler) -> Handler:
+        @functools.wraps(handler)  # FastAPI reads the parameters through __wrapped__
+        def head(*args: Any, **kwargs: Any) -> Response:
+            answer = handler(*args, **kwargs)
+            headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+            return Response(status_code=answer.status_code, headers=headers)
+
+        router.head(path, response_class=Response, include_in_schema=False)(head)
         return handler
 
     return register

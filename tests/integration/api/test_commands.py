@@ -53,6 +53,13 @@ def test_import_of_an_existing_version_is_a_400(
     assert latest.status_code == 400
     assert "Spack 2026.07.01 (source_package) already exists" in latest.json()[0]
     assert queued(broker) == []
+    # From a source of its own (a mirror that may hold other versions): not judged by what
+    # the default upstream offers.
+    mirrored = client.post(
+        IMPORT, json={"name": "Spack", "source_url": "https://1.1.1.1/r.json"}, headers=staff
+    )
+    assert mirrored.status_code == 202, mirrored.text
+    assert queued(broker)[0]["source"] == "https://1.1.1.1/r.json"
 
 
 def test_import_of_an_existing_latest_eessi_is_a_400(

@@ -74,6 +74,26 @@ def test_head_on_every_list(client: TestClient, sample: Sample, url: str) -> Non
     assert int(response.headers["X-Result-Count"]) > 0
 
 
+def test_head_wherever_get_answers(client: TestClient, sample: Sample) -> None:
+    """As DRF: HEAD on an object or a small list answers what GET would, without the body."""
+    package = client.get(PACKAGES).json()[0]
+    version = client.get(VERSIONS).json()[0]
+    target = client.get(TARGETS).json()[0]
+    urls = [
+        f"{CATALOGS}{sample.eessi.hex}/",
+        f"{CATALOGS}{sample.eessi.hex}/cpu_targets/",
+        f"{PACKAGES}{package['uuid']}/",
+        f"{VERSIONS}{version['uuid']}/",
+        f"{TARGETS}{target['uuid']}/",
+    ]
+    for url in urls:
+        get, head = client.get(url), client.head(url)
+        assert (head.status_code, head.content) == (200, b""), url
+        assert head.headers["content-type"] == get.headers["content-type"], url
+    missing = client.head(f"{CATALOGS}{'0' * 32}/")
+    assert (missing.status_code, missing.content) == (404, b"")
+
+
 def test_openapi_document_and_docs(client: TestClient) -> None:
     schema = client.get("/api/schema/")
     assert schema.status_code == 200
