@@ -422,3 +422,22 @@ def test_failed_first_import_leaves_the_catalog_empty(engine: Engine) -> None:
     assert catalog_row(engine, cid).package_count == 0
     stats = sync_catalog(engine, cid, snapshot(synthetic_packages(40)))
     assert stats.packages.created == 40
+
+
+def test_sqlite_statistics_are_refreshed_after_a_sync(sqlite_url: str) -> None:
+    """SQLite has no autovacuum: without statistics, the cpu_family filter planned a scan of
+    every matching target per package (minutes on EESSI + Spack)."""
+    from sqlalchemy import text
+
+    from syncd.db.engine import make_engine
+    from syncd.db.migrate import upgrade
+
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    try:
+        sync_catalog(engine, make_catalog(engine), small_snapshot())
+        with engine.connect() as conn:
+            analyzed = {row[0] for row in conn.execute(text("SELECT tbl FROM sqlite_stat1"))}
+        assert {"package", "version", "target"} <= analyzed
+    finally:
+        engine.dispose()
