@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 import math
 import time
 import urllib.parse
@@ -274,6 +275,23 @@ def make_publisher_broker(settings: Settings) -> dramatiq.Broker:
     if settings.uses_embedded_queue:
         return NoQueueBroker(middleware=[])
     return make_broker(settings)
+
+
+def close_at_shutdown(broker: dramatiq.Broker) -> None:
+    """Close the broker's connections when the process stops, without pika's false alarms.
+
+    A thread's connection that sat idle (the one that declared the queues at start-up, a
+    worker thread's after a retry) misses its heartbeats and RabbitMQ drops it; closing it
+    then makes pika log several ERROR lines and a traceback, which at shutdown mean nothing
+    and would wake anyone alerting on error-level logs.
+    """
+    pika_logger = logging.getLogger("pika")
+    previous = pika_logger.level
+    pika_logger.setLevel(logging.CRITICAL)
+    try:
+        broker.close()
+    finally:
+        pika_logger.setLevel(previous)
 
 
 def worker_resources(broker: dramatiq.Broker) -> WorkerResources:

@@ -94,8 +94,10 @@ def _shutdown(settings: Settings, *, scheduler: Any, worker: Any, broker: Any) -
             worker.stop(timeout=settings.shutdown_timeout_seconds * 1000)
         except Exception:
             log.exception("worker_shutdown_failed")
+    from syncd.broker import close_at_shutdown
+
     try:
-        broker.close()
+        close_at_shutdown(broker)
     except Exception:
         log.exception("broker_close_failed")
 

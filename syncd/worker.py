@@ -33,6 +33,7 @@ from syncd.broker import (
     WorkerResources,
     boot_process,
     check_queue_settings,
+    close_at_shutdown,
     dead_letter_count,
     make_broker,
     needs_broker_url,
@@ -234,7 +235,7 @@ def _run_single(settings: Settings, threads: int) -> int:
     finally:
         started = time.monotonic()
         worker.stop(timeout=settings.shutdown_timeout_seconds * 1000)
-        broker.close()
+        close_at_shutdown(broker)
         log.info("worker_stopped", seconds=round(time.monotonic() - started, 3))
     return 0
 
