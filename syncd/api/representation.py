@@ -84,7 +84,9 @@ def nested_package(
         "uuid": row_uuid.hex,
         "name": name,
         "url": link(base, PACKAGES, row_uuid),
-        "versions": versions,
+        # An EESSI extension has a version row per parent module that bundles it (same
+        # version string): a client wants each version once, newest first as given.
+        "versions": list(dict.fromkeys(versions)),
     }
 
 
