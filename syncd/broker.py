@@ -22,6 +22,7 @@ import logging
 import math
 import time
 import urllib.parse
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
@@ -94,15 +95,21 @@ def check_queue_settings(settings: Settings) -> None:
             )
 
 
+# The catalog fields a message names, bound beside its id (see LogContext).
+CATALOG_CONTEXT = ("catalog_uuid", "catalog_name", "catalog_version")
+
+
 class LogContext(Middleware):
-    """Binds the message's id, actor and retry count to structlog's context for the time the
-    actor runs, so that every event of the service carries them."""
+    """Binds the message's id, actor, retry count and the catalog it names to structlog's
+    context for the time the actor runs, so that every event of the service carries them,
+    and so do Dramatiq's own lines about the message ("Retrying message ...")."""
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         structlog.contextvars.bind_contextvars(
             message_id=message.message_id,
             actor=message.actor_name,
             retries=message.options.get("retries", 0),
+            **_catalog_context(message.kwargs),
         )
 
     def after_process_message(
@@ -113,9 +120,27 @@ class LogContext(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        structlog.contextvars.unbind_contextvars("message_id", "actor", "retries")
+        structlog.contextvars.unbind_contextvars("message_id", "actor", "retries", *CATALOG_CONTEXT)
 
     after_skip_message = after_process_message
+
+
+def _catalog_context(kwargs: Any) -> dict[str, str]:
+    """catalog_uuid (as the service logs it: 32 hex digits) of an update, catalog_name and
+    catalog_version of an import; {} for what a message does not say."""
+    if not isinstance(kwargs, dict):
+        return {}
+    found: dict[str, str] = {}
+    catalog_uuid = kwargs.get("catalog_uuid")
+    if isinstance(catalog_uuid, str):
+        try:
+            found["catalog_uuid"] = uuid.UUID(catalog_uuid.strip()).hex
+        except ValueError:
+            found["catalog_uuid"] = catalog_uuid
+    for key, field in (("name", "catalog_name"), ("version", "catalog_version")):
+        if isinstance(kwargs.get(key), str):
+            found[field] = kwargs[key]
+    return found
 
 
 class WorkerResources(Middleware):
