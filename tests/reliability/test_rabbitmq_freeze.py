@@ -33,7 +33,7 @@ pytestmark = [*PROCESS_TEST, pytest.mark.timeout(240)]
 
 DEADLINE = 2.0
 # The bound under test is the deadline; the slack only absorbs a busy, shared 2-core machine.
-SLACK = 5.0
+SLACK = 10.0  # against the ~85 s a frozen broker used to cost
 PLUGIN = "tests.reliability.plugin"
 
 

@@ -43,9 +43,10 @@ QUEUE = "syncd_test"
 NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 DEADLINE = 0.5
-# A shared 2-core machine; the bound under test is one deadline, where trying every due
-# catalog would take one deadline each (8 here: 4 s).
-SLACK = 2.0
+# What proves the tick stopped is the count of publishes tried; the time bounds only add
+# that it was well under trying every due catalog (one deadline each: 8 here, 4 s), with
+# room for a shared, loaded 2-core machine.
+SLACK = 2.5
 NOT_TRIED_REASON = f"{REASON_PUBLISH_FAILED}: {NOT_TRIED}"
 
 
@@ -259,7 +260,7 @@ def test_a_frozen_rabbitmq_costs_the_tick_one_deadline(
             f"{REASON_PUBLISH_FAILED}: RabbitMQ did not confirm update_catalog"
         )
         assert {reasons(result)[uuid] for uuid in rest} == {NOT_TRIED_REASON}
-        assert deadline - 0.05 <= seconds <= deadline + SLACK + 1.0
+        assert deadline - 0.05 <= seconds < 6 * deadline  # not one deadline per catalog
 
         # Thawed: the next tick publishes every due catalog.
         later = run_tick(engine, broker, frozen, now=NOW + timedelta(minutes=1), tick_id="t2")

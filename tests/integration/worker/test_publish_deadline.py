@@ -24,7 +24,9 @@ from tests.support.services import unique_name
 pytestmark = pytest.mark.rabbitmq
 
 DEADLINE = 1.0
-SLACK = 3.0  # a shared 2-core machine; the bound under test is the deadline, not the slack
+# A shared, loaded 2-core machine; what is under test is the deadline against the ~85 s a
+# frozen broker used to cost, not the slack.
+SLACK = 5.0
 UUID = "0" * 32
 
 
