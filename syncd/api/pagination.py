@@ -9,10 +9,11 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
+from pydantic import BeforeValidator
 from sqlalchemy import Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,28 @@ DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 300
 MAX_OFFSET = 10_000_000
 READ_ONLY = {"isolation_level": "AUTOCOMMIT"}
+
+
+# The page parameters of every list route.
+PageParam = Annotated[int | None, Query(ge=1, description="1-based page number")]
+
+
+def _page_size_or_default(value: object) -> object:
+    # DRF's pager reads a page_size that is not an integer as "not given" (the default),
+    # where FastAPI would answer 400.
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return value
+
+
+PageSizeParam = Annotated[
+    int | None,
+    BeforeValidator(_page_size_or_default),
+    Query(description="Objects per page (default 10, max 300)"),
+]
 
 
 @dataclass(frozen=True)

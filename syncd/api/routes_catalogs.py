@@ -17,7 +17,7 @@ from adapters.fetcher import check_source_allowed
 from syncd.api import errors, representation
 from syncd.api.deps import ApiContext, Context, DbSession, Reader, Staff
 from syncd.api.filters import icontains, parse_ordering
-from syncd.api.pagination import json_response, paginated, select_fields
+from syncd.api.pagination import PageParam, PageSizeParam, json_response, paginated, select_fields
 from syncd.api.routing import head_too, list_route
 from syncd.api.schemas import (
     ERROR_RESPONSES,
@@ -59,8 +59,6 @@ ORDER_HELP = (
     "Comma-separated or repeated: " + ", ".join(sorted(ORDERING)) + " (prefix - for descending)"
 )
 
-PageParam = Annotated[int | None, Query(ge=1, description="1-based page number")]
-PageSizeParam = Annotated[int | None, Query(description="Objects per page (default 10, max 300)")]
 OrderParam = Annotated[list[str] | None, Query(description=ORDER_HELP)]
 
 

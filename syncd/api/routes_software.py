@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from syncd.api import errors, representation
 from syncd.api.deps import Context, DbSession, Reader
-from syncd.api.pagination import json_response, paginated, select_fields
+from syncd.api.pagination import PageParam, PageSizeParam, json_response, paginated, select_fields
 from syncd.api.routing import head_too, list_route
 from syncd.api.schemas import (
     ERROR_RESPONSES,
@@ -39,9 +39,6 @@ from syncd.api.software_queries import (
 from syncd.db.tables import Package, Target, Version
 
 router = APIRouter(prefix="/api")
-
-PageParam = Annotated[int | None, Query(ge=1, description="1-based page number")]
-PageSizeParam = Annotated[int | None, Query(description="Objects per page (default 10, max 300)")]
 
 
 def _order_help(allowed: dict[str, Any]) -> str:

@@ -94,6 +94,19 @@ def test_head_wherever_get_answers(client: TestClient, sample: Sample) -> None:
     assert (missing.status_code, missing.content) == (404, b"")
 
 
+@pytest.mark.parametrize("url", [CATALOGS, PACKAGES, VERSIONS, TARGETS])
+def test_a_page_size_that_is_not_a_number_is_the_default(
+    client: TestClient, sample: Sample, url: str
+) -> None:
+    """As DRF's pager: not an error, the default page size."""
+    plain = client.get(url)
+    for value in ("abc", "", "1.5"):
+        lenient = client.get(url, params={"page_size": value})
+        assert lenient.status_code == 200, (value, lenient.text)
+        assert lenient.json() == plain.json()
+        assert lenient.headers["X-Result-Count"] == plain.headers["X-Result-Count"]
+
+
 def test_openapi_document_and_docs(client: TestClient) -> None:
     schema = client.get("/api/schema/")
     assert schema.status_code == 200
