@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+import uuid as uuid_module
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,75 +85,79 @@ def _states(engine: Engine, where: Any) -> list[_RowState]:
     ]
 
 
-def _finished(state: _RowState) -> bool | None:
-    """True: the row's latest attempt succeeded; False: it failed; None: still running."""
-    attempt, success = state.last_update_attempt, state.last_successful_update
-    if attempt is not None and success is not None and success >= attempt:
-        return True
-    if state.update_errors:
-        return False
+def _started_since(
+    engine: Engine, where: Any, before: dict[str, datetime | None]
+) -> _RowState | None:
+    """A row matching `where` whose attempt started after `before` (uuid ->
+    last_update_attempt read before publishing): a row that was not there, or whose
+    last_update_attempt changed."""
+    for state in _states(engine, where):
+        if state.last_update_attempt is None:
+            continue
+        if state.uuid not in before or state.last_update_attempt != before[state.uuid]:
+            return state
     return None
 
 
-def wait_for_attempt(
+@dataclass(frozen=True)
+class _Waited:
+    succeeded: bool | None  # None: no final outcome within the timeout
+    error: str
+    row: _RowState | None  # the catalog the command worked on (or was seen working on)
+
+
+def wait_for_outcome(
     engine: Engine,
+    message_id: str,
     where: Any,
     before: dict[str, datetime | None],
     *,
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,
-) -> tuple[bool | None, _RowState | None]:
-    """Follow the catalog rows matching `where` until one of them has started an attempt
-    after `before` (uuid -> last_update_attempt read before publishing) and finished it.
+) -> _Waited:
+    """Poll the command's outcome, which the worker stores by message id after each attempt,
+    until it is final (succeeded, or failed with no retry left) or `timeout` passes.
 
-    Returns (True, row) on success, (False, row) on failure, (None, row or None) on timeout.
-    An attempt started = a row that was not there, or whose last_update_attempt changed; the
-    service clears update_errors when it marks the attempt, so a stale error from an earlier
-    attempt is not mistaken for this one's.
+    By message id rather than by catalog row: an import can fail before it has a row, and
+    another attempt on the same catalog is not this command's.
     """
+    from syncd.outcomes import read_outcome
+
     deadline = time.monotonic() + timeout
-    followed: _RowState | None = None
     while True:
-        for state in _states(engine, where):
-            if state.uuid in before and state.last_update_attempt == before[state.uuid]:
-                continue
-            if state.last_update_attempt is None:
-                continue
-            followed = state
-            outcome = _finished(state)
-            if outcome is not None:
-                return outcome, state
+        outcome = read_outcome(engine, message_id)
+        if outcome is not None and outcome.final:
+            row = None
+            if outcome.catalog_uuid:
+                rows = _states(engine, Catalog.uuid == uuid_module.UUID(outcome.catalog_uuid))
+                row = rows[0] if rows else None
+            return _Waited(outcome.succeeded, outcome.error, row)
         if time.monotonic() >= deadline:
-            return None, followed
+            return _Waited(None, "", _started_since(engine, where, before))
         sleep(POLL_SECONDS)
 
 
-def _report(
-    outcome: bool | None, state: _RowState | None, what: str, timeout: float, queue_name: str
-) -> int:
-    if outcome is True and state is not None:
+def _report(waited: _Waited, what: str, timeout: float, queue_name: str) -> int:
+    row = waited.row
+    if waited.succeeded and row is not None:
         print(
-            f"{what}: done, catalog {state.uuid} {state.name} {state.version} has "
-            f"{state.package_count} packages, {state.version_count} versions"
+            f"{what}: done, catalog {row.uuid} {row.name} {row.version} has "
+            f"{row.package_count} packages, {row.version_count} versions"
         )
         return 0
-    if outcome is False and state is not None:
-        _error(f"{what} failed: {state.update_errors}")
+    if waited.succeeded is False:
+        _error(f"{what} failed: {waited.error}")
         return 1
-    if state is not None:
+    if row is not None:
         _error(
             f"{what}: no result after {timeout:g} s (the attempt started but has not "
             "finished); the worker's log says more."
         )
         return 1
-    # Nothing to follow: no worker took it yet, or it failed before it had a catalog row
-    # (an import without --version that could not ask upstream for its latest version).
     _error(
-        f"{what}: no result after {timeout:g} s and no catalog row shows an attempt. Either "
-        "no `syncd worker` is running, or the command failed before it found its catalog "
-        "(for an import without --version: upstream could not be asked for its latest "
-        "version): look for command_failed in the worker's log and in the dead-letter queue "
-        f"{queue_name}.XQ."
+        f"{what}: no result after {timeout:g} s and no catalog row shows an attempt: is a "
+        "`syncd worker` running? Its log (command_failed) and the dead-letter queue "
+        f"{queue_name}.XQ say more."
     )
     return 1
 
@@ -226,8 +231,8 @@ def _publish_and_follow(
     print(f"{what}: queued as message {message_id} on queue {settings.queue_name!r}")
     if not args.wait:
         return 0
-    outcome, state = wait_for_attempt(engine, where, before, timeout=args.timeout)
-    return _report(outcome, state, what, args.timeout, settings.queue_name)
+    waited = wait_for_outcome(engine, message_id, where, before, timeout=args.timeout)
+    return _report(waited, what, args.timeout, settings.queue_name)
 
 
 def import_command(settings: Settings, args: argparse.Namespace) -> int:

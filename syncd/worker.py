@@ -13,6 +13,7 @@ children); `start_in_process` runs a worker inside `syncd run`.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -40,10 +41,11 @@ from syncd.broker import (
     worker_resources,
 )
 from syncd.config import Settings, env_name
-from syncd.errors import UpstreamError
+from syncd.errors import SyncdError, UpstreamError
 from syncd.logging import get_logger
 from syncd.metrics import DEAD_LETTERS
 from syncd.metrics_server import start_metrics_server
+from syncd.outcomes import record_outcome
 
 log = get_logger(__name__)
 
@@ -101,8 +103,9 @@ def _run(
     message = CurrentMessage.get_current_message()
     retries = int(message.options.get("retries", 0)) if message is not None else 0
     will_retry = retries < settings.max_retries
+    outcome = _outcome_recorder(resources, message)
     try:
-        command(
+        result = command(
             resources.engine,
             resources.adapters if resources.adapters is not None else {},
             resources.fetcher,
@@ -116,9 +119,25 @@ def _run(
         # Short texts: Dramatiq stores the traceback in a retried message's options, and the
         # contract caps a message at 256 KiB.
         text = f"{type(exc).__name__}: {str(exc)[:MAX_REASON_CHARS]}"
-        if service.is_transient(exc):
+        transient = service.is_transient(exc)
+        if outcome is not None:
+            reason = exc.message if isinstance(exc, SyncdError) else text
+            outcome(succeeded=False, final=not (transient and will_retry), error=reason)
+        if transient:
             raise dramatiq.Retry(text, delay=_retry_delay(exc, settings)) from exc
         raise PermanentFailure(text) from exc
+    if outcome is not None:
+        outcome(succeeded=True, final=True, catalog_uuid=result.catalog_uuid)
+
+
+def _outcome_recorder(resources: WorkerResources, message: Any) -> Callable[..., None] | None:
+    """Stores this attempt's outcome for `syncd import|update --wait` (syncd/outcomes.py);
+    None when there is no delivered message or no database."""
+    if message is None or resources.engine is None:
+        return None
+    return functools.partial(
+        record_outcome, resources.engine, message.message_id, message.actor_name
+    )
 
 
 def _retry_delay(exc: BaseException, settings: Settings) -> int | None:

@@ -218,3 +218,20 @@ class SchedulerTick(Base):
     claimed_by: Mapped[str] = mapped_column(String(200), default="")
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     enqueued: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CommandOutcome(Base):
+    """How the latest attempt of a published command ended, by its message id: what
+    `syncd import|update --wait` follows (a command can fail before it has a catalog row,
+    and another attempt on the same catalog is not this one). Kept for a week."""
+
+    __tablename__ = "command_outcome"
+
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(50))
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    # False while Dramatiq will retry the command: the outcome is not its last word yet.
+    final: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str] = mapped_column(Text, default="")
+    catalog_uuid: Mapped[uuid_module.UUID | None] = mapped_column(Uuid, nullable=True)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -18,6 +18,7 @@ EXPECTED_TABLES = {
     "alembic_version",
     "api_token",
     "catalog",
+    "command_outcome",
     "package",
     "package_parent",
     "scheduler_tick",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +16,13 @@ from syncd.commands import discover_command, import_command, update_command
 from syncd.config import Settings
 from syncd.errors import UpstreamError
 from tests.integration.worker.conftest import StartWorker
-from tests.integration.worker.fakes import FakeAdapter, catalog_row, contents, expected_contents
+from tests.integration.worker.fakes import (
+    FakeAdapter,
+    catalog_row,
+    contents,
+    count_catalogs,
+    expected_contents,
+)
 from tests.support.fake_upstream import FakeUpstream
 
 WAIT = 30.0
@@ -82,8 +89,30 @@ def test_wait_times_out_without_a_worker(
     assert import_command(mq_settings, import_args(wait=True, timeout=1.0)) == 1
     error = capsys.readouterr().err
     assert "no result after 1 s and no catalog row shows an attempt" in error
-    assert "no `syncd worker` is running" in error
+    assert "is a `syncd worker` running?" in error
     assert f"{mq_settings.queue_name}.XQ" in error
+
+
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+def test_import_wait_reports_a_failure_before_the_catalog_exists(
+    mq_settings: Settings,
+    pg_engine: Engine,
+    start_worker: StartWorker,
+    fake: FakeAdapter,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No row ever shows this failure (the latest version could not be found), so it is
+    followed by message id: reported at once, not after the timeout."""
+    fake.versions = []  # upstream lists no versions: a permanent failure at discover
+    start_worker({"Fake": fake})
+    started = time.monotonic()
+    assert import_command(mq_settings, import_args(wait=True, timeout=WAIT)) == 1
+    assert time.monotonic() - started < WAIT  # told by the outcome, not by giving up
+    error = capsys.readouterr().err
+    assert "syncd: import of Fake failed: Fake upstream at" in error
+    assert "offers no catalog versions" in error
+    assert count_catalogs(pg_engine) == 0
 
 
 @pytest.mark.postgres

@@ -214,6 +214,8 @@ def test_permanent_failure_is_dead_lettered_at_once_and_redrive_brings_it_back(
     broker = start_worker(adapters)
 
     publish_import(broker, mq_settings, name="Fake")
+    # Dead-lettered first, so that it heads the dead-letter queue for `--limit 1` below.
+    wait_until(lambda: message_count(url, f"{queue}.XQ") == 1, WAIT)
     publish_raw(url, queue, b"still garbage")
     publish_raw(url, queue, b"[" * 100_000 + b"]" * 100_000)  # too deep for json.loads
     wait_until(lambda: message_count(url, f"{queue}.XQ") == 3, WAIT)
