@@ -47,10 +47,30 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10_000
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections (Linux's default: 32768)."""
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port(*, offset_free: int | None = None) -> int:
-    """A free TCP port on 127.0.0.1; with `offset_free`, port+offset must be free as well."""
+    """A free TCP port on 127.0.0.1; with `offset_free`, port+offset must be free as well.
+
+    Both lie below the kernel's ephemeral range: a client reconnecting in a tight loop while
+    a private server is down takes a new ephemeral local port per attempt, and one of them
+    once was the port the restarted node wanted to listen on (RabbitMQ then exits with
+    could_not_start_listener)."""
+    high = _ephemeral_low() - (offset_free or 0)
+    if high <= LOWEST_PORT:
+        raise PrivateServiceError(f"no room for ports below the ephemeral range ({high})")
     for _ in range(200):
-        port = 20_000 + secrets.randbelow(20_000)
+        port = LOWEST_PORT + secrets.randbelow(high - LOWEST_PORT)
         if not port_is_free(port):
             continue
         if offset_free is not None and not port_is_free(port + offset_free):
@@ -202,7 +222,7 @@ def _rabbit_bindir() -> Path:
 class PrivateRabbitMQ:
     """A RabbitMQ node of our own: start(), stop(), restart(), url(vhost="/")."""
 
-    DIST_OFFSET = 20_000
+    DIST_OFFSET = 10_000  # the node's distribution port; both stay below the ephemeral range
 
     def __init__(self, base: Path) -> None:
         self.base = base
