@@ -380,7 +380,7 @@ def test_first_import_writes_what_the_staged_path_writes(
 ) -> None:
     """PostgreSQL writes a first import straight into the tables: the same rows, hashes,
     counts, sort_index and parent links as the staged diff, and the same stats."""
-    import syncd.sync
+    import syncd.sync.engine
     from syncd.db.engine import make_engine
 
     engine = make_engine(pg_url)
@@ -388,7 +388,7 @@ def test_first_import_writes_what_the_staged_path_writes(
     staged_id = make_catalog(engine, version="staged")
     info = catalog_info(description="d", source_url="file:///x", metadata={"k": 1})
     direct = sync_catalog(engine, direct_id, snapshot(_first_import_packages(), info=info))
-    monkeypatch.setattr(syncd.sync, "DIRECT_FIRST_IMPORT", False)
+    monkeypatch.setattr(syncd.sync.engine, "DIRECT_FIRST_IMPORT", False)
     staged = sync_catalog(engine, staged_id, snapshot(_first_import_packages(), info=info))
     monkeypatch.undo()
 

@@ -1,0 +1,218 @@
+"""The set-based diff of staging against the catalog's rows: only changed rows are written,
+and deletes run bottom-up so that every deleted row is counted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, DateTime, bindparam, text
+
+from syncd.domain import KindStats, SyncStats
+from syncd.sync.records import _Staged
+from syncd.sync.staging import _SQLITE_STAGE_INDEXES
+
+# ---------------------------------------------------------------------------------------
+# Diff: set-based statements, the same text on both backends (UPDATE ... FROM needs
+# SQLite >= 3.33). `{uuid}` is how each backend makes a new row's uuid, `{jsonb}` the cast
+# of staged JSON text (none on SQLite, where JSON is text anyway).
+# ---------------------------------------------------------------------------------------
+_PG_UUID = "gen_random_uuid()"
+# A version-4 uuid as the 32 lowercase hex digits SQLAlchemy's Uuid type stores on SQLite.
+_SQLITE_UUID = (
+    "lower(hex(randomblob(6)) || '4' || substr(hex(randomblob(2)), 2) "
+    "|| substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) "
+    "|| hex(randomblob(6)))"
+)
+
+_EXTENSION_COUNTS = """
+UPDATE stage_package SET extension_count = x.n
+FROM (SELECT parent_name, count(*) AS n FROM stage_parent GROUP BY parent_name) AS x
+WHERE x.parent_name = stage_package.name
+"""
+_UPDATE_PACKAGES = """
+UPDATE package SET description = s.description, homepage = s.homepage,
+    categories = s.categories{jsonb}, licenses = s.licenses{jsonb},
+    maintainers = s.maintainers{jsonb},
+    is_extension = s.is_extension, content_hash = s.content_hash,
+    version_count = s.version_count, extension_count = s.extension_count, modified = :now
+FROM stage_package AS s
+WHERE package.catalog_id = :c AND package.name = s.name
+  AND (package.content_hash <> s.content_hash OR package.version_count <> s.version_count
+       OR package.extension_count <> s.extension_count)
+"""
+_INSERT_PACKAGES = """
+INSERT INTO package (uuid, created, modified, catalog_id, name, description, homepage,
+    categories, licenses, maintainers, is_extension, content_hash, version_count,
+    extension_count)
+SELECT {uuid}, :now, :now, :c, s.name, s.description, s.homepage, s.categories{jsonb},
+    s.licenses{jsonb}, s.maintainers{jsonb}, s.is_extension, s.content_hash, s.version_count,
+    s.extension_count
+FROM stage_package AS s
+WHERE NOT EXISTS (SELECT 1 FROM package AS p WHERE p.catalog_id = :c AND p.name = s.name)
+"""
+_RESOLVE_VERSIONS = """
+UPDATE stage_version SET package_id = p.id FROM package AS p
+WHERE p.catalog_id = :c AND p.name = stage_version.package_name
+"""
+_UPDATE_VERSIONS = """
+UPDATE version SET release_date = s.release_date, dependencies = s.dependencies{jsonb},
+    metadata = s.metadata{jsonb}, sort_index = s.sort_index, content_hash = s.content_hash,
+    modified = :now
+FROM stage_version AS s
+WHERE version.catalog_id = :c AND version.package_id = s.package_id
+  AND version.version = s.version AND version.module_version = s.module_version
+  AND (version.content_hash <> s.content_hash OR version.sort_index <> s.sort_index)
+"""
+_INSERT_VERSIONS = """
+INSERT INTO version (uuid, created, modified, package_id, catalog_id, version, module_version,
+    release_date, dependencies, metadata, sort_index, content_hash)
+SELECT {uuid}, :now, :now, s.package_id, :c, s.version, s.module_version, s.release_date,
+    s.dependencies{jsonb}, s.metadata{jsonb}, s.sort_index, s.content_hash
+FROM stage_version AS s
+WHERE NOT EXISTS (SELECT 1 FROM version AS v WHERE v.catalog_id = :c
+    AND v.package_id = s.package_id AND v.version = s.version
+    AND v.module_version = s.module_version)
+"""
+_RESOLVE_TARGETS = """
+UPDATE stage_target SET version_id = v.id FROM package AS p, version AS v
+WHERE p.catalog_id = :c AND p.name = stage_target.package_name
+  AND v.catalog_id = :c AND v.package_id = p.id AND v.version = stage_target.version
+  AND v.module_version = stage_target.module_version
+"""
+# SQLite's planner drives the join above from package x version (seconds per thousand
+# targets); one lookup per staged row through the unique indexes is what it does well.
+_RESOLVE_TARGETS_SQLITE = """
+UPDATE stage_target SET version_id = (SELECT v.id FROM package AS p
+    JOIN version AS v ON v.package_id = p.id
+    WHERE p.catalog_id = :c AND p.name = stage_target.package_name
+      AND v.version = stage_target.version AND v.module_version = stage_target.module_version)
+"""
+_UPDATE_TARGETS = """
+UPDATE target SET location = s.location, metadata = s.metadata{jsonb},
+    gpu_architectures = s.gpu_architectures{jsonb}, content_hash = s.content_hash,
+    modified = :now
+FROM stage_target AS s
+WHERE target.catalog_id = :c AND target.version_id = s.version_id
+  AND target.target_type = s.target_type AND target.target_name = s.target_name
+  AND target.target_subtype = s.target_subtype AND target.content_hash <> s.content_hash
+"""
+_INSERT_TARGETS = """
+INSERT INTO target (uuid, created, modified, version_id, catalog_id, target_type, target_name,
+    target_subtype, location, metadata, gpu_architectures, content_hash)
+SELECT {uuid}, :now, :now, s.version_id, :c, s.target_type, s.target_name, s.target_subtype,
+    s.location, s.metadata{jsonb}, s.gpu_architectures{jsonb}, s.content_hash
+FROM stage_target AS s
+WHERE NOT EXISTS (SELECT 1 FROM target AS t WHERE t.catalog_id = :c
+    AND t.version_id = s.version_id AND t.target_type = s.target_type
+    AND t.target_name = s.target_name AND t.target_subtype = s.target_subtype)
+"""
+_RESOLVE_PARENTS = """
+UPDATE stage_parent SET package_id = c.id, parent_id = p.id FROM package AS c, package AS p
+WHERE c.catalog_id = :c AND c.name = stage_parent.name
+  AND p.catalog_id = :c AND p.name = stage_parent.parent_name
+"""
+_RESOLVE_PARENTS_SQLITE = """
+UPDATE stage_parent SET
+    package_id = (SELECT id FROM package WHERE catalog_id = :c AND name = stage_parent.name),
+    parent_id = (SELECT id FROM package WHERE catalog_id = :c AND name = stage_parent.parent_name)
+"""
+_COUNT_RESOLVED_PARENTS = "SELECT count(*) FROM stage_parent WHERE parent_id IS NOT NULL"
+_INSERT_PARENTS = """
+INSERT INTO package_parent (package_id, parent_id, catalog_id)
+SELECT s.package_id, s.parent_id, :c FROM stage_parent AS s
+WHERE s.parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM package_parent AS l
+    WHERE l.package_id = s.package_id AND l.parent_id = s.parent_id)
+"""
+# Deletes run bottom-up so that each kind is counted before a cascade could hide it.
+_DELETE_TARGETS = """
+DELETE FROM target WHERE catalog_id = :c AND NOT EXISTS (SELECT 1 FROM stage_target AS s
+    WHERE s.version_id = target.version_id AND s.target_type = target.target_type
+      AND s.target_name = target.target_name AND s.target_subtype = target.target_subtype)
+"""
+_DELETE_VERSIONS = """
+DELETE FROM version WHERE catalog_id = :c AND NOT EXISTS (SELECT 1 FROM stage_version AS s
+    WHERE s.package_id = version.package_id AND s.version = version.version
+      AND s.module_version = version.module_version)
+"""
+_DELETE_PARENTS = """
+DELETE FROM package_parent WHERE catalog_id = :c AND NOT EXISTS (
+    SELECT 1 FROM stage_parent AS s
+    WHERE s.package_id = package_parent.package_id AND s.parent_id = package_parent.parent_id)
+"""
+_DELETE_PACKAGES = """
+DELETE FROM package WHERE catalog_id = :c
+  AND NOT EXISTS (SELECT 1 FROM stage_package AS s WHERE s.name = package.name)
+"""
+
+
+def _is_empty(conn: Connection, catalog_id: int) -> bool:
+    """True if the catalog has no package rows (and so no rows at all): a first import.
+    Asked under the catalog's lock, so no other sync can fill it meanwhile."""
+    return not conn.execute(
+        text("SELECT EXISTS (SELECT 1 FROM package WHERE catalog_id = :c)"), {"c": catalog_id}
+    ).scalar_one()
+
+
+class _Differ:
+    def __init__(self, conn: Connection, dialect: str, catalog_id: int, now: datetime) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.catalog_id = catalog_id
+        self.params = {"c": catalog_id, "now": now}
+        self.pg = pg = dialect == "postgresql"
+        self.fmt = {"uuid": _PG_UUID if pg else _SQLITE_UUID, "jsonb": "::jsonb" if pg else ""}
+
+    def run(self, sql: str) -> int:
+        statement = text(sql.format(**self.fmt))
+        if ":now" in sql:
+            statement = statement.bindparams(bindparam("now", type_=DateTime(timezone=True)))
+        return int(self.conn.execute(statement, self.params).rowcount)
+
+    def prepare(self) -> None:
+        # PostgreSQL needs nothing here: without statistics on the temporary tables the
+        # planner estimates their rows from their size and already picks hash joins, and an
+        # ANALYZE (which samples every jsonb column) costs more than it saves.
+        if self.dialect == "sqlite":
+            for ddl in _SQLITE_STAGE_INDEXES:
+                self.conn.exec_driver_sql(ddl)
+
+    def apply(self, staged: _Staged) -> tuple[SyncStats, int]:
+        """Diff staging into the catalog; returns the stats and the unknown parent count."""
+        stats = SyncStats()
+        # A first import has nothing to update or delete: skip those statements.
+        existing = not _is_empty(self.conn, self.catalog_id)
+        self.prepare()
+        self.run(_EXTENSION_COUNTS)
+        if existing:
+            stats.packages.updated = self.run(_UPDATE_PACKAGES)
+        stats.packages.created = self.run(_INSERT_PACKAGES)
+        self.run(_RESOLVE_VERSIONS)
+        if existing:
+            stats.versions.updated = self.run(_UPDATE_VERSIONS)
+        stats.versions.created = self.run(_INSERT_VERSIONS)
+        self.run(_RESOLVE_TARGETS if self.pg else _RESOLVE_TARGETS_SQLITE)
+        if existing:
+            stats.targets.updated = self.run(_UPDATE_TARGETS)
+        stats.targets.created = self.run(_INSERT_TARGETS)
+        self.run(_RESOLVE_PARENTS if self.pg else _RESOLVE_PARENTS_SQLITE)
+        resolved = int(self.conn.exec_driver_sql(_COUNT_RESOLVED_PARENTS).scalar_one())
+        stats.parent_links.created = self.run(_INSERT_PARENTS)
+        if existing:
+            stats.targets.deleted = self.run(_DELETE_TARGETS)
+            stats.versions.deleted = self.run(_DELETE_VERSIONS)
+            stats.parent_links.deleted = self.run(_DELETE_PARENTS)
+            stats.packages.deleted = self.run(_DELETE_PACKAGES)
+        staged.parent_links = resolved
+        _set_unchanged(stats.packages, staged.packages)
+        _set_unchanged(stats.versions, staged.versions)
+        _set_unchanged(stats.targets, staged.targets)
+        _set_unchanged(stats.parent_links, resolved)
+        return stats, self._count_parent_rows() - resolved
+
+    def _count_parent_rows(self) -> int:
+        return int(self.conn.exec_driver_sql("SELECT count(*) FROM stage_parent").scalar_one())
+
+
+def _set_unchanged(kind: KindStats, staged: int) -> None:
+    kind.unchanged = staged - kind.created - kind.updated
