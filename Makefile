@@ -23,12 +23,14 @@ run: install
 test: install-test
 	$(BIN)/ruff check syncd adapters tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -p no:cacheprovider -ra
 
 lint: install-test
 	$(BIN)/ruff check syncd adapters tests bench
 	$(BIN)/ruff format --check syncd adapters tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Needs PostgreSQL and RabbitMQ (as `make test`); each prints ratios against its baseline.
 bench: install-test
