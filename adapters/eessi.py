@@ -59,7 +59,7 @@ from urllib.parse import urljoin, urlsplit
 import ijson
 
 from adapters.base import read_top_level, schema_error, string_list, upstream_json
-from adapters.fetcher import Fetcher, FetchResult, child_url
+from adapters.fetch import Fetcher, FetchResult, child_url
 from syncd.config import Settings
 from syncd.domain import (
     CatalogInfo,

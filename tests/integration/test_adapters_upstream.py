@@ -12,7 +12,7 @@ import pytest
 
 import adapters.spack as spack_module
 from adapters.eessi import EessiAdapter
-from adapters.fetcher import Fetcher
+from adapters.fetch import Fetcher
 from adapters.spack import SpackAdapter
 from syncd.config import Settings
 from syncd.domain import CatalogSnapshot, PackageRecord

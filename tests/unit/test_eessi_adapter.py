@@ -17,7 +17,7 @@ from adapters.eessi import (
     split_cpu_arch,
     stack_resolver,
 )
-from adapters.fetcher import Fetcher
+from adapters.fetch import Fetcher
 from syncd.config import Settings
 from syncd.domain import CatalogType, PackageRecord
 from syncd.errors import UpstreamError
