@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-import adapters.eessi as eessi_module
+import adapters.eessi.adapter as eessi_module
 from adapters.eessi import (
     EessiAdapter,
     eessi_module_version,
