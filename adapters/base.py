@@ -1,7 +1,7 @@
 """The Adapter protocol and how adapters are found.
 
 An adapter turns one upstream's data into domain records. It knows nothing of the database
-or the queue: it gets a `Fetcher` (adapters/fetcher.py) to download with and returns
+or the queue: it gets a `Fetcher` (adapters/fetch/) to download with and returns
 `CatalogSnapshot`s. Adapters are registered through the `syncd.adapters` entry-point group;
 EESSI and Spack register exactly as a third-party plugin would.
 """
@@ -21,7 +21,7 @@ from syncd.domain import CatalogSnapshot, CatalogType
 from syncd.errors import UpstreamError
 
 if TYPE_CHECKING:
-    from adapters.fetcher import Fetcher
+    from adapters.fetch import Fetcher
     from syncd.config import Settings
 
 ENTRY_POINT_GROUP = "syncd.adapters"

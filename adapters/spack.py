@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import ijson
 
 from adapters.base import read_top_level, schema_error, string_list, upstream_json
-from adapters.fetcher import Fetcher, FetchResult
+from adapters.fetch import Fetcher, FetchResult
 from syncd.config import Settings
 from syncd.domain import (
     CatalogInfo,

@@ -91,7 +91,7 @@ def fill(url: str, source: str) -> dict[str, int]:
     import structlog
     from sqlalchemy import func, insert, select
 
-    from adapters.fetcher import Fetcher
+    from adapters.fetch import Fetcher
     from adapters.spack import SpackAdapter
     from syncd.config import Settings
     from syncd.db.engine import make_engine

@@ -70,7 +70,7 @@ def _eessi_mirror() -> Path:
 
 def load_snapshot(source: str) -> CatalogSnapshot:
     """The adapter's snapshot of `source` ("spack" or "eessi") read from the local files."""
-    from adapters.fetcher import Fetcher
+    from adapters.fetch import Fetcher
 
     settings = Settings(allow_file_sources=True)
     fetcher = Fetcher(settings)
@@ -312,7 +312,7 @@ def worker(scenario: str, source: str, url: str, rep: int) -> dict[str, Any]:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
     )
     import adapters.eessi
-    import adapters.fetcher
+    import adapters.fetch
     import adapters.spack  # noqa: F401  (imports belong to the baseline)
 
     engine = make_engine(url)

@@ -185,7 +185,7 @@ class WorkerResources(Middleware):
 
             self.adapters = load_adapters(self.settings)
         if self.fetcher is None:
-            from adapters.fetcher import Fetcher
+            from adapters.fetch import Fetcher
 
             self.fetcher = Fetcher(self.settings)
             self._owned.append("fetcher")

@@ -175,7 +175,7 @@ def _adapters(settings: Settings) -> dict[str, Any]:
 
 
 def _fetcher(settings: Settings) -> Any:
-    from adapters.fetcher import Fetcher
+    from adapters.fetch import Fetcher
 
     return Fetcher(settings)
 

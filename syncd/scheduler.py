@@ -500,7 +500,7 @@ def _follow_upstream(
 
             adapters = load_adapters(settings)
         if fetcher is None:
-            from adapters.fetcher import Fetcher
+            from adapters.fetch import Fetcher
 
             fetcher = own_fetcher = Fetcher(settings)
         for adapter in adapters.values():

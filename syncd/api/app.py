@@ -74,7 +74,7 @@ def create_app(
         adapters = dict(load_adapters(settings))
     owns_fetcher = fetcher is None
     if fetcher is None:
-        from adapters.fetcher import Fetcher
+        from adapters.fetch import Fetcher
 
         fetcher = Fetcher(settings)
 

@@ -13,7 +13,7 @@ from sqlalchemy import Select, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from adapters.fetcher import check_source_allowed
+from adapters.fetch import check_source_allowed
 from syncd.api import errors, representation
 from syncd.api.deps import ApiContext, Context, DbSession, Reader, Staff
 from syncd.api.filters import icontains, parse_ordering

@@ -12,7 +12,7 @@ import pytest
 
 import adapters.spack as spack_module
 from adapters.eessi import EessiAdapter
-from adapters.fetcher import Fetcher
+from adapters.fetch import Fetcher
 from adapters.spack import SpackAdapter
 from syncd.config import Settings
 from syncd.domain import CatalogSnapshot, PackageRecord
@@ -237,7 +237,7 @@ def test_eessi_conditional_refetch_over_http(
     assert first is not None
     consume(first)
     up.reset_requests()
-    import adapters.eessi as eessi_module
+    import adapters.eessi.adapter as eessi_module
 
     monkeypatch.setattr(eessi_module, "read_header", _must_not_parse)
     assert adapter.fetch_snapshot(fetcher, validators=first.validators) is None

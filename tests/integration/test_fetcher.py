@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters import fetcher as fetcher_module
-from adapters.fetcher import Fetcher, FetchResult
+from adapters.fetch import Fetcher, FetchResult
+from adapters.fetch import policy as policy_module
 from syncd.config import Settings
 from syncd.errors import UpstreamError
 from tests.support.fake_dns import FakeDNS
@@ -287,9 +287,9 @@ def upstream_counts_as_public(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let 127.0.0.1 (the fake upstream) stand for a public upstream, so a strict fetcher
     can reach its first hop; every other address, ::ffff:127.0.0.1 included, is judged as
     usual. Only the address test is replaced, not where it is applied."""
-    real = fetcher_module._is_public
+    real = policy_module._is_public
     stand_in = ipaddress.ip_address("127.0.0.1")
-    monkeypatch.setattr(fetcher_module, "_is_public", lambda a: a == stand_in or real(a))
+    monkeypatch.setattr(policy_module, "_is_public", lambda a: a == stand_in or real(a))
 
 
 @pytest.mark.usefixtures("upstream_counts_as_public")

@@ -121,7 +121,7 @@ def spack_full_source(upstream_dir: Path) -> str:
 def spack_reference(spack_full_source: str) -> Iterator[Reference]:
     """The full Spack catalog imported once, in-process and undisturbed, into its own database."""
     from adapters.base import load_adapters
-    from adapters.fetcher import Fetcher
+    from adapters.fetch import Fetcher
     from syncd.config import load_settings
     from syncd.db.engine import make_engine
     from syncd.service import import_catalog

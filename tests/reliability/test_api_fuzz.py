@@ -22,7 +22,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from adapters.base import load_adapters
-from adapters.fetcher import Fetcher
+from adapters.fetch import Fetcher
 from syncd import service
 from syncd.db.engine import make_engine, make_session_factory, session_scope
 from syncd.tokens import create_token

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from adapters.base import load_adapters
-from adapters.fetcher import Fetcher
+from adapters.fetch import Fetcher
 from syncd import service
 from syncd.config import load_settings
 from syncd.db.engine import make_engine

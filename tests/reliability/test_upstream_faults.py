@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine
 
 from adapters.base import load_adapters
-from adapters.fetcher import Fetcher
+from adapters.fetch import Fetcher
 from syncd import service
 from syncd.db.engine import make_engine
 from syncd.errors import UpstreamError

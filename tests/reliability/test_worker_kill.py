@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import text
 
 from adapters.base import load_adapters
-from adapters.fetcher import Fetcher
+from adapters.fetch import Fetcher
 from syncd import service
 from syncd.config import load_settings
 from syncd.db.engine import make_engine

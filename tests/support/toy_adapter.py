@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from adapters.base import ENTRY_POINT_GROUP
-from adapters.fetcher import Fetcher
+from adapters.fetch import Fetcher
 from syncd.config import Settings
 from syncd.domain import (
     CatalogInfo,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from adapters.base import Adapter, load_adapters
 from adapters.eessi import EessiAdapter
-from adapters.fetcher import Fetcher
+from adapters.fetch import Fetcher
 from adapters.spack import SpackAdapter
 from syncd.config import Settings
 from syncd.domain import CatalogType

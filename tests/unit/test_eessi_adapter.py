@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-import adapters.eessi as eessi_module
+import adapters.eessi.adapter as eessi_module
 from adapters.eessi import (
     EessiAdapter,
     eessi_module_version,
@@ -17,7 +17,7 @@ from adapters.eessi import (
     split_cpu_arch,
     stack_resolver,
 )
-from adapters.fetcher import Fetcher
+from adapters.fetch import Fetcher
 from syncd.config import Settings
 from syncd.domain import CatalogType, PackageRecord
 from syncd.errors import UpstreamError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.fetcher import check_source_allowed
+from adapters.fetch import check_source_allowed
 from syncd.config import Settings
 from syncd.errors import PermanentError
 

@@ -17,7 +17,7 @@ import httpcore
 import httpx
 import pytest
 
-from adapters.fetcher import (
+from adapters.fetch import (
     AddressRefused,
     Fetcher,
     PinnedBackend,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 import adapters.spack as spack_module
-from adapters.fetcher import Fetcher
+from adapters.fetch import Fetcher
 from adapters.spack import SpackAdapter, catalog_label, flatten_urls, package_record
 from syncd.config import Settings
 from syncd.domain import CatalogType, PackageRecord

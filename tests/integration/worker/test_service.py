@@ -226,7 +226,7 @@ def test_eessi_stacks_live_side_by_side(engine: Engine) -> None:
     """The real adapters through the service: two EESSI stack versions are two catalogs, and
     an import without a version takes the latest upstream offers."""
     from adapters.base import load_adapters
-    from adapters.fetcher import Fetcher
+    from adapters.fetch import Fetcher
     from tests.support.fake_upstream import FakeUpstream
 
     with FakeUpstream() as up:

@@ -1,0 +1,120 @@
+"""The adapter protocol's entry points (discover, fetch_snapshot): what to download and
+when a snapshot is due, leaving layout and parsing to the sibling modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from adapters.base import schema_error
+from adapters.eessi.parse import WHAT, _names, iter_stack_packages, read_header
+from adapters.eessi.sources import source_files
+from adapters.fetch import Fetcher, FetchResult
+from syncd.config import Settings
+from syncd.domain import CatalogInfo, CatalogSnapshot, CatalogType
+
+
+class EessiAdapter:
+    name: ClassVar[str] = "EESSI"
+    catalog_type: ClassVar[CatalogType] = CatalogType.BINARY_RUNTIME
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def default_source(self) -> str:
+        return self.settings.eessi_source
+
+    def discover(self, fetcher: Fetcher, source: str | None = None) -> list[str]:
+        url, _ = source_files(source or self.default_source(), extensions=False)
+        result = fetcher.fetch(url)
+        try:
+            return read_header(result, url).stacks
+        finally:
+            result.close()
+
+    def fetch_snapshot(
+        self,
+        fetcher: Fetcher,
+        *,
+        version: str | None = None,
+        source: str | None = None,
+        validators: dict[str, Any] | None = None,
+    ) -> CatalogSnapshot | None:
+        base = source or self.default_source()
+        software_url, ext_urls = source_files(base, self.settings.eessi_extensions)
+        results = self._download(fetcher, software_url, ext_urls, validators or {})
+        if results is None:
+            return None
+        try:
+            software = results[software_url]
+            header = read_header(software, software_url)
+            stack = version or (header.stacks[0] if header.stacks else None)
+            if stack is None or stack not in header.stacks:
+                offered = ", ".join(header.stacks) or "none"
+                raise schema_error(
+                    software_url,
+                    WHAT,
+                    f"it has no EESSI stack version {stack!r} (it offers: {offered})",
+                )
+            present = {t: (results[u], u) for t, u in ext_urls.items() if not results[u].absent}
+            for ext_result, ext_url in present.values():
+                _names(ext_result, ext_url)  # fail on a broken file now, not mid-sync
+        except BaseException:
+            for r in results.values():
+                r.close()
+            raise
+        top = header.top
+        catalog = CatalogInfo(
+            name=self.name,
+            version=stack,
+            catalog_type=self.catalog_type,
+            description=(
+                f"European Environment for Scientific Software Installations (EESSI) {stack}"
+            ),
+            source_url=base,
+            metadata={
+                "eessi_version": stack,
+                "timestamp": top.get("timestamp"),
+                "architectures_map": top.get("architectures_map") or {},
+                "gpu_architectures_map": top.get("gpu_architectures_map") or {},
+                "category_details": top.get("category_details") or {},
+                "files": [software_url, *(u for _r, u in present.values())],
+            },
+        )
+        return CatalogSnapshot(
+            catalog=catalog,
+            packages=iter_stack_packages(software, software_url, present, stack, header.resolve),
+            validators={url: r.validators for url, r in results.items()},
+        )
+
+    def _download(
+        self,
+        fetcher: Fetcher,
+        software_url: str,
+        ext_urls: dict[str, str],
+        validators: dict[str, Any],
+    ) -> dict[str, FetchResult] | None:
+        """Every file, or None when none changed since `validators` were taken.
+
+        Files answered "not modified" are fetched again in full when another file changed,
+        because a snapshot is always built from every file.
+        """
+        results: dict[str, FetchResult] = {}
+        try:
+            results[software_url] = fetcher.fetch(software_url, validators=validators)
+            for url in ext_urls.values():
+                results[url] = fetcher.fetch(url, validators=validators, optional=True)
+            unchanged = all(
+                r.not_modified or (r.absent and (validators.get(url) or {}).get("absent"))
+                for url, r in results.items()
+            )
+            if unchanged:
+                return None
+            for url, r in list(results.items()):
+                if r.not_modified:
+                    results[url] = fetcher.fetch(url, optional=url != software_url)
+            return results
+        except BaseException:
+            for r in results.values():
+                r.close()
+            raise

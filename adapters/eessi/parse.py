@@ -1,0 +1,114 @@
+"""Streaming the downloaded files with ijson, one software at a time, so a full-size
+upstream is never held in memory; only names an extension shares are kept to the end.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import ijson
+
+from adapters.base import read_top_level, schema_error, upstream_json
+from adapters.eessi.records import _Builder, package_builder
+from adapters.eessi.shapes import eessi_module_version, stack_resolver
+from adapters.fetch import FetchResult
+from syncd.domain import PackageRecord
+from syncd.versioning import newest_first
+
+WHAT = "EESSI API software data"
+
+
+def _software_items(result: FetchResult, url: str) -> Iterator[tuple[str, Any]]:
+    with result.open() as stream, upstream_json(url, WHAT):
+        yield from ijson.kvitems(stream, "software", use_float=True)
+
+
+def _names(result: FetchResult, url: str) -> set[str]:
+    """The software names of a file, scanned without building the entries."""
+    names: set[str] = set()
+    with result.open() as stream, upstream_json(url, WHAT):
+        for prefix, event, value in ijson.parse(stream):
+            if prefix == "software" and event == "map_key":
+                names.add(value)
+    return names
+
+
+@dataclass
+class _Header:
+    top: dict[str, Any]
+    stacks: list[str]
+    resolve: dict[str, str]
+
+
+def read_header(result: FetchResult, url: str) -> _Header:
+    """Validate a software file and list its stack versions, latest first."""
+    with result.open() as stream:
+        top = read_top_level(stream, url, WHAT, skip="software")
+    if top.get("software") is not True:
+        raise schema_error(url, WHAT, "it has no 'software' object")
+    arch_map = top.get("architectures_map")
+    if arch_map is not None and not isinstance(arch_map, dict):
+        raise schema_error(url, WHAT, "'architectures_map' is not an object")
+    resolve = stack_resolver((arch_map or {}).keys())
+    stacks = set((arch_map or {}).keys())
+    for _name, software in _software_items(result, url):
+        if isinstance(software, dict):
+            for entry in software.get("versions") or []:
+                if isinstance(entry, dict) and (mv := eessi_module_version(entry)):
+                    stacks.add(resolve[mv])
+    return _Header(top=top, stacks=newest_first(stacks), resolve=resolve)
+
+
+def iter_stack_packages(
+    software: FetchResult,
+    software_url: str,
+    extensions: dict[str, tuple[FetchResult, str]],
+    stack: str,
+    resolve: dict[str, str],
+) -> Iterator[PackageRecord]:
+    """Stream one stack's packages from downloaded files; closes every result at the end."""
+    software_names: set[str] = set()
+    try:
+        held: dict[str, _Builder] = {}
+        name_count: Counter[str] = Counter()
+        for result, url in extensions.values():
+            name_count.update(_names(result, url))
+        for name, entry in _software_items(software, software_url):
+            builder = package_builder(name, entry, stack, resolve)
+            if builder is None:
+                continue
+            software_names.add(name)
+            if name in name_count:
+                held[name] = builder
+            else:
+                yield builder.finish()
+        for ext_type, (result, url) in extensions.items():
+            for name, entry in _software_items(result, url):
+                builder = package_builder(
+                    name,
+                    entry,
+                    stack,
+                    resolve,
+                    extension_type=ext_type,
+                    known_parents=software_names,
+                )
+                if builder is None:
+                    continue
+                if name in held:
+                    held[name].add(builder.record.versions, builder.record.parent_names)
+                elif name_count[name] > 1:
+                    held[name] = builder
+                else:
+                    yield builder.finish()
+        for builder in held.values():
+            yield builder.finish()
+    finally:
+        software.close()
+        for result, _url in extensions.values():
+            result.close()
+    if not software_names:
+        # An empty stack is a broken publication, not a reason to empty the catalog.
+        raise schema_error(software_url, WHAT, f"it lists no software for EESSI {stack}")

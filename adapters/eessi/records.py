@@ -1,0 +1,140 @@
+"""Upstream entries as domain records: the one place that decides what a package, a
+version and a target of an EESSI stack look like in the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.base import string_list
+from adapters.eessi.shapes import _dict, _module, eessi_module_version, split_cpu_arch
+from syncd.domain import PackageRecord, TargetRecord, VersionRecord
+from syncd.versioning import spack_version_key
+
+CVMFS_ROOT = "/cvmfs/software.eessi.io/versions"
+
+
+def _targets(entry: dict[str, Any], stack: str) -> list[TargetRecord]:
+    gpu = _dict(entry.get("gpu_arch"))
+    targets: dict[str, TargetRecord] = {}
+    for path in string_list(entry.get("cpu_arch")):
+        if path in targets:
+            continue
+        family, subtype = split_cpu_arch(path)
+        targets[path] = TargetRecord(
+            target_type="cpu_architecture",
+            target_name=family,
+            target_subtype=subtype,
+            location=f"{CVMFS_ROOT}/{stack}/software/linux/{path}",
+            metadata={"full_arch": path},
+            gpu_architectures=string_list(gpu.get(path)),
+        )
+    return list(targets.values())
+
+
+def version_record(
+    entry: dict[str, Any], stack: str, *, extension_type: str | None = None
+) -> VersionRecord:
+    module = _module(entry.get("module"))
+    required = [_module(m)["full_module_name"] for m in entry.get("required_modules") or []]
+    toolchain = _dict(entry.get("toolchain"))
+    metadata: dict[str, Any] = {
+        "eessi_version": stack,
+        "module": module,
+        "toolchain": {"name": toolchain.get("name", ""), "version": toolchain.get("version", "")},
+        "toolchain_families_compatibility": string_list(
+            entry.get("toolchain_families_compatibility")
+        ),
+        "versionsuffix": entry.get("versionsuffix") or "",
+        "required_modules": required,
+        "license": string_list(entry.get("license")),
+    }
+    version = str(entry.get("version", ""))
+    if extension_type is None:
+        metadata["extensions"] = [e for e in entry.get("extensions") or [] if isinstance(e, dict)]
+        module_version = module["module_version"] or version + metadata["versionsuffix"]
+    else:
+        parent = _dict(entry.get("parent_software"))
+        metadata["extension_type"] = extension_type
+        metadata["parent_software"] = parent
+        metadata["parent_module"] = module["full_module_name"]
+        module_version = module["full_module_name"]
+    return VersionRecord(
+        version=version,
+        module_version=module_version,
+        dependencies=[m for m in required if m != module["full_module_name"]],
+        metadata=metadata,
+        targets=_targets(entry, stack),
+    )
+
+
+def _version_sort_key(v: VersionRecord) -> tuple[Any, ...]:
+    return (spack_version_key(v.version), spack_version_key(v.module_version), v.module_version)
+
+
+@dataclass
+class _Builder:
+    """Versions of one package gathered across files, deduplicated by key."""
+
+    record: PackageRecord
+    keys: set[tuple[str, str]] = field(default_factory=set)
+
+    def add(self, versions: Iterable[VersionRecord], parents: Iterable[str] = ()) -> None:
+        for v in versions:
+            if v.key not in self.keys:
+                self.keys.add(v.key)
+                self.record.versions.append(v)
+        for name in parents:
+            if name not in self.record.parent_names and name != self.record.name:
+                self.record.parent_names.append(name)
+
+    def finish(self) -> PackageRecord:
+        self.record.versions.sort(key=_version_sort_key, reverse=True)
+        return self.record
+
+
+def package_builder(
+    name: str,
+    software: Any,
+    stack: str,
+    resolve: dict[str, str],
+    *,
+    extension_type: str | None = None,
+    known_parents: set[str] | None = None,
+) -> _Builder | None:
+    """A package's builder for one stack; None when it has no version entry in the stack."""
+    if not isinstance(software, dict):
+        return None
+    entries = [
+        e
+        for e in software.get("versions") or []
+        if isinstance(e, dict) and resolve[eessi_module_version(e) or ""] == stack
+    ]
+    if not entries:
+        return None
+    licenses = string_list(software.get("license")) or sorted(
+        {lic for e in entries for lic in string_list(e.get("license"))}
+    )
+    description = software.get("description") or entries[0].get("description") or ""
+    homepage = software.get("homepage") or entries[0].get("homepage") or None
+    builder = _Builder(
+        PackageRecord(
+            name=name,
+            description=str(description).strip(),
+            homepage=str(homepage) if homepage else None,
+            categories=string_list(software.get("categories")),
+            licenses=licenses,
+            is_extension=extension_type is not None,
+        )
+    )
+    parents: list[str] = []
+    if extension_type is not None:
+        for e in entries:
+            parent = e.get("parent_software")
+            pname = parent.get("name") if isinstance(parent, dict) else None
+            if pname and (known_parents is None or pname in known_parents):
+                parents.append(pname)
+    builder.add((version_record(e, stack, extension_type=extension_type) for e in entries), parents)
+    return builder

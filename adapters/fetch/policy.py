@@ -1,0 +1,104 @@
+"""The SSRF policy in one place, so the up-front URL check and the connect-time check
+(adapters/fetch/pinning.py) can never judge an address differently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from syncd.config import Settings
+from syncd.errors import PermanentError
+
+ALLOWED_SCHEMES = ("http", "https", "file")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def address_allowed(address: IPAddress, settings: Settings) -> bool:
+    """The SSRF policy for one address: global unicast only, unless the operator allows
+    private sources. The one definition both the URL check (`check_source_allowed`) and
+    the connection (`PinnedBackend`) apply."""
+    return settings.allow_private_sources or _is_public(address)
+
+
+def _refusal(host: str, addresses: str) -> str:
+    return (
+        f"{host} resolves to {addresses}, a loopback, private or link-local address; an "
+        "operator can allow internal upstreams with SYNCD_ALLOW_PRIVATE_SOURCES=true."
+    )
+
+
+def _resolve(host: str, port: int | None = None) -> list[tuple[IPAddress, str]]:
+    """Each address `host` stands for, as (parsed address, text to connect to), in the
+    resolver's order without duplicates; an IP literal is itself. Raises OSError when the
+    name does not resolve."""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [(literal, host)]
+    found: dict[str, IPAddress] = {}
+    for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        text = str(info[4][0])  # an IPv6 link-local answer may carry a %scope
+        with contextlib.suppress(ValueError):
+            found.setdefault(text, ipaddress.ip_address(text.split("%", 1)[0]))
+    return [(address, text) for text, address in found.items()]
+
+
+def _addresses(host: str) -> list[IPAddress]:
+    try:
+        return [address for address, _text in _resolve(host)]
+    except OSError:
+        # Unresolvable now: nothing to judge; the fetch itself fails with a clear error.
+        return []
+
+
+def check_source_allowed(url: str, settings: Settings) -> None:
+    """Refuse a source URL the worker must not fetch; raises PermanentError saying why.
+
+    Only http, https and file URLs; file:// only with SYNCD_ALLOW_FILE_SOURCES; hosts that
+    resolve to loopback, private, link-local or other non-global addresses only with
+    SYNCD_ALLOW_PRIVATE_SOURCES (so a catalog's source_url cannot turn the worker into a
+    proxy into the internal network). The HTTP API validates `source_url` with this too.
+
+    This check resolves the name once; the fetcher's connections resolve it again, so they
+    go through `PinnedBackend`, which applies the same policy to the addresses it actually
+    connects to (a DNS-rebinding name cannot answer differently to the two).
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise PermanentError(
+            f"Source {url!r} is refused: only http, https and file URLs are allowed "
+            f"(got {scheme + ':' if scheme else 'no scheme'})."
+        )
+    if scheme == "file":
+        if not settings.allow_file_sources:
+            raise PermanentError(
+                f"Source {url!r} is refused: file:// sources are disabled; an operator can "
+                "allow local mirrors with SYNCD_ALLOW_FILE_SOURCES=true."
+            )
+        if parts.netloc not in ("", "localhost"):
+            raise PermanentError(
+                f"Source {url!r} is refused: a file:// URL must name a local path "
+                "(file:///path/to/file), not a host."
+            )
+        return
+    host = parts.hostname
+    if not host:
+        raise PermanentError(f"Source {url!r} is refused: the URL has no host.")
+    if settings.allow_private_sources:
+        return
+    for address in _addresses(host):
+        if not address_allowed(address, settings):
+            raise PermanentError(f"Source {url!r} is refused: {_refusal(host, str(address))}")
