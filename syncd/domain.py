@@ -24,9 +24,9 @@ class CatalogType(enum.StrEnum):
 
 
 _CATALOG_TYPE_DISPLAY = {
-    CatalogType.BINARY_RUNTIME: "Binary runtime",
-    CatalogType.SOURCE_PACKAGE: "Source package",
-    CatalogType.PACKAGE_MANAGER: "Package manager",
+    CatalogType.BINARY_RUNTIME: "Binary Runtime (EESSI)",
+    CatalogType.SOURCE_PACKAGE: "Source Package (Spack)",
+    CatalogType.PACKAGE_MANAGER: "Package Manager (conda, pip)",
 }
 
 

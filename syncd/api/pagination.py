@@ -1,5 +1,5 @@
 """Waldur's pagination and field selection: bare JSON arrays, page/page_size, X-Result-Count,
-a Link header with only the relations that exist, and `?field=a&field=b`.
+a Link header as Waldur's LinkHeaderPagination writes it, and `?field=a&field=b`.
 """
 
 from __future__ import annotations
@@ -106,36 +106,40 @@ def _page_statement(query: Select, count_query: Select | None) -> Select:
     )
 
 
-def _page_url(request: Request, base: str, number: int) -> str:
+def _page_url(request: Request, base: str, number: int | None) -> str:
+    """The request's URL on page `number`; `None` drops the page parameter (page 1, as DRF
+    writes a first or previous link to page 1)."""
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "page"]
-    params.append(("page", str(number)))
-    return f"{base}{request.url.path}?{urlencode(params)}"
+    if number is not None:
+        params.append(("page", str(number)))
+    query = f"?{urlencode(params)}" if params else ""
+    return f"{base}{request.url.path}{query}"
 
 
 def link_header(request: Request, base: str, page: Page) -> str:
-    links: list[tuple[str, int]] = []
+    """Waldur's LinkHeaderPagination: `first` (no page parameter) and `last` always, `prev` and
+    `next` where they exist, in the order first, prev, next, last."""
+    last = page.num_pages if page.num_pages > 1 else None
+    links: list[tuple[str, int | None]] = [("first", None)]
     if page.number > 1:
-        links += [("first", 1), ("prev", page.number - 1)]
+        links.append(("prev", page.number - 1 if page.number > 2 else None))
     if page.number < page.num_pages:
-        links += [("next", page.number + 1), ("last", page.num_pages)]
+        links.append(("next", page.number + 1))
+    links.append(("last", last))
     return ", ".join(f'<{_page_url(request, base, n)}>; rel="{rel}"' for rel, n in links)
 
 
 def list_headers(request: Request, base: str, page: Page) -> dict[str, str]:
-    headers = {"X-Result-Count": str(page.count)}
-    link = link_header(request, base, page)
-    if link:
-        headers["Link"] = link
-    return headers
+    return {"X-Result-Count": str(page.count), "Link": link_header(request, base, page)}
 
 
 def select_fields(request: Request, item: dict[str, Any]) -> dict[str, Any]:
-    """Only the keys named by `?field=`; every key when none (or no known one) is named."""
+    """Only the keys named by `?field=`; every key when none is named, and `{}` when only
+    unknown ones are (as Waldur answers)."""
     wanted = request.query_params.getlist("field")
     if not wanted:
         return item
-    chosen = {key: value for key, value in item.items() if key in wanted}
-    return chosen or item
+    return {key: value for key, value in item.items() if key in wanted}
 
 
 def json_response(

@@ -237,7 +237,11 @@ def enqueue_import(ctx: ApiContext, session: Session, body: ImportRequest) -> di
         raise errors.unavailable(
             f"The import was not confirmed as queued; try again: {exc.message}"
         ) from None
-    return {"status": "importing", "name": adapter.name, "version": body.version}
+    # Waldur's answer is exactly {"status", "name"}; `version` is ours, there only when asked for.
+    answer: dict[str, Any] = {"status": "importing", "name": adapter.name}
+    if body.version is not None:
+        answer["version"] = body.version
+    return answer
 
 
 # --- routes ----------------------------------------------------------------------------

@@ -224,7 +224,9 @@ class DiscoverOut(BaseModel):
 class ImportAccepted(BaseModel):
     status: str = "importing"
     name: str
-    version: str | None
+    version: str | None = Field(
+        default=None, description="Present only when the request named a version"
+    )
 
 
 class UpdateAccepted(BaseModel):

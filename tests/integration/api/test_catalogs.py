@@ -45,19 +45,21 @@ def test_list_is_a_bare_array_with_every_reference_field(
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.headers["X-Result-Count"] == "2"
-    assert "Link" not in response.headers
+    # Waldur's LinkHeaderPagination: a single page still has first and last, both page-less.
+    url = f"http://testserver{CATALOGS}"
+    assert response.headers["Link"] == f'<{url}>; rel="first", <{url}>; rel="last"'
     body = response.json()
     assert isinstance(body, list)
     eessi = body[0]
     assert set(eessi) == CATALOG_FIELDS
     assert HEX.match(eessi["uuid"]) and eessi["uuid"] == sample.eessi.hex
     assert eessi["url"] == f"http://testserver{CATALOGS}{sample.eessi.hex}/"
-    assert eessi["catalog_type_display"] == "Binary runtime"
+    assert eessi["catalog_type_display"] == "Binary Runtime (EESSI)"
     assert eessi["created"] == "2026-01-01T00:00:00Z"
     assert eessi["last_update_attempt"] is None
     assert eessi["last_successful_update"] == "2026-01-04T00:00:00Z"
     assert (eessi["package_count"], eessi["version_count"], eessi["target_count"]) == (3, 4, 5)
-    assert body[1]["catalog_type_display"] == "Source package"
+    assert body[1]["catalog_type_display"] == "Source Package (Spack)"
 
 
 def test_url_uses_public_url_when_set(client: TestClient, sample: Sample, app: Any) -> None:
@@ -127,11 +129,36 @@ def test_pagination_headers_and_links(client: TestClient, sample: Sample) -> Non
     links = dict(
         (rel, url) for url, rel in re.findall(r'<([^>]+)>; rel="(\w+)"', first.headers["Link"])
     )
-    assert set(links) == {"next", "last"}
+    assert re.findall(r'rel="(\w+)"', first.headers["Link"]) == ["first", "next", "last"]
+    assert links["first"] == f"http://testserver{CATALOGS}?page_size=1&name=s"
     assert links["next"] == f"http://testserver{CATALOGS}?page_size=1&name=s&page=2"
+    assert links["last"] == links["next"]
     second = client.get(links["next"])
     assert names(second) == ["Spack"]
-    assert re.findall(r'rel="(\w+)"', second.headers["Link"]) == ["first", "prev"]
+    assert re.findall(r'rel="(\w+)"', second.headers["Link"]) == ["first", "prev", "last"]
+    second_links = {
+        rel: url for url, rel in re.findall(r'<([^>]+)>; rel="(\w+)"', second.headers["Link"])
+    }
+    # DRF writes the link to page 1 without a page parameter.
+    assert second_links["prev"] == second_links["first"] == links["first"]
+
+
+def test_link_header_of_a_middle_page(client: TestClient, session_factory: Any) -> None:
+    with session_factory() as session:
+        session.add_all(
+            Catalog(name=f"m{i}", version="1", catalog_type="source_package") for i in range(5)
+        )
+        session.commit()
+    middle = client.get(f"{CATALOGS}?page_size=2&page=2&o=name")
+    base = f"http://testserver{CATALOGS}?page_size=2&o=name"
+    assert middle.headers["Link"] == (
+        f'<{base}>; rel="first", <{base}>; rel="prev", '
+        f'<{base}&page=3>; rel="next", <{base}&page=3>; rel="last"'
+    )
+    third = client.get(f"{CATALOGS}?page_size=2&page=3&o=name")
+    assert third.headers["Link"] == (
+        f'<{base}>; rel="first", <{base}&page=2>; rel="prev", <{base}&page=3>; rel="last"'
+    )
 
 
 def test_default_and_max_page_size(client: TestClient, session_factory: Any) -> None:
@@ -178,6 +205,9 @@ def test_field_selection(client: TestClient, sample: Sample) -> None:
     ]
     one = client.get(f"{CATALOGS}{sample.eessi.hex}/?field=version").json()
     assert one == {"version": "2023.06"}
+    # Only unknown names: an empty object per item, as Waldur answers.
+    assert client.get(f"{CATALOGS}?field=nonsense").json() == [{}, {}]
+    assert client.get(f"{CATALOGS}{sample.eessi.hex}/?field=nonsense").json() == {}
 
 
 @pytest.mark.parametrize("form", ["hex", "hyphens"])
@@ -266,7 +296,7 @@ def test_create_returns_201_with_the_object(client: TestClient, staff: dict[str,
     assert response.status_code == 201, response.text
     body = response.json()
     assert set(body) == CATALOG_FIELDS
-    assert body["catalog_type_display"] == "Package manager"
+    assert body["catalog_type_display"] == "Package Manager (conda, pip)"
     assert body["metadata"] == {"a": 1}
     assert body["auto_update_enabled"] is False
     assert (body["package_count"], body["source_url"], body["update_errors"]) == (0, "", "")

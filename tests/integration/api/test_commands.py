@@ -39,6 +39,8 @@ def test_import_without_version_checks_the_latest(
     # EESSI's latest upstream is 2025.06; 2023.06 exists: another stack version is allowed.
     response = client.post(IMPORT, json={"name": "EESSI"}, headers=staff)
     assert response.status_code == 202, response.text
+    # Waldur's answer, exactly: no "version" key when the request named none.
+    assert response.json() == {"status": "importing", "name": "EESSI"}
     assert queued(broker) == [{"actor": "import_catalog", "name": "EESSI"}]
 
 

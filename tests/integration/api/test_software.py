@@ -19,7 +19,7 @@ def test_package_list_shape(client: TestClient, sample: Sample) -> None:
     assert numpy["url"] == f"http://testserver{PACKAGES}{numpy['uuid']}/"
     assert numpy["catalog"].endswith(f"/api/marketplace-software-catalogs/{sample.eessi.hex}/")
     assert (numpy["catalog_name"], numpy["catalog_version"]) == ("EESSI", "2023.06")
-    assert numpy["catalog_type_display"] == "Binary runtime"
+    assert numpy["catalog_type_display"] == "Binary Runtime (EESSI)"
     assert numpy["is_extension"] is True
     assert numpy["parent_softwares"] == [
         {
