@@ -95,7 +95,7 @@ class Catalog(_Identified, Base):
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     # The tick time at which the scheduler last had update_catalog confirmed by the broker
     # (migration 0003). Later than last_update_attempt means no worker has started that
-    # update yet, so the scheduler does not pile up another (syncd/scheduler.py). Scheduler
+    # update yet, so the scheduler does not pile up another (syncd/scheduler/). Scheduler
     # bookkeeping only: not part of the API representation.
     update_enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -1,0 +1,192 @@
+"""The middleware of every syncd broker, and the order Dramatiq runs it in.
+
+One module so the order, which decides what every log line and retry sees, is read and
+changed in one place; the worker's resources ride along as middleware so that processes
+which only publish never open them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+import structlog
+from dramatiq.middleware import CurrentMessage, Middleware, Retries, TimeLimit
+
+from syncd.config import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from adapters.base import Adapter
+
+# The catalog fields a message names, bound beside its id (see LogContext).
+CATALOG_CONTEXT = ("catalog_uuid", "catalog_name", "catalog_version")
+
+
+class LogContext(Middleware):
+    """Binds the message's id, actor, retry count and the catalog it names to structlog's
+    context for the time the actor runs, so that every event of the service carries them,
+    and so do Dramatiq's own lines about the message ("Retrying message ...")."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        structlog.contextvars.bind_contextvars(
+            message_id=message.message_id,
+            actor=message.actor_name,
+            retries=message.options.get("retries", 0),
+            **_catalog_context(message.kwargs),
+        )
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        structlog.contextvars.unbind_contextvars("message_id", "actor", "retries", *CATALOG_CONTEXT)
+
+    after_skip_message = after_process_message
+
+
+def _catalog_context(kwargs: Any) -> dict[str, str]:
+    """catalog_uuid (as the service logs it: 32 hex digits) of an update, catalog_name and
+    catalog_version of an import; {} for what a message does not say."""
+    if not isinstance(kwargs, dict):
+        return {}
+    found: dict[str, str] = {}
+    catalog_uuid = kwargs.get("catalog_uuid")
+    if isinstance(catalog_uuid, str):
+        try:
+            found["catalog_uuid"] = uuid.UUID(catalog_uuid.strip()).hex
+        except ValueError:
+            found["catalog_uuid"] = catalog_uuid
+    for key, field in (("name", "catalog_name"), ("version", "catalog_version")):
+        if isinstance(kwargs.get(key), str):
+            found[field] = kwargs[key]
+    return found
+
+
+class WorkerResources(Middleware):
+    """The database engine, adapters and HTTP fetcher that actors use.
+
+    Built before the worker boots (unless provided, e.g. `syncd run` passes its own engine)
+    and closed after it shut down. One set per process: the engine's pool and the fetcher's
+    client are shared by the worker's threads.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: Engine | None = None
+        self.adapters: dict[str, Adapter] | None = None
+        self.fetcher: Any = None
+        self._owned: list[str] = []
+        self.process_booted = False
+
+    def provide(
+        self,
+        *,
+        engine: Engine | None = None,
+        adapters: dict[str, Adapter] | None = None,
+        fetcher: Any = None,
+    ) -> None:
+        if engine is not None:
+            self.engine = engine
+        if adapters is not None:
+            self.adapters = adapters
+        if fetcher is not None:
+            self.fetcher = fetcher
+
+    def open(self) -> None:
+        """Build whatever was not provided (idempotent)."""
+        if self.engine is None:
+            from syncd.db.engine import make_engine
+
+            self.engine = make_engine(self.settings.database_url)
+            self._owned.append("engine")
+        if self.adapters is None:
+            from adapters.base import load_adapters
+
+            self.adapters = load_adapters(self.settings)
+        if self.fetcher is None:
+            from adapters.fetch import Fetcher
+
+            self.fetcher = Fetcher(self.settings)
+            self._owned.append("fetcher")
+
+    def close(self) -> None:
+        """Close what this middleware built; provided resources belong to their owner."""
+        if "fetcher" in self._owned and self.fetcher is not None:
+            close = getattr(self.fetcher, "close", None)
+            if callable(close):
+                close()
+            self.fetcher = None
+        if "engine" in self._owned and self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
+        self._owned.clear()
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.open()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.close()
+
+
+def build_middleware(settings: Settings) -> list[Middleware]:
+    """Every middleware of a syncd broker, in order.
+
+    Dramatiq calls `before_*` hooks top to bottom and `after_*` hooks bottom to top, so the
+    first entry wraps all the others:
+
+    1. LogContext: binds message_id/actor first and unbinds last, so the log events of every
+       other hook (Retries' "retrying" and "retries exceeded" included) and of the actor carry
+       them.
+    2. CurrentMessage: the actor reads the message's retry count (is this the last attempt?)
+       to say in update_errors whether the failure will be retried.
+    3. Retries: capped exponential backoff between SYNCD_MIN_BACKOFF_MS and
+       SYNCD_MAX_BACKOFF_MS, at most SYNCD_MAX_RETRIES times; the actors raise dramatiq.Retry
+       for transient failures and PermanentFailure (their `throws`) for the others, which
+       Retries dead-letters at once.
+    4. TimeLimit: interrupts an actor after SYNCD_TIME_LIMIT_MS (below RabbitMQ's
+       consumer_timeout, see check_queue_settings). After Retries in this list so that its
+       after-hook disarms the deadline before Retries publishes the retry: the interrupt
+       cannot land inside that publish. (Dramatiq's default list has them the other way.)
+    5. WorkerResources: engine, adapters and fetcher. Opened before the worker threads start
+       and closed by after_worker_shutdown, which Worker.stop emits once its threads and
+       consumers have stopped (or the shutdown timeout has passed, and the process exits).
+
+    Left out on purpose: AgeLimit (commands do not expire), Callbacks and Pipelines (a producer
+    must not chain arbitrary actors), ShutdownNotifications (a stopping worker lets running
+    commands finish within SYNCD_SHUTDOWN_TIMEOUT_SECONDS instead of interrupting them), and
+    Dramatiq's Prometheus middleware (syncd.metrics has the counters operators use).
+    """
+    return [
+        LogContext(),
+        CurrentMessage(),
+        Retries(
+            max_retries=settings.max_retries,
+            min_backoff=settings.min_backoff_ms,
+            max_backoff=settings.max_backoff_ms,
+        ),
+        TimeLimit(time_limit=settings.time_limit_ms),
+        WorkerResources(settings),
+    ]
+
+
+def worker_resources(broker: dramatiq.Broker) -> WorkerResources:
+    for middleware in broker.middleware:
+        if isinstance(middleware, WorkerResources):
+            return middleware
+    raise RuntimeError("this broker was not built by syncd.broker.make_broker")
+
+
+def boot_process(broker: dramatiq.Broker) -> None:
+    """Emit Dramatiq's process_boot once per broker (TimeLimit starts its timer thread then,
+    and a thread cannot be started twice)."""
+    resources = worker_resources(broker)
+    if not resources.process_booted:
+        broker.emit_after("process_boot")
+        resources.process_booted = True
