@@ -1,5 +1,5 @@
 """Command outcomes by message id: written by the worker after each attempt, read by
-`syncd import|update --wait` (syncd/commands.py).
+`syncd import|update --wait` (syncd/cli/waiting.py).
 
 Following the catalog row alone cannot tell an import that failed before it had a row
 (upstream unreachable while asking for its latest version), nor this command's attempt

@@ -20,21 +20,25 @@ from syncd.api.schemas import (
     TargetOut,
     VersionOut,
 )
-from syncd.api.software_queries import (
+from syncd.api.software_filters import (
     PACKAGE_ORDERING,
     TARGET_ORDERING,
     VERSION_ORDERING,
     PackageFilters,
     TargetFilters,
     VersionFilters,
+)
+from syncd.api.software_queries import (
     package_query,
+    stored_count_query,
+    target_query,
+    version_query,
+)
+from syncd.api.software_rendering import (
     render_package_detail,
     render_packages,
     render_targets,
     render_versions,
-    stored_count_query,
-    target_query,
-    version_query,
 )
 from syncd.db.tables import Package, Target, Version
 

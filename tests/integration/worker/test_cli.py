@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import Engine
 
 from adapters.base import register_adapter, unregister_adapter
-from syncd.commands import discover_command, import_command, update_command
+from syncd.cli.catalog_commands import import_command, update_command
+from syncd.cli.discover import discover_command
 from syncd.config import Settings
 from syncd.errors import UpstreamError
 from tests.integration.worker.conftest import StartWorker

@@ -16,7 +16,7 @@ import pytest
 import structlog
 from sqlalchemy import Engine
 
-from syncd.commands import redrive_command
+from syncd.cli.redrive import redrive_command
 from syncd.config import Settings
 from syncd.errors import UpstreamError
 from syncd.publish import publish_import, publish_update

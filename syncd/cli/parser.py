@@ -1,7 +1,8 @@
-"""The `syncd` command: one entry point, one subcommand per process type or operation.
+"""The `syncd` command line: one subcommand per process type or operation, and `main`.
 
 Each subcommand parses its flags and calls one function of the module that owns the work;
-nothing here knows how that work is done.
+nothing here knows how that work is done, so the imports of that work stay inside the
+handlers and `syncd --help` loads none of it.
 """
 
 from __future__ import annotations
@@ -55,25 +56,25 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
-    from syncd.commands import import_command
+    from syncd.cli.catalog_commands import import_command
 
     return import_command(settings, args)
 
 
 def _update(settings: Settings, args: argparse.Namespace) -> int:
-    from syncd.commands import update_command
+    from syncd.cli.catalog_commands import update_command
 
     return update_command(settings, args)
 
 
 def _discover(settings: Settings, args: argparse.Namespace) -> int:
-    from syncd.commands import discover_command
+    from syncd.cli.discover import discover_command
 
     return discover_command(settings, args)
 
 
 def _redrive(settings: Settings, args: argparse.Namespace) -> int:
-    from syncd.commands import redrive_command
+    from syncd.cli.redrive import redrive_command
 
     return redrive_command(settings, args)
 
@@ -163,7 +164,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings, role=args.command)
     handler: Handler = args.handler
     return handler(settings, args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

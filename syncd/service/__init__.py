@@ -1,0 +1,39 @@
+"""The commands import a catalog and update a catalog, as plain functions (no queue, no retries).
+Guarantees: every attempt is stamped on its row first; a failure leaves the contents untouched.
+Does not: retry, schedule or queue; the caller decides on a retry with `is_transient`.
+
+They take their dependencies (engine, adapters, fetcher) as parameters; the worker's actors,
+`syncd import` in the embedded mode and tests call them the same way.
+
+One attempt, for both commands:
+1. mark the attempt: last_update_attempt = now and update_errors cleared, committed before
+   anything slow happens (import creates the row here, race-free);
+2. fetch the snapshot from the adapter (conditional: None = upstream not modified);
+3. hand it to syncd.sync.sync_catalog, which writes contents in one transaction under the
+   catalog's lock;
+4. success: last_successful_update = now. Failure: update_errors = what failed, where and
+   why; the catalog's contents stay as they were; the exception is re-raised so that the
+   worker can decide about a retry (`is_transient`).
+
+Clearing update_errors when an attempt starts makes the row tell its state: an attempt is
+running while last_update_attempt > last_successful_update and update_errors is empty, it
+failed when update_errors is set, it succeeded when last_successful_update caught up.
+`syncd update --wait` follows exactly that.
+"""
+
+from syncd.service.attempts import parse_uuid
+from syncd.service.failures import is_transient
+from syncd.service.importing import import_catalog
+from syncd.service.resolving import adapter_for, find_adapter
+from syncd.service.running import CommandResult
+from syncd.service.updating import update_catalog
+
+__all__ = [
+    "CommandResult",
+    "adapter_for",
+    "find_adapter",
+    "import_catalog",
+    "is_transient",
+    "parse_uuid",
+    "update_catalog",
+]

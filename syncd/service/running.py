@@ -1,0 +1,117 @@
+"""One marked attempt carried through: fetch the snapshot, sync it, stamp the outcome.
+
+Shared by both commands: import and update differ only in how they find and mark the row,
+not in what an attempt does once it has one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from syncd import metrics
+from syncd.domain import CatalogSnapshot, SyncStats
+from syncd.logging import bind_job_context, get_logger
+from syncd.service.attempts import _label, _record_failure, _record_success, _Target
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one successful command did."""
+
+    catalog_uuid: str
+    catalog_id: int
+    name: str
+    version: str
+    catalog_type: str
+    created: bool  # import made a new catalog row
+    changed: bool  # False: upstream answered "not modified", nothing was written
+    stats: SyncStats | None
+    seconds: float
+
+
+def _attempt(
+    engine: Engine,
+    adapter: Any,
+    fetcher: Any,
+    target: _Target,
+    actor: str,
+    source: str,
+    *,
+    created: bool,
+    started: float,
+    will_retry: bool,
+) -> CommandResult:
+    label = _label(target)
+    stage = "fetch"
+    with bind_job_context(
+        catalog_uuid=target.uuid, catalog_name=target.name, catalog_version=target.version
+    ):
+        try:
+            log.info("fetch_started", adapter=adapter.name, source=source or "default")
+            fetch_started = time.monotonic()
+            bytes_before = _bytes_downloaded(fetcher)
+            snapshot: CatalogSnapshot | None = adapter.fetch_snapshot(
+                fetcher,
+                version=target.version,
+                source=source or None,
+                validators=target.validators,
+            )
+            fetch_seconds = round(time.monotonic() - fetch_started, 3)
+            stats: SyncStats | None = None
+            if snapshot is None:
+                log.info("upstream_not_modified", seconds=fetch_seconds)
+                metrics.UPSTREAM_NOT_MODIFIED.labels(adapter=adapter.name).inc()
+            else:
+                fetched = _bytes_downloaded(fetcher) - bytes_before
+                log.info("fetch_finished", seconds=fetch_seconds, bytes=fetched)
+                metrics.UPSTREAM_BYTES.labels(adapter=adapter.name).inc(fetched)
+                stage = "sync"
+                stats = _sync(engine, target, snapshot)
+            stage = "finish"
+            _record_success(engine, target)
+        except BaseException as exc:
+            _record_failure(engine, target, exc, actor, stage, will_retry)
+            raise
+        seconds = round(time.monotonic() - started, 3)
+        log.info(
+            "command_succeeded",
+            command=actor,
+            changed=snapshot is not None,
+            created=created,
+            rows_written=stats.rows_written if stats else 0,
+            seconds=seconds,
+        )
+        metrics.COMMANDS_SUCCEEDED.labels(actor=actor, catalog=label).inc()
+        metrics.LAST_SUCCESS.labels(catalog=label).set(time.time())
+        return CommandResult(
+            catalog_uuid=target.uuid,
+            catalog_id=target.id,
+            name=target.name,
+            version=target.version,
+            catalog_type=target.catalog_type,
+            created=created,
+            changed=snapshot is not None,
+            stats=stats,
+            seconds=seconds,
+        )
+
+
+def _sync(engine: Engine, target: _Target, snapshot: CatalogSnapshot) -> SyncStats:
+    # Imported here: the sync engine is heavy and only the worker needs it. It logs
+    # "sync_finished" and records SYNC_DURATION / ROWS_WRITTEN itself.
+    from syncd.sync import sync_catalog
+
+    return sync_catalog(engine, target.id, snapshot)
+
+
+def _bytes_downloaded(fetcher: Any) -> int:
+    """This thread's running byte count: the fetcher is shared by the worker's threads, so
+    only the per-thread counter gives an exact figure for one command."""
+    value = getattr(fetcher, "thread_bytes_downloaded", 0)
+    return value if isinstance(value, int) else 0
