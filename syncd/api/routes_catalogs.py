@@ -1,21 +1,27 @@
 """/api/marketplace-software-catalogs/: CRUD, import_catalog, update_catalog, discover,
-cpu_targets. Routes are thin; the work is in the plain functions below them.
+cpu_targets. Routes are thin: the list query is here, the writes are in catalog_actions.py.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import Select, delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from adapters.fetch import check_source_allowed
-from syncd.api import errors, representation
-from syncd.api.deps import ApiContext, Context, DbSession, Reader, Staff
+from syncd.api import representation
+from syncd.api.catalog_actions import (
+    apply_fields,
+    create_catalog,
+    enqueue_import,
+    enqueue_update,
+    get_catalog,
+    save_catalog,
+)
+from syncd.api.deps import Context, DbSession, Reader, Staff
 from syncd.api.filters import icontains, parse_ordering
 from syncd.api.pagination import PageParam, PageSizeParam, json_response, paginated, select_fields
 from syncd.api.routing import head_too, list_route
@@ -36,12 +42,9 @@ from syncd.api.schemas import (
     UpdateAccepted,
 )
 from syncd.api.software_queries import columns
-from syncd.config import Settings
 from syncd.db.tables import Catalog
-from syncd.discovery import discover, latest_version
+from syncd.discovery import discover
 from syncd.domain import CatalogType
-from syncd.errors import PermanentError, TransientError
-from syncd.publish import publish_import, publish_update
 
 router = APIRouter(
     prefix="/api/marketplace-software-catalogs", tags=["marketplace-software-catalogs"]
@@ -107,141 +110,6 @@ def _catalog_query(
         query = query.where(Catalog.auto_update_enabled.is_(auto_update_enabled))
     ordering = parse_ordering(o, ORDERING) or [column.asc() for column in DEFAULT_ORDER]
     return query.order_by(*ordering, Catalog.id)
-
-
-def get_catalog(session: Session, text: str) -> Catalog:
-    value = representation.parse_uuid(text)
-    row = (
-        None
-        if value is None
-        else session.execute(select(Catalog).where(Catalog.uuid == value)).scalar_one_or_none()
-    )
-    if row is None:
-        raise errors.not_found()
-    return row
-
-
-def check_source(url: str | None, settings: Settings, field: str = "source_url") -> None:
-    """A source the fetcher would refuse (scheme, private network, file://) is a 400 now
-    rather than a failed import later."""
-    if not url:
-        return
-    try:
-        check_source_allowed(url, settings)
-    except PermanentError as exc:
-        raise errors.field_error(field, exc.message) from None
-
-
-def _find(session: Session, name: str, version: str, catalog_type: str) -> Catalog | None:
-    return session.execute(
-        select(Catalog).where(
-            Catalog.name == name, Catalog.version == version, Catalog.catalog_type == catalog_type
-        )
-    ).scalar_one_or_none()
-
-
-def _ensure_unique(session: Session, row: Catalog) -> None:
-    other = _find(session, row.name, row.version, row.catalog_type)
-    if other is not None and other.id != row.id:
-        raise errors.field_error("non_field_errors", errors.UNIQUE_CATALOG)
-
-
-def _reject_nulls(body: BaseModel) -> None:
-    # PATCH fields are optional, not nullable: DRF refuses an explicit null.
-    for field in body.model_fields_set:
-        if field != "metadata" and getattr(body, field) is None:
-            raise errors.field_error(field, "This field may not be null.")
-
-
-def apply_fields(row: Catalog, body: BaseModel, settings: Settings) -> None:
-    _reject_nulls(body)
-    values = {field: getattr(body, field) for field in body.model_fields_set}
-    check_source(values.get("source_url"), settings)
-    for field, value in values.items():
-        if field == "metadata":
-            row.metadata_ = value if value is not None else {}
-        elif field == "catalog_type":
-            row.catalog_type = CatalogType(value).value
-        else:
-            setattr(row, field, value)
-
-
-def save_catalog(session: Session, row: Catalog) -> None:
-    with session.no_autoflush:  # check before the new values reach the database
-        _ensure_unique(session, row)
-    try:
-        session.commit()
-    except IntegrityError:
-        # A concurrent writer won the race between the check above and the commit.
-        session.rollback()
-        raise errors.field_error("non_field_errors", errors.UNIQUE_CATALOG) from None
-
-
-def create_catalog(session: Session, settings: Settings, body: CatalogCreate) -> Catalog:
-    row = Catalog(
-        name=body.name,
-        version=body.version,
-        catalog_type=body.catalog_type.value,
-        metadata_={},
-    )
-    apply_fields(row, body, settings)
-    session.add(row)
-    save_catalog(session, row)
-    return row
-
-
-def enqueue_update(ctx: ApiContext, session: Session, text: str) -> dict[str, str]:
-    row = get_catalog(session, text)
-    adapter = ctx.adapters.get(row.name)
-    if adapter is None or str(adapter.catalog_type) != row.catalog_type:
-        raise errors.general_error(
-            f"No loader configuration found for {row.name} ({row.catalog_type})."
-        )
-    session.close()  # release the connection before waiting for the broker
-    try:
-        publish_update(ctx.broker, ctx.settings, catalog_uuid=row.uuid.hex)
-    except TransientError as exc:
-        raise errors.unavailable(
-            f"The update was not confirmed as queued; try again: {exc.message}"
-        ) from None
-    return {"status": "updating", "catalog_uuid": row.uuid.hex}
-
-
-def enqueue_import(ctx: ApiContext, session: Session, body: ImportRequest) -> dict[str, Any]:
-    adapter = ctx.adapters.get(body.name)
-    if adapter is None:
-        known = ", ".join(sorted(ctx.adapters)) or "none"
-        raise errors.field_error(
-            "name", f'"{body.name}" is not a registered adapter. Registered: {known}.'
-        )
-    source = body.source_url or body.source
-    check_source(source, ctx.settings, "source_url" if body.source_url else "source")
-    catalog_type = str(adapter.catalog_type)
-    version = body.version
-    if version is None and source is None:
-        # The latest version of the default upstream (cached). A request naming its own
-        # source is not pre-checked: that source may offer other versions than the default
-        # one, and asking it here would mean downloading it in the request.
-        version = latest_version(adapter, ctx.fetcher, cache=ctx.discover_cache)
-    if version and _find(session, adapter.name, version, catalog_type) is not None:
-        raise errors.general_error(
-            f"Catalog {adapter.name} {version} ({catalog_type}) already exists; "
-            "refresh it with update_catalog instead."
-        )
-    session.close()
-    try:
-        publish_import(
-            ctx.broker, ctx.settings, name=adapter.name, version=body.version, source=source
-        )
-    except TransientError as exc:
-        raise errors.unavailable(
-            f"The import was not confirmed as queued; try again: {exc.message}"
-        ) from None
-    # Waldur's answer is exactly {"status", "name"}; `version` is ours, there only when asked for.
-    answer: dict[str, Any] = {"status": "importing", "name": adapter.name}
-    if body.version is not None:
-        answer["version"] = body.version
-    return answer
 
 
 # --- routes ----------------------------------------------------------------------------
