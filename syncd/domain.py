@@ -51,12 +51,16 @@ class TargetRecord:
 
 @dataclass(slots=True)
 class VersionRecord:
-    """One version of a package. Identity inside a package: (version, module_version)."""
+    """One version of a package. Identity inside a package: (version, module_version).
+
+    `dependencies` holds what the upstream names: package names (Spack) or module objects
+    {full_module_name, module_name, module_version} (EESSI), as Waldur stores each.
+    """
 
     version: str
     module_version: str = ""
     release_date: date | None = None
-    dependencies: list[str] = field(default_factory=list)
+    dependencies: list[Any] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     targets: list[TargetRecord] = field(default_factory=list)
 
@@ -131,12 +135,15 @@ class KindStats:
 
 @dataclass(slots=True)
 class SyncStats:
-    """What one sync did, per kind of row."""
+    """What one sync did, per kind of row; `duplicates` counts the records left out because
+    an earlier one of the snapshot had the same key (a package name, a version's
+    (version, module_version), a target's identity)."""
 
     packages: KindStats = field(default_factory=KindStats)
     versions: KindStats = field(default_factory=KindStats)
     targets: KindStats = field(default_factory=KindStats)
     parent_links: KindStats = field(default_factory=KindStats)
+    duplicates: int = 0
 
     @property
     def rows_written(self) -> int:

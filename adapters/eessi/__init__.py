@@ -20,14 +20,16 @@ Records for one stack:
   the software-level list is empty);
 - a version per entry, keyed (version, module_version) with module_version the module's
   version ("4.2.2-foss-2023a-CUDA-12.1.1"), so toolchain and -CUDA builds stay separate;
-  newest first; `dependencies` = full names of the required modules (minus the module
-  itself); `metadata` keys:
+  newest first; `dependencies` = the required modules (minus the module itself) as objects
+  {full_module_name, module_name, module_version}, as Waldur stores them; `metadata` keys:
     eessi_version     the stack
-    module            {full_module_name, module_name, module_version}
+    module            {full_module_name, module_name, module_version}: the `module` object,
+                      or read from the `modulename` string of files from before early 2026
     toolchain         {name, version}   (the API filters on toolchain.name / .version)
     toolchain_families_compatibility   list, e.g. ["2023a_foss"]
     versionsuffix     e.g. "-CUDA-12.1.1" ("" when none)
-    required_modules  list of full module names, in upstream order
+    required_modules  module objects, in upstream order (older files' "Name/version"
+                      strings are split at the first "/")
     license           the entry's own license list
     extensions        [{type, name, version}] bundled in this module (software only)
   and, for extension versions: extension_type (python, r, ...), parent_software
@@ -38,10 +40,14 @@ Records for one stack:
   CPU target's list in gpu_arch, metadata {"full_arch": path}.
 - extensions (from the extension files) are packages with is_extension=True and
   parent_names = the parent software names present in the stack. An extension version's
-  module_version is the parent's full module name (one extension version ships in several
-  modules). When an extension has the name of a software package (Cython is both), its
-  versions join that package, which stays is_extension=False and gains the parent_names;
-  an extension listed in several extension files is one package.
+  module_version is the parent module's version ("3.24.35-GCCcore-12.2.0" for an extension
+  of GTK3/3.24.35-GCCcore-12.2.0), as Waldur's; its full name is metadata parent_module.
+  When an extension has the name of a software package (Cython is both), its versions join
+  that package, which stays is_extension=False and gains the parent_names; an extension
+  entry of the package's own module (hatchling in hatchling/1.18.0-...) is that version's
+  build again and adds nothing. An extension listed in several extension files is one
+  package. Two builds under one key (textual 0.61.0 in two modules both versioned
+  1.0.0-foss-2023a) are both passed on: the sync keeps the first, counts and logs the rest.
 
 Catalog metadata: timestamp, architectures_map (whole map; the API serves cpu_targets from
 the stack's entry), gpu_architectures_map, category_details, eessi_version, files read.

@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.base import string_list
-from adapters.eessi.shapes import _dict, _module, eessi_module_version, split_cpu_arch
+from adapters.eessi.shapes import (
+    _dict,
+    _module,
+    eessi_module_version,
+    entry_module,
+    same_module,
+    split_cpu_arch,
+)
 from syncd.domain import PackageRecord, TargetRecord, VersionRecord
 from syncd.versioning import spack_version_key
 
@@ -37,8 +44,9 @@ def _targets(entry: dict[str, Any], stack: str) -> list[TargetRecord]:
 def version_record(
     entry: dict[str, Any], stack: str, *, extension_type: str | None = None
 ) -> VersionRecord:
-    module = _module(entry.get("module"))
-    required = [_module(m)["full_module_name"] for m in entry.get("required_modules") or []]
+    module = entry_module(entry)
+    # Objects as Waldur stores them, also when an older file gives "Name/version" strings.
+    required = [_module(m) for m in entry.get("required_modules") or []]
     toolchain = _dict(entry.get("toolchain"))
     metadata: dict[str, Any] = {
         "eessi_version": stack,
@@ -56,15 +64,17 @@ def version_record(
         metadata["extensions"] = [e for e in entry.get("extensions") or [] if isinstance(e, dict)]
         module_version = module["module_version"] or version + metadata["versionsuffix"]
     else:
+        # An extension entry's module is its parent's: the key takes the parent module's
+        # version part, as Waldur's does; the full name stays in parent_module.
         parent = _dict(entry.get("parent_software"))
         metadata["extension_type"] = extension_type
         metadata["parent_software"] = parent
         metadata["parent_module"] = module["full_module_name"]
-        module_version = module["full_module_name"]
+        module_version = module["module_version"]
     return VersionRecord(
         version=version,
         module_version=module_version,
-        dependencies=[m for m in required if m != module["full_module_name"]],
+        dependencies=[m for m in required if not same_module(m, module)],
         metadata=metadata,
         targets=_targets(entry, stack),
     )
@@ -76,16 +86,27 @@ def _version_sort_key(v: VersionRecord) -> tuple[Any, ...]:
 
 @dataclass
 class _Builder:
-    """Versions of one package gathered across files, deduplicated by key."""
+    """Versions of one package gathered across files.
+
+    `builds` maps each version key to the module of its first version. The same key from the
+    same module again (a module listing itself as an extension, hatchling in
+    hatchling/1.18.0-GCCcore-12.3.0) is one build seen twice and is left out here. The same key
+    from another module is a real collapse: it goes on, and the sync keeps the first, counts
+    the rest in its stats and logs them, so no build is lost without a trace.
+    """
 
     record: PackageRecord
-    keys: set[tuple[str, str]] = field(default_factory=set)
+    builds: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def add(self, versions: Iterable[VersionRecord], parents: Iterable[str] = ()) -> None:
         for v in versions:
-            if v.key not in self.keys:
-                self.keys.add(v.key)
-                self.record.versions.append(v)
+            module = v.metadata["module"]
+            taken = self.builds.get(v.key)
+            if taken is None:
+                self.builds[v.key] = module
+            elif same_module(taken, module):
+                continue
+            self.record.versions.append(v)
         for name in parents:
             if name not in self.record.parent_names and name != self.record.name:
                 self.record.parent_names.append(name)

@@ -29,6 +29,22 @@ def _module(value: Any) -> dict[str, str]:
     return {"full_module_name": "", "module_name": "", "module_version": ""}
 
 
+def entry_module(entry: dict[str, Any]) -> dict[str, str]:
+    """The module an entry describes: the `module` object of files since early 2026, or the
+    `modulename` string ("ATK/2.38.0-GCCcore-12.3.0") that older files give instead. Without
+    it every toolchain build of a version would share one key and collapse into one row."""
+    module = _module(entry.get("module"))
+    if not module["full_module_name"]:
+        module = _module(entry.get("modulename"))
+    return module
+
+
+def same_module(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Whether two modules read by `_module` are one, whichever form each was given in: an
+    object may lack full_module_name, which a string always has."""
+    return (a["module_name"], a["module_version"]) == (b["module_name"], b["module_version"])
+
+
 def eessi_module_version(entry: dict[str, Any]) -> str | None:
     """The EESSI/<version> module among an entry's required_modules."""
     for item in entry.get("required_modules") or []:

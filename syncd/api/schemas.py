@@ -132,10 +132,21 @@ class NestedTargetOut(BaseModel):
     gpu_architectures: list[str]
 
 
+class ModuleOut(BaseModel):
+    """An environment module as EESSI names it, stored as Waldur stores it. Every field is
+    optional: a version without a module (Spack) has `module` {}."""
+
+    full_module_name: str = Field(default="", examples=["ATK/2.38.0-GCCcore-12.3.0"])
+    module_name: str = Field(default="", examples=["ATK"])
+    module_version: str = Field(default="", examples=["2.38.0-GCCcore-12.3.0"])
+
+
 class _VersionFields(BaseModel):
-    module: dict[str, Any]
+    module: ModuleOut
     modulename: str
-    required_modules: list[Any]
+    required_modules: list[ModuleOut] = Field(
+        description="The modules loaded with this one, in upstream order (first: EESSI/<stack>)"
+    )
     extensions: list[Any]
     toolchain: dict[str, Any]
     toolchain_families_compatibility: list[Any]
@@ -191,7 +202,10 @@ class VersionOut(_VersionFields):
     version: str
     module_version: str
     release_date: date | None
-    dependencies: Any
+    dependencies: list[ModuleOut | str] = Field(
+        description="EESSI: the required modules other than the version's own (objects); "
+        "Spack: the package's dependency names (strings)"
+    )
     metadata: Any
     target_count: int
 

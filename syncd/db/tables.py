@@ -160,7 +160,7 @@ class Version(_Identified, Base):
     version: Mapped[str] = mapped_column(String(100))
     module_version: Mapped[str] = mapped_column(String(150), default="")
     release_date: Mapped[date | None] = mapped_column(Date, nullable=True)
-    dependencies: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    dependencies: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     # Position in the package's versions by the upstream's own version semantics
     # (0 = newest), so ordering needs no string comparison of versions.

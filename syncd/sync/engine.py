@@ -67,8 +67,11 @@ def sync_catalog(
     duration = time.perf_counter() - started
     cache_events.data_changed()  # committed: in-process caches (the API's) start over
     _record_metrics(f"{snapshot.catalog.name}/{snapshot.catalog.version}", stats, duration)
+    stats.duplicates = staged.duplicates
     if staged.skipped:
         log.warning("records_skipped", count=staged.skipped, first=staged.skipped_examples)
+    if staged.duplicates:
+        log.warning("duplicate_records", count=staged.duplicates, first=staged.duplicate_examples)
     log.info(
         "sync_finished",
         **stats.as_dict(),

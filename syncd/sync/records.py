@@ -55,11 +55,19 @@ class _Staged:
     skipped: int = 0
     skipped_examples: list[str] = field(default_factory=list)
     duplicates: int = 0
+    duplicate_examples: list[str] = field(default_factory=list)
 
     def skip(self, why: str) -> None:
         self.skipped += 1
         if len(self.skipped_examples) < 5:
             self.skipped_examples.append(why)
+
+    def duplicate(self, what: str) -> None:
+        """A record whose key an earlier one had: the earlier is kept. Counted and named,
+        because a collapse loses upstream data (two builds, one row)."""
+        self.duplicates += 1
+        if len(self.duplicate_examples) < 5:
+            self.duplicate_examples.append(what)
 
 
 def _kept_packages(snapshot: CatalogSnapshot, staged: _Staged) -> Iterator[PackageRecord]:
@@ -73,7 +81,7 @@ def _kept_packages(snapshot: CatalogSnapshot, staged: _Staged) -> Iterator[Packa
             )
             continue
         if package.name in seen:
-            staged.duplicates += 1
+            staged.duplicate(f"package {package.name!r}")
             continue
         seen.add(package.name)
         yield package
@@ -95,7 +103,7 @@ def _keep(staged: _Staged, package: PackageRecord) -> _Kept:
             staged.skip(f"package {name!r} version {version.version[:80]!r}: {problem}")
             continue
         if version.key in seen_versions:
-            staged.duplicates += 1
+            staged.duplicate(f"package {name!r} version {version.key!r}")
             continue
         seen_versions.add(version.key)
         targets: list[TargetRecord] = []
@@ -106,7 +114,7 @@ def _keep(staged: _Staged, package: PackageRecord) -> _Kept:
                 staged.skip(f"package {name!r} {version.version!r} target: {problem}")
                 continue
             if target.key in seen_targets:
-                staged.duplicates += 1
+                staged.duplicate(f"package {name!r} version {version.key!r} target {target.key!r}")
                 continue
             seen_targets.add(target.key)
             targets.append(target)

@@ -18,6 +18,7 @@ from syncd.config import Settings
 from syncd.domain import CatalogSnapshot, PackageRecord
 from syncd.errors import UpstreamError
 from syncd.versioning import spack_version_key
+from tests.support.eessi_old_format import to_old_format
 from tests.support.fake_upstream import EXTENSION_TYPES, FakeUpstream
 
 FILE_SETTINGS = Settings(allow_file_sources=True)
@@ -100,6 +101,32 @@ def test_eessi_riscv_sample_parses(upstream_dir: Path) -> None:
     assert targets == {"riscv64/generic"}
 
 
+def test_eessi_docs_sample_in_the_pre_2026_format_gives_the_same_records(
+    upstream_dir: Path, tmp_path: Path
+) -> None:
+    doc = json.loads(
+        (upstream_dir / "eessi" / "eessi_api_metadata_software.docs-test-sample.json").read_text()
+    )
+    new_path, old_path = tmp_path / "new.json", tmp_path / "old.json"
+    new_path.write_text(json.dumps(doc))
+    old_path.write_text(json.dumps(to_old_format(doc)))
+    adapter, fetcher = EessiAdapter(FILE_SETTINGS), Fetcher(FILE_SETTINGS)
+    for stack in ("2023.06", "2025.06"):
+        new, old = (
+            consume(adapter.fetch_snapshot(fetcher, version=stack, source=p.as_uri()))
+            for p in (new_path, old_path)
+        )
+        assert [p.name for p in old] == [p.name for p in new]
+        for a, b in zip(old, new, strict=True):
+            assert [v.key for v in a.versions] == [v.key for v in b.versions], a.name
+            for va, vb in zip(a.versions, b.versions, strict=True):
+                assert va.metadata["module"] == vb.metadata["module"]
+                assert va.metadata["required_modules"] == vb.metadata["required_modules"]
+                assert va.dependencies == vb.dependencies
+                assert va.targets == vb.targets
+                assert vb.metadata["module"] not in vb.dependencies
+
+
 @pytest.fixture(scope="module")
 def full_upstream(upstream_dir: Path) -> Iterator[FakeUpstream]:
     with FakeUpstream("full", data_dir=upstream_dir) as up:
@@ -114,10 +141,20 @@ def test_eessi_fullscale_over_http_with_extension_files(
         (upstream_dir / "eessi" / "eessi_api_metadata_software.fullscale.derived.json").read_text()
     )
     expected = count_eessi(doc)
+
+    # A module listing itself as an extension (hatchling 1.18.0 in
+    # hatchling/1.18.0-GCCcore-12.3.0) is the software version's own build, not another version.
+    def build(name: str, entry: dict[str, Any]) -> tuple[str, ...]:
+        stack = entry["required_modules"][0]["module_version"]
+        return (stack, name, entry["version"], entry["module"]["full_module_name"])
+
+    own_builds = {build(n, e) for n, s in doc["software"].items() for e in s["versions"]}
     ext_entries = 0
     for t in EXTENSION_TYPES:
         ext = json.loads(full_upstream.content(f"/eessi/eessi_api_metadata_ext-{t}.json"))
-        ext_entries += sum(len(s["versions"]) for s in ext["software"].values())
+        ext_entries += sum(
+            build(n, e) not in own_builds for n, s in ext["software"].items() for e in s["versions"]
+        )
     settings = full_upstream.settings()
     adapter, fetcher = EessiAdapter(settings), Fetcher(settings)
     seen_ext = 0

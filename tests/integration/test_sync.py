@@ -271,6 +271,7 @@ def test_duplicates_and_too_long_values_are_left_out(engine: Engine) -> None:
     assert counts(stats)["packages"] == (2, 0, 0, 0)
     assert counts(stats)["versions"] == (2, 0, 0, 0)
     assert counts(stats)["targets"] == (1, 0, 0, 0)
+    assert stats.duplicates == 3  # package a, a's version 1, c's target t
     assert package_rows(engine, cid)["a"].description == "first"
 
 

@@ -9,6 +9,7 @@ the windows / detectable / build-tools categories included).
     ext = eessi_extension_document(software, "python")
     spack = spack_document()
     counts = eessi_counts(software)                  # {stack: (packages, versions)}
+    atk = eessi_document_with_atk()                  # + one version with three toolchain builds
 """
 
 from __future__ import annotations
@@ -112,6 +113,55 @@ def eessi_software_document(
         "category_details": {},
         "software": software,
     }
+
+
+def eessi_toolchain_builds(
+    name: str, version: str, stack: str, gcccore_versions: tuple[str, ...]
+) -> dict[str, Any]:
+    """A software entry whose one upstream version is built with several GCCcore toolchains,
+    as ATK 2.38.0 is in EESSI 2023.06 (GCCcore 12.2.0, 12.3.0 and 13.2.0)."""
+    versions = []
+    for tc_version in gcccore_versions:
+        entry = _installation(name, version, stack, 0, cuda=False, string_modules=False)
+        module = f"{name}/{version}-GCCcore-{tc_version}"
+        required = [f"EESSI/{stack}", f"GCCcore/{tc_version}", module]
+        entry.update(
+            toolchain={"name": "GCCcore", "version": tc_version},
+            module=_module(module),
+            required_modules=[_module(m) for m in required],
+        )
+        versions.append(entry)
+    return {
+        "versions": versions,
+        "description": f"{name}: one version, {len(versions)} toolchain builds.",
+        "homepage": f"https://example.org/{name.lower()}",
+        "license": [],
+        "image": "",
+        "categories": [],
+        "identifier": "",
+    }
+
+
+ATK_TOOLCHAINS = ("12.2.0", "12.3.0", "13.2.0")
+
+
+def eessi_document_with_atk() -> dict[str, Any]:
+    """eessi_software_document() plus ATK 2.38.0 built with three GCCcore toolchains in 2023.06."""
+    doc = eessi_software_document()
+    doc["software"]["ATK"] = eessi_toolchain_builds("ATK", "2.38.0", "2023.06", ATK_TOOLCHAINS)
+    return doc
+
+
+def eessi_one_key_two_builds_document() -> dict[str, Any]:
+    """ParentA and ParentB, both 1.0.0-GCCcore-12.3.0 in 2023.06, both bundling the Python
+    package textual 0.61.0 (as AITW-microstructures and AITW-viscosity do): two builds of
+    textual under one key (version, module_version)."""
+    doc = eessi_software_document(n_software=0)
+    for name in ("ParentA", "ParentB"):
+        doc["software"][name] = eessi_toolchain_builds(name, "1.0.0", "2023.06", ("12.3.0",))
+        for entry in doc["software"][name]["versions"]:
+            entry["extensions"] = [{"type": "python", "name": "textual", "version": "0.61.0"}]
+    return doc
 
 
 def eessi_extension_document(software_doc: dict[str, Any], ext_type: str) -> dict[str, Any]:

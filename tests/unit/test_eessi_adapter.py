@@ -100,8 +100,19 @@ def test_cuda_and_toolchain_builds_stay_separate(files: dict[str, bytes]) -> Non
     cuda = next(v for v in tool1.versions if v.metadata["versionsuffix"])
     assert cuda.metadata["toolchain"] == {"name": "GCCcore", "version": "12.3.0"}
     assert cuda.metadata["module"]["full_module_name"] == "Tool1/2.0.0-GCCcore-12.3.0-CUDA-12.1.1"
-    assert cuda.metadata["required_modules"][0] == "EESSI/2023.06"
-    assert cuda.dependencies == ["EESSI/2023.06", "GCCcore/12.3.0"]
+    eessi = {
+        "full_module_name": "EESSI/2023.06",
+        "module_name": "EESSI",
+        "module_version": "2023.06",
+    }
+    gcccore = {
+        "full_module_name": "GCCcore/12.3.0",
+        "module_name": "GCCcore",
+        "module_version": "12.3.0",
+    }
+    assert cuda.metadata["required_modules"][0] == eessi
+    # Objects as Waldur stores them; the version's own module is not its own dependency.
+    assert cuda.dependencies == [eessi, gcccore]
 
 
 def test_targets_per_cpu_arch_with_gpu_per_cpu_target(files: dict[str, bytes]) -> None:
@@ -132,22 +143,30 @@ def test_licenses_from_the_license_key(files: dict[str, bytes]) -> None:
 def test_string_required_modules_are_understood(files: dict[str, bytes]) -> None:
     tool2 = packages_of(files, "2025.06", eessi_extensions=False)["Tool2"]
     assert len(tool2.versions) == 3
-    assert tool2.versions[0].metadata["required_modules"][0] == "EESSI/2025.06"
+    # Strings ("EESSI/2025.06") become the objects newer files give, split at the first "/".
+    assert tool2.versions[0].metadata["required_modules"][0] == {
+        "full_module_name": "EESSI/2025.06",
+        "module_name": "EESSI",
+        "module_version": "2025.06",
+    }
+    assert all(isinstance(d, dict) for v in tool2.versions for d in v.dependencies)
 
 
 def test_extensions_are_packages_linked_to_their_parents(files: dict[str, bytes]) -> None:
     packages = packages_of(files, "2023.06")
     ext = packages["numpy-lite"]
     assert ext.is_extension and ext.parent_names == ["Tool0"]
-    assert [v.key for v in ext.versions] == [("1.0", "Tool0/1.0.0-GCCcore-12.3.0")]
+    # module_version is the parent module's version part; its full name is parent_module.
+    assert [v.key for v in ext.versions] == [("1.0", "1.0.0-GCCcore-12.3.0")]
     version = ext.versions[0]
+    assert version.metadata["parent_module"] == "Tool0/1.0.0-GCCcore-12.3.0"
     assert version.metadata["extension_type"] == "python"
     assert version.metadata["parent_software"]["name"] == "Tool0"
     assert len(version.targets) == len(upstream_data.CPU_TARGETS)
     # An extension named like a software package joins it; the package stays a software.
     tool1 = packages["Tool1"]
     assert not tool1.is_extension and tool1.parent_names == ["Tool0"]
-    assert ("9.9", "Tool0/1.0.0-GCCcore-12.3.0") in {v.key for v in tool1.versions}
+    assert ("9.9", "1.0.0-GCCcore-12.3.0") in {v.key for v in tool1.versions}
     assert len(packages) == len(set(packages))
 
 
