@@ -55,6 +55,7 @@ class Settings:
     worker_processes: int = 1
     worker_threads: int = 4
     max_retries: int = 5
+    delivery_limit: int = 3
     min_backoff_ms: int = 5_000
     max_backoff_ms: int = 600_000
     time_limit_ms: int = 1_200_000
@@ -113,6 +114,8 @@ SETTINGS_DOC: dict[str, str] = {
     "worker_processes": "worker processes of `syncd worker`",
     "worker_threads": "threads per worker process",
     "max_retries": "retries of a transient failure before the message is dead-lettered",
+    "delivery_limit": "times a worker may die (killed, out of memory) while running one message; "
+    "the next delivery dead-letters it instead of running it (a poison message)",
     "min_backoff_ms": "first retry delay",
     "max_backoff_ms": "cap of the exponential retry delay (below RabbitMQ's consumer_timeout)",
     "time_limit_ms": "hard time limit of one command",

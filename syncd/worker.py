@@ -36,11 +36,13 @@ from syncd.broker import (
     check_queue_settings,
     close_at_shutdown,
     dead_letter_count,
+    log_rejected,
     make_broker,
     needs_broker_url,
     worker_resources,
 )
 from syncd.config import Settings, env_name
+from syncd.deliveries import count_death, forget_deaths
 from syncd.errors import SyncdError, UpstreamError
 from syncd.logging import get_logger
 from syncd.metrics import DEAD_LETTERS
@@ -104,6 +106,8 @@ def _run(
     retries = int(message.options.get("retries", 0)) if message is not None else 0
     will_retry = retries < settings.max_retries
     outcome = _outcome_recorder(resources, message)
+    if _dead_letter_poison(settings, resources, message, outcome):
+        return
     try:
         result = command(
             resources.engine,
@@ -128,6 +132,57 @@ def _run(
         raise PermanentFailure(text) from exc
     if outcome is not None:
         outcome(succeeded=True, final=True, catalog_uuid=result.catalog_uuid)
+
+
+def _dead_letter_poison(
+    settings: Settings,
+    resources: WorkerResources,
+    message: Any,
+    outcome: Callable[..., None] | None,
+) -> bool:
+    """Whether this delivery goes to the dead-letter queue instead of running: its worker
+    died more than SYNCD_DELIVERY_LIMIT times while running it (syncd/deliveries.py).
+
+    Only a delivery RabbitMQ marks `redelivered` is counted, so a first delivery costs no
+    query. A count that cannot be taken (database down) lets the command run: it then fails
+    on the database and is retried like any other transient failure.
+    """
+    if message is None or resources.engine is None or not getattr(message, "redelivered", False):
+        return False
+    try:
+        deaths = count_death(resources.engine, message.message_id)
+    except Exception as exc:
+        log.warning("delivery_not_counted", error=str(exc).splitlines()[0])
+        return False
+    if deaths <= settings.delivery_limit:
+        log.info("message_redelivered", deaths=deaths, delivery_limit=settings.delivery_limit)
+        return False
+    reason = f"worker died {deaths} times while processing it"
+    log_rejected(
+        settings.queue_name,
+        message.actor_name,
+        message.message_id,
+        reason,
+        error="DeliveryLimitExceeded",
+        deaths=deaths,
+        delivery_limit=settings.delivery_limit,
+        redelivered=True,
+    )
+    text = (
+        f"Dead-lettered without running again: the worker died {deaths} times while "
+        f"processing this command (killed, out of memory?), more than "
+        f"{env_name('delivery_limit')}={settings.delivery_limit}."
+    )
+    service.record_abandoned(resources.engine, message.actor_name, message.kwargs, text)
+    if outcome is not None:
+        outcome(succeeded=False, final=True, error=text)
+    try:
+        forget_deaths(resources.engine, message.message_id)
+    except Exception as exc:  # a redrive then dead-letters it after one death, not N
+        log.warning("delivery_not_counted", error=str(exc).splitlines()[0])
+    # Once the actor returns, Dramatiq nacks a failed message: RabbitMQ dead-letters it.
+    message.fail()
+    return True
 
 
 def _outcome_recorder(resources: WorkerResources, message: Any) -> Callable[..., None] | None:

@@ -24,7 +24,7 @@ from syncd.broker.construction import (
     needs_broker_url,
     with_url_defaults,
 )
-from syncd.broker.consumer import ValidatingConsumer
+from syncd.broker.consumer import ValidatingConsumer, log_rejected
 from syncd.broker.dead_letters import dead_letter_count
 from syncd.broker.middleware import LogContext, WorkerResources, boot_process, worker_resources
 from syncd.broker.rabbitmq import SyncdRabbitmqBroker
@@ -39,6 +39,7 @@ __all__ = [
     "check_queue_settings",
     "close_at_shutdown",
     "dead_letter_count",
+    "log_rejected",
     "make_broker",
     "make_publisher_broker",
     "needs_broker_url",

@@ -51,6 +51,8 @@ def check_queue_settings(settings: Settings) -> None:
         raise ValueError(f"{env_name('publish_timeout_seconds')} {exc}") from None
     if settings.max_retries < 0:
         raise ValueError(f"{env_name('max_retries')} must be 0 or more")
+    if settings.delivery_limit < 0:
+        raise ValueError(f"{env_name('delivery_limit')} must be 0 or more")
     if not 0 < settings.min_backoff_ms <= settings.max_backoff_ms:
         raise ValueError(
             f"{env_name('min_backoff_ms')} must be positive and at most "

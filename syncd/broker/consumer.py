@@ -60,20 +60,41 @@ class ValidatingConsumer(_RabbitmqConsumer):
 
     def _reject(self, method: Any, properties: Any, body: bytes, reason: str) -> None:
         actor, message_id = _peek(body)
-        log.warning(
-            "message_rejected",
-            reason=reason,
-            queue=self.queue_name,
-            dead_letter_queue=xq_name(self.queue_name),
-            actor=actor,
-            message_id=message_id,
+        log_rejected(
+            self.queue_name,
+            actor,
+            message_id,
+            reason,
+            error="InvalidMessageError",
             body_bytes=len(body),
             redelivered=bool(method.redelivered),
         )
-        COMMANDS_FAILED.labels(
-            actor=actor or "unknown", catalog="", error="InvalidMessageError", will_retry="false"
-        ).inc()
         self._nack(method.delivery_tag)
+
+
+def log_rejected(
+    queue: str,
+    actor: str | None,
+    message_id: str | None,
+    reason: str,
+    *,
+    error: str,
+    **fields: Any,
+) -> None:
+    """The one log line (and failure count) of a message sent to the dead-letter queue
+    without running: invalid here, a poison message in the worker (syncd.worker)."""
+    log.warning(
+        "message_rejected",
+        reason=reason,
+        queue=queue,
+        dead_letter_queue=xq_name(queue),
+        actor=actor,
+        message_id=message_id,
+        **fields,
+    )
+    COMMANDS_FAILED.labels(
+        actor=actor or "unknown", catalog="", error=error, will_retry="false"
+    ).inc()
 
 
 def _peek(body: bytes) -> tuple[str | None, str | None]:

@@ -235,3 +235,15 @@ class CommandOutcome(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     catalog_uuid: Mapped[uuid_module.UUID | None] = mapped_column(Uuid, nullable=True)
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class MessageDelivery(Base):
+    """How many times a message came back redelivered (its worker died, or lost RabbitMQ,
+    before answering), by message id: what stops a message that kills every worker that runs
+    it (syncd/deliveries.py). Only redeliveries write here; kept for a week."""
+
+    __tablename__ = "message_delivery"
+
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deaths: Mapped[int] = mapped_column(Integer)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

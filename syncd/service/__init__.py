@@ -21,6 +21,7 @@ failed when update_errors is set, it succeeded when last_successful_update caugh
 `syncd update --wait` follows exactly that.
 """
 
+from syncd.service.abandoned import record_abandoned
 from syncd.service.attempts import parse_uuid
 from syncd.service.failures import is_transient
 from syncd.service.importing import import_catalog
@@ -35,5 +36,6 @@ __all__ = [
     "import_catalog",
     "is_transient",
     "parse_uuid",
+    "record_abandoned",
     "update_catalog",
 ]

@@ -19,6 +19,7 @@ EXPECTED_TABLES = {
     "api_token",
     "catalog",
     "command_outcome",
+    "message_delivery",
     "package",
     "package_parent",
     "scheduler_tick",

@@ -215,6 +215,12 @@ def test_queue_settings_stay_below_the_consumer_timeout() -> None:
         check_queue_settings(Settings(min_backoff_ms=700_000))
 
 
+def test_a_negative_delivery_limit_is_refused() -> None:
+    check_queue_settings(Settings(delivery_limit=0))
+    with pytest.raises(ValueError, match="SYNCD_DELIVERY_LIMIT must be 0 or more"):
+        check_queue_settings(Settings(delivery_limit=-1))
+
+
 def test_broker_url_gets_heartbeat_and_timeouts_unless_set() -> None:
     url = with_url_defaults("amqp://u:p@rabbit:5672/%2F?heartbeat=10")
     assert "heartbeat=10" in url and "blocked_connection_timeout=30" in url
