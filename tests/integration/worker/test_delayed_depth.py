@@ -13,12 +13,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine
 
 from syncd.broker import make_broker
 from syncd.config import Settings
+from syncd.errors import UpstreamError
 from syncd.publish import publish_import
-from tests.integration.worker.fakes import wait_until
+from tests.integration.test_operations import _app
+from tests.integration.worker.conftest import StartWorker
+from tests.integration.worker.fakes import FakeAdapter, wait_until
 from tests.integration.worker.rabbit import message_count
 from tests.integration.worker.test_process import WorkerProcess
 from tests.support.fake_upstream import FakeUpstream
@@ -78,3 +83,31 @@ def test_a_worker_holding_a_retry_reports_it_as_delayed(
             assert '"will_retry": true' in worker.log()
         finally:
             assert worker.stop() == 0, worker.log()
+
+
+def test_the_api_of_syncd_run_counts_the_retries_its_own_worker_holds(
+    start_worker: StartWorker, mq_settings: Settings, pg_engine: Engine
+) -> None:
+    """`syncd run` serves /metrics from the API, in the process of its worker."""
+    settings = dataclasses.replace(mq_settings, min_backoff_ms=120_000, max_backoff_ms=240_000)
+    adapter = FakeAdapter()
+    adapter.failures = [
+        UpstreamError("upstream answered 503", transient=True)
+    ]  # transient: retried
+    broker = start_worker({"Fake": adapter}, settings)
+    publish_import(broker, settings, name="Fake")
+    wait_until(lambda: adapter.calls == 1, 30)
+
+    client = TestClient(_app(settings, pg_engine, broker))
+
+    def delayed() -> float:
+        text = client.get("/metrics").text
+        wanted = {"queue": settings.queue_name, "state": "delayed"}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "syncd_queue_depth" and sample.labels == wanted:
+                    return float(sample.value)
+        return -1.0
+
+    assert wait_until(lambda: delayed() >= 1, 30)
+    assert message_count(settings.broker_url, f"{settings.queue_name}.DQ") == 0
