@@ -50,6 +50,7 @@ class Settings:
     tick_seconds: int = 86_400
     tick_cron: str = ""
     follow_upstream: bool = False
+    retention_days: int = 0
     scheduler_enabled: bool = True
 
     worker_processes: int = 1
@@ -108,8 +109,11 @@ SETTINGS_DOC: dict[str, str] = {
     "process; writes through the process clear it); 0 = off",
     "refresh_interval_seconds": "a catalog is due for auto-update when its last attempt is older",
     "tick_seconds": "scheduler tick period (ignored when tick_cron is set)",
-    "tick_cron": "crontab expression for the scheduler tick, e.g. '0 3 * * *'",
+    "tick_cron": "crontab expression (UTC) for the scheduler tick, e.g. '0 3 * * *'; read "
+    "as crontab does (see Schedule and retention)",
     "follow_upstream": "scheduler also imports new upstream versions as new catalogs",
+    "retention_days": "once a day the scheduler deletes auto-updated catalogs whose last "
+    "successful update is older than this many days; 0 = never (Waldur's default is 90)",
     "scheduler_enabled": "whether `syncd run` starts the scheduler",
     "worker_processes": "worker processes of `syncd worker`",
     "worker_threads": "threads per worker process",
@@ -138,6 +142,8 @@ SETTINGS_DOC: dict[str, str] = {
 
 # Settings that are a number of seconds which must be positive and finite.
 POSITIVE_SECONDS = ("publish_timeout_seconds",)
+# Whole-number settings that must not be negative.
+NON_NEGATIVE = ("retention_days",)
 # Text settings with a fixed set of values (compared case-insensitively, stored as listed).
 CHOICES = {
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -176,7 +182,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             if isinstance(default, bool):
                 values[f.name] = _bool(raw)
             elif isinstance(default, int):
-                values[f.name] = int(raw)
+                values[f.name] = whole = int(raw)
+                if f.name in NON_NEGATIVE and whole < 0:
+                    raise ValueError(f"must be 0 or more, not {whole}")
             elif isinstance(default, float):
                 values[f.name] = number = float(raw)
                 if f.name in POSITIVE_SECONDS:

@@ -59,8 +59,10 @@ SCHEDULER_SKIPPED = Counter(
 QUEUE_DEPTH = Gauge(
     "syncd_queue_depth",
     "Messages in a command queue: state=ready (waiting for a worker) or delayed (a retry "
-    "waiting for its backoff)",
+    "waiting for its backoff: in the broker, or held by this process's worker)",
     ["queue", "state"],
+    # `syncd worker --processes N` serves the sum of the retries its processes hold.
+    multiprocess_mode="livesum",
 )
 SCRAPE_ERRORS = Counter(
     "syncd_metrics_refresh_errors_total",

@@ -36,6 +36,7 @@ from syncd.broker import (
     check_queue_settings,
     close_at_shutdown,
     dead_letter_count,
+    delayed_in_memory,
     log_rejected,
     make_broker,
     needs_broker_url,
@@ -45,7 +46,7 @@ from syncd.config import Settings, env_name
 from syncd.deliveries import count_death, forget_deaths
 from syncd.errors import SyncdError, UpstreamError
 from syncd.logging import get_logger
-from syncd.metrics import DEAD_LETTERS
+from syncd.metrics import DEAD_LETTERS, QUEUE_DEPTH
 from syncd.metrics_server import start_metrics_server
 from syncd.outcomes import record_outcome
 
@@ -55,6 +56,7 @@ log = get_logger(__name__)
 # (a delivery wakes the consumer at once).
 WORKER_TIMEOUT_MS = 1000
 DEAD_LETTER_POLL_SECONDS = 30.0
+DELAYED_POLL_SECONDS = 1.0
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_REASON_CHARS = 1000
 
@@ -300,9 +302,16 @@ def _run_single(settings: Settings, threads: int) -> int:
         log.error("worker_start_failed", error_class=type(exc).__name__, error=str(exc))
         print(f"syncd: the worker cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2  # adapters or fetcher cannot be built: configuration, not bad luck
+    delayed = QUEUE_DEPTH.labels(queue=settings.queue_name, state="delayed")
+    dead_letters_read = time.monotonic()
     try:
-        while not stop.wait(DEAD_LETTER_POLL_SECONDS):
-            if export_metrics:
+        while not stop.wait(DELAYED_POLL_SECONDS):
+            if not export_metrics:
+                continue
+            # In memory, so cheap to read often; the dead letters cost a connection.
+            delayed.set(delayed_in_memory(broker))
+            if time.monotonic() - dead_letters_read >= DEAD_LETTER_POLL_SECONDS:
+                dead_letters_read = time.monotonic()
                 count = dead_letter_count(settings)
                 if count is not None:
                     DEAD_LETTERS.labels(queue=settings.queue_name).set(count)

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, select, text
 
+from syncd.broker import delayed_in_memory
 from syncd.config import Settings
 from syncd.db.tables import Catalog
 from syncd.logging import get_logger
@@ -167,9 +168,11 @@ def _refresh_queue_depths(settings: Settings, broker: Any) -> None:
         SCRAPE_ERRORS.labels(source="broker").inc()
         log.warning("metrics_refresh_failed", source="broker", error=type(exc).__name__)
         return
-    # Labelled by the command queue's name, as the worker's own refresh does.
+    # Labelled by the command queue's name, as the worker's own refresh does. The broker
+    # counts the retries no worker has taken yet; in `syncd run` this process's own worker
+    # holds the others (a `syncd worker` reports those it holds on its own /metrics).
     QUEUE_DEPTH.labels(queue=queue, state="ready").set(main)
-    QUEUE_DEPTH.labels(queue=queue, state="delayed").set(delayed)
+    QUEUE_DEPTH.labels(queue=queue, state="delayed").set(delayed + delayed_in_memory(broker))
     DEAD_LETTERS.labels(queue=queue).set(dead)
 
 

@@ -26,7 +26,13 @@ from syncd.broker.construction import (
 )
 from syncd.broker.consumer import ValidatingConsumer, log_rejected
 from syncd.broker.dead_letters import dead_letter_count
-from syncd.broker.middleware import LogContext, WorkerResources, boot_process, worker_resources
+from syncd.broker.middleware import (
+    LogContext,
+    WorkerResources,
+    boot_process,
+    delayed_in_memory,
+    worker_resources,
+)
 from syncd.broker.rabbitmq import SyncdRabbitmqBroker
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "check_queue_settings",
     "close_at_shutdown",
     "dead_letter_count",
+    "delayed_in_memory",
     "log_rejected",
     "make_broker",
     "make_publisher_broker",

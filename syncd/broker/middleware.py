@@ -84,6 +84,8 @@ class WorkerResources(Middleware):
         self.fetcher: Any = None
         self._owned: list[str] = []
         self.process_booted = False
+        # The dramatiq.Worker running on this broker in this process, while it runs.
+        self.worker: Any = None
 
     def provide(
         self,
@@ -130,8 +132,10 @@ class WorkerResources(Middleware):
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         self.open()
+        self.worker = worker
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.worker = None
         self.close()
 
 
@@ -181,6 +185,22 @@ def worker_resources(broker: dramatiq.Broker) -> WorkerResources:
         if isinstance(middleware, WorkerResources):
             return middleware
     raise RuntimeError("this broker was not built by syncd.broker.make_broker")
+
+
+def delayed_in_memory(broker: dramatiq.Broker | None) -> int:
+    """Delayed messages (retries waiting for their backoff) that the worker running in this
+    process holds in memory; 0 when none runs here.
+
+    A Dramatiq worker takes delayed messages from `<queue>.DQ` as soon as they arrive (up to
+    1000 per thread) and keeps them, unacknowledged, until they are due, when it puts them
+    back on the queue. RabbitMQ's ready count (all a passive declare reports) misses them,
+    and its unacknowledged count needs the management plugin, so the worker counts them.
+    """
+    for middleware in getattr(broker, "middleware", ()):
+        if isinstance(middleware, WorkerResources) and middleware.worker is not None:
+            consumers = list(middleware.worker.consumers.values())
+            return sum(consumer.delay_queue.qsize() for consumer in consumers)
+    return 0
 
 
 def boot_process(broker: dramatiq.Broker) -> None:

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from syncd.cli.schedule import positive_count, utc_instant
 from syncd.config import Settings, load_settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -79,6 +80,12 @@ def _redrive(settings: Settings, args: argparse.Namespace) -> int:
     return redrive_command(settings, args)
 
 
+def _schedule(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.cli.schedule import schedule_command
+
+    return schedule_command(settings, args)
+
+
 def _redacted(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -111,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="default SYNCD_WORKER_THREADS")
 
     add("scheduler", _scheduler, "emit auto-update ticks (leader-elected)")
+    p = add("schedule", _schedule, "show the next ticks and when each catalog is next due")
+    p.add_argument("--next", type=positive_count, default=5, metavar="N", help="ticks to show (5)")
+    p.add_argument(
+        "--from",
+        dest="start",
+        type=utc_instant,
+        default=None,
+        metavar="ISO",
+        help="compute from this ISO 8601 time instead of now (no offset = UTC)",
+    )
+
     add("migrate", _migrate, "create or upgrade the database schema (idempotent)")
 
     p = add("import", _import, "enqueue the import of a catalog from a registered adapter")
@@ -143,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The commands that run the scheduler (its trigger is checked with the other settings).
-SCHEDULING_COMMANDS = ("scheduler", "run")
+# The commands that use the tick trigger (it is checked with the other settings).
+SCHEDULING_COMMANDS = ("scheduler", "run", "schedule")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,6 +41,11 @@ still due at the next tick. Once a publish finds the broker out of reach (no con
 SYNCD_PUBLISH_TIMEOUT_SECONDS, connection refused), the tick publishes nothing more, in the
 due pass and in follow upstream alike, so a frozen broker costs a tick one deadline rather
 than one per due catalog (see `enqueue._broker_unavailable`).
+
+Schedule: SYNCD_TICK_CRON is read as crontab reads it (`triggers.cron_trigger`: weekdays from
+Sunday, either day field when both are restricted). Retention (SYNCD_RETENTION_DAYS): the
+first claimed tick of a UTC day also claims that day and deletes expired catalogs, before
+its due pass (see retention.py).
 """
 
 from syncd.scheduler.leader import AdvisoryLeader

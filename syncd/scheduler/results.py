@@ -52,5 +52,7 @@ class TickResult:
     created: list[CatalogRef] = field(default_factory=list)
     # Follow upstream: adapters not followed this tick, and why.
     not_followed: dict[str, str] = field(default_factory=dict)
+    # Retention (SYNCD_RETENTION_DAYS): catalogs this tick deleted, at the day's first tick.
+    deleted: list[CatalogRef] = field(default_factory=list)
     # A publish of this tick found the broker out of reach: the tick publishes nothing more.
     broker_unavailable: bool = False

@@ -30,6 +30,7 @@ from syncd.scheduler.results import (
     CatalogRef,
     TickResult,
 )
+from syncd.scheduler.retention import delete_expired, retention_claim_id
 
 if TYPE_CHECKING:
     import dramatiq
@@ -76,6 +77,9 @@ def run_tick(
             log.info("scheduler_tick", tick_id=tick_id, claimed=False)
             return TickResult(tick_id=tick_id, claimed=False)
         result = TickResult(tick_id=tick_id, claimed=True)
+        # Before the due pass: a catalog deleted now must not be enqueued by this tick.
+        if settings.retention_days > 0 and _claim(engine, retention_claim_id(now)):
+            result.deleted = delete_expired(engine, settings, now)
         _enqueue_due(engine, broker, settings, now, result)
         # After the due pass, so that a catalog created here is enqueued once, not twice.
         if settings.follow_upstream:
@@ -99,6 +103,7 @@ def run_tick(
             skipped={c.label: reason for c, reason in result.skipped},
             created=[c.label for c in result.created],
             not_followed=result.not_followed or None,
+            deleted=[c.label for c in result.deleted] or None,
         )
         return result
 
@@ -136,14 +141,24 @@ def _utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else _as_utc(value)
 
 
-def _due_before(settings: Settings, now: datetime) -> datetime:
-    """A last attempt at or before this instant makes a catalog due at `now`."""
+def next_due(
+    settings: Settings, last_attempt: datetime | None, enqueued_at: datetime | None
+) -> datetime | None:
+    """When a catalog with auto-update on becomes due; None: due now (never attempted).
+
+    One refresh interval (less the slack, see MAX_DUE_SLACK) after its last attempt, or
+    after an enqueue no worker has started yet (see `_skip_reason` for that bound): the
+    later of the two, since an enqueue only counts when it is newer than the attempt.
+    """
+    stamps = [stamp for stamp in (_utc_or_none(last_attempt), _utc_or_none(enqueued_at)) if stamp]
+    if not stamps:
+        return None
     interval = timedelta(seconds=settings.refresh_interval_seconds)
-    return now - interval + min(MAX_DUE_SLACK, interval / 10)
+    return max(stamps) + interval - min(MAX_DUE_SLACK, interval / 10)
 
 
-def _skip_reason(row: Any, due_before: datetime) -> str | None:
-    """Why the tick leaves this catalog alone; None when it is due.
+def _skip_reason(row: Any, settings: Settings, now: datetime) -> str | None:
+    """Why the tick leaves this catalog alone at `now`; None when it is due.
 
     An update is pending when the scheduler's last enqueue is later than the last attempt
     (a worker stamps the attempt when it starts the command). A pending update counts as
@@ -157,16 +172,13 @@ def _skip_reason(row: Any, due_before: datetime) -> str | None:
     """
     if not row.auto_update_enabled:
         return REASON_DISABLED
-    pending = _pending_since(row)
-    if pending is not None:
-        return REASON_ENQUEUED if pending > due_before else None
-    attempt = _utc_or_none(row.last_update_attempt)
-    if attempt is not None and attempt > due_before:
-        return REASON_RECENT
-    return None
+    due = next_due(settings, row.last_update_attempt, row.update_enqueued_at)
+    if due is None or due <= now:
+        return None
+    return REASON_ENQUEUED if pending_since(row) is not None else REASON_RECENT
 
 
-def _pending_since(row: Any) -> datetime | None:
+def pending_since(row: Any) -> datetime | None:
     """When the scheduler enqueued an update that no worker has started; None if none."""
     enqueued = _utc_or_none(row.update_enqueued_at)
     attempt = _utc_or_none(row.last_update_attempt)
@@ -189,15 +201,14 @@ def _enqueue_due(
                 Catalog.update_enqueued_at,
             ).order_by(Catalog.name, Catalog.version)
         ).all()
-    due_before = _due_before(settings, now)
     for row in rows:
         ref = CatalogRef(uuid=str(row.uuid), name=row.name, version=row.version)
-        reason = _skip_reason(row, due_before)
+        reason = _skip_reason(row, settings, now)
         if reason is not None:
             _skip(result, ref, reason)
             continue
         result.due.append(ref)
-        if _pending_since(row) is not None:
+        if pending_since(row) is not None:
             result.presumed_lost.append(ref)
     for ref in result.due:
         if result.broker_unavailable:

@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -51,22 +52,46 @@ def crontab_day_of_week(field_text: str) -> str:
     return ",".join(items)
 
 
+def _day_restricted(field_text: str) -> bool:
+    # crontab(5) (Vixie cron, cronie): a day field starting with "*", `*/2` too, is
+    # unrestricted; only when both day fields are restricted does either one suffice.
+    return not field_text.startswith("*")
+
+
+def cron_trigger(expression: str) -> BaseTrigger:
+    """A five-field crontab expression (UTC) as crontab reads it.
+
+    With both day-of-month and day-of-week restricted (`0 3 1 * 1`), crontab fires on a day
+    that matches either field, while APScheduler's CronTrigger wants both: such an
+    expression becomes an OrTrigger of one trigger per day field, whose next fire time is
+    the earlier of the two (a day matching both fires once).
+    """
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields, got {len(fields)}")
+    minute, hour, day, month, day_of_week = fields
+    weekdays = crontab_day_of_week(day_of_week)
+
+    def cron(day_field: str, weekday_field: str) -> CronTrigger:
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day_field,
+            month=month,
+            day_of_week=weekday_field,
+            timezone=UTC,
+        )
+
+    if _day_restricted(day) and _day_restricted(day_of_week):
+        return OrTrigger([cron(day, "*"), cron("*", weekdays)])
+    return cron(day, weekdays)
+
+
 def make_trigger(settings: Settings) -> BaseTrigger:
     """The tick trigger: SYNCD_TICK_CRON (UTC) if set, else every SYNCD_TICK_SECONDS."""
     if settings.tick_cron:
         try:
-            fields = settings.tick_cron.split()
-            if len(fields) != 5:
-                raise ValueError(f"expected 5 fields, got {len(fields)}")
-            minute, hour, day, month, day_of_week = fields
-            return CronTrigger(
-                minute=minute,
-                hour=hour,
-                day=day,
-                month=month,
-                day_of_week=crontab_day_of_week(day_of_week),
-                timezone=UTC,
-            )
+            return cron_trigger(settings.tick_cron)
         except ValueError as exc:
             raise ValueError(f"{env_name('tick_cron')}: {exc}") from None
     if settings.tick_seconds <= 0:
@@ -74,13 +99,22 @@ def make_trigger(settings: Settings) -> BaseTrigger:
     return IntervalTrigger(seconds=settings.tick_seconds, start_date=GRID_ANCHOR, timezone=UTC)
 
 
+def next_fire_times(trigger: BaseTrigger, start: datetime, count: int) -> list[datetime]:
+    """The first `count` fire times at or after `start` (fewer if the schedule ends)."""
+    times: list[datetime] = []
+    fire = trigger.get_next_fire_time(None, start)
+    while fire is not None and len(times) < count:
+        times.append(fire)
+        fire = trigger.get_next_fire_time(fire, fire)
+    return times
+
+
 def tick_period(trigger: BaseTrigger, now: datetime) -> timedelta:
     """The gap between the next two fire times (a cron schedule's gaps may vary)."""
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first) if first else None
-    if first is None or second is None:
+    times = next_fire_times(trigger, now, 2)
+    if len(times) < 2:
         raise ValueError("the tick schedule never fires again")
-    return second - first
+    return times[1] - times[0]
 
 
 def misfire_grace_seconds(trigger: BaseTrigger, now: datetime) -> int:

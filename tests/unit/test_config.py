@@ -65,3 +65,10 @@ def test_a_bad_schedule_is_a_configuration_error_at_start(
     assert main([command]) == 2
     error = capsys.readouterr().err
     assert error.startswith("syncd: configuration error: SYNCD_TICK_CRON")
+
+
+def test_retention_days_is_off_by_default_and_never_negative() -> None:
+    assert load_settings({}).retention_days == 0
+    assert load_settings({"SYNCD_RETENTION_DAYS": "90"}).retention_days == 90
+    with pytest.raises(ValueError, match="SYNCD_RETENTION_DAYS: must be 0 or more, not -1"):
+        load_settings({"SYNCD_RETENTION_DAYS": "-1"})

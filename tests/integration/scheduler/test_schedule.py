@@ -180,3 +180,53 @@ def test_a_leader_whose_connection_dropped_steps_down_or_reacquires(pg_url: str)
     finally:
         first.release()
         second.release()
+
+
+# 2026-12-25 is a Friday: the Mondays after it are Dec 28, Jan 4, 11, 18; Jan 1 is a Friday.
+CHRISTMAS = datetime(2026, 12, 25, tzinfo=UTC)
+
+
+def _fire_ids(settings: Settings, count: int) -> list[str]:
+    trigger = make_trigger(settings)
+    fires = []
+    fire = trigger.get_next_fire_time(None, CHRISTMAS)
+    while fire is not None and len(fires) < count:
+        fires.append(tick_id_for(fire))
+        fire = trigger.get_next_fire_time(fire, fire)
+    return fires
+
+
+def test_both_day_fields_restricted_fire_on_either_as_crontab_does() -> None:
+    # The 1st of the month or a Monday, as crontab(5) says; APScheduler alone wants both.
+    assert _fire_ids(Settings(tick_cron="0 3 1 * 1"), 5) == [
+        "2026-12-28T03:00:00Z",
+        "2027-01-01T03:00:00Z",
+        "2027-01-04T03:00:00Z",
+        "2027-01-11T03:00:00Z",
+        "2027-01-18T03:00:00Z",
+    ]
+
+
+def test_a_day_field_starting_with_a_star_leaves_the_other_alone() -> None:
+    # crontab: "*/2" counts as unrestricted, so only Mondays on odd days of the month fire.
+    assert _fire_ids(Settings(tick_cron="0 3 */2 * mon"), 2) == [
+        "2027-01-11T03:00:00Z",
+        "2027-01-25T03:00:00Z",
+    ]
+    assert _fire_ids(Settings(tick_cron="0 3 * * 1"), 2) == [
+        "2026-12-28T03:00:00Z",
+        "2027-01-04T03:00:00Z",
+    ]
+
+
+def test_tick_id_and_grace_of_the_combined_trigger() -> None:
+    trigger = make_trigger(Settings(tick_cron="0 3 1 * 1"))
+    new_year_noon = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)  # a Friday, the 1st
+    fire = previous_fire_time(trigger, new_year_noon)
+    assert tick_id_for(fire) == "2027-01-01T03:00:00Z"
+    assert previous_fire_time(trigger, fire + timedelta(milliseconds=900)) == fire
+    # Sunday Jan 3: the latest tick is still the 1st, not the Monday before it.
+    sunday = datetime(2027, 1, 3, 23, 0, tzinfo=UTC)
+    assert tick_id_for(previous_fire_time(trigger, sunday)) == "2027-01-01T03:00:00Z"
+    # Half the gap from Dec 28 to Jan 1 (4 days).
+    assert misfire_grace_seconds(trigger, CHRISTMAS) == 2 * 86_400
