@@ -75,6 +75,8 @@ def catalog(base: str, row: Catalog) -> dict[str, Any]:
         "package_count": row.package_count,
         "version_count": row.version_count,
         "target_count": row.target_count,
+        # Waldur's web UI offers CPU family/microarchitecture restrictions only where true.
+        "supports_cpu_target_restrictions": row.catalog_type == CatalogType.BINARY_RUNTIME,
     }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.integration.api.conftest import CATALOGS
+from tests.integration.api.conftest import CATALOGS, Sample
 
 
 def _create(client: TestClient, staff: dict[str, str], **fields: Any) -> dict[str, Any]:
@@ -68,3 +68,34 @@ def test_other_stack_versions_only_give_no_targets(
     arch_map = {"2023.06": ["x86_64/amd/zen2"]}
     created = _create(client, staff, metadata={"architectures_map": arch_map})
     assert client.get(f"{CATALOGS}{created['uuid']}/cpu_targets/").json() == []
+
+
+def test_every_catalog_answer_says_whether_it_supports_cpu_restrictions(
+    client: TestClient, sample: Sample, staff: dict[str, str]
+) -> None:
+    flag = "supports_cpu_target_restrictions"
+    listed = {c["name"]: c[flag] for c in client.get(CATALOGS).json()}
+    assert listed == {"EESSI": True, "Spack": False}
+    assert client.get(f"{CATALOGS}{sample.eessi.hex}/").json()[flag] is True
+    assert client.get(f"{CATALOGS}{sample.spack.hex}/").json()[flag] is False
+    assert client.get(f"{CATALOGS}{sample.eessi.hex}/?field={flag}").json() == {flag: True}
+
+    created = _create(client, staff, name="Local", catalog_type="package_manager")
+    assert created[flag] is False
+    url = f"{CATALOGS}{created['uuid']}/"
+    # Read-only: a client cannot set it, only the catalog type decides.
+    patched = client.patch(url, json={flag: True}, headers=staff).json()
+    assert patched[flag] is False
+    patched = client.patch(url, json={"catalog_type": "binary_runtime"}, headers=staff).json()
+    assert patched[flag] is True
+    put = client.put(
+        url, json={"name": "Local", "version": "1", "catalog_type": "source_package"}, headers=staff
+    ).json()
+    assert put[flag] is False
+
+
+def test_the_openapi_document_describes_it(client: TestClient) -> None:
+    schemas = client.get("/api/schema/").json()["components"]["schemas"]
+    field = schemas["CatalogOut"]["properties"]["supports_cpu_target_restrictions"]
+    assert field["type"] == "boolean" and field["readOnly"] is True
+    assert "supports_cpu_target_restrictions" in schemas["CatalogOut"]["required"]

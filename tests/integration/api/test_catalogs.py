@@ -35,6 +35,7 @@ CATALOG_FIELDS = {
     "package_count",
     "version_count",
     "target_count",
+    "supports_cpu_target_restrictions",
 }
 
 
