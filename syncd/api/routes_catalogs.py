@@ -41,6 +41,7 @@ from syncd.api.schemas import (
     Text,
     UpdateAccepted,
 )
+from syncd.api.snapshot import read_snapshot
 from syncd.api.software_queries import columns
 from syncd.db.tables import Catalog
 from syncd.discovery import discover
@@ -213,6 +214,7 @@ def import_catalog(
 def retrieve(
     request: Request, ctx: Context, session: DbSession, _reader: Reader, uuid: str
 ) -> Response:
+    read_snapshot(session)
     row = get_catalog(session, uuid)
     return json_response(select_fields(request, representation.catalog(ctx.base_url(request), row)))
 
@@ -295,4 +297,5 @@ def update_catalog(ctx: Context, session: DbSession, _staff: Staff, uuid: str) -
     summary="CPU family/microarchitecture choices of a binary runtime ([] for others)",
 )
 def cpu_targets(session: DbSession, _reader: Reader, uuid: str) -> Response:
+    read_snapshot(session)
     return json_response(representation.cpu_targets(get_catalog(session, uuid)))

@@ -113,6 +113,10 @@ class CatalogOut(BaseModel):
     package_count: int
     version_count: int
     target_count: int
+    supports_cpu_target_restrictions: bool = Field(
+        json_schema_extra={"readOnly": True},
+        description="True for a binary runtime: its versions can be restricted by CPU target",
+    )
 
 
 class NestedPackageOut(BaseModel):

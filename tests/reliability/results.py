@@ -39,6 +39,8 @@ CASES: dict[str, str] = {
     "fetch_refuses_private": "Worker's fetcher refuses private sources",
     "malformed_messages": "Malformed AMQP messages",
     "api_load": "Load: 50 API clients for 30 s during an import",
+    "torn_reads": "API reads while syncs commit (PostgreSQL): one snapshot per response",
+    "torn_reads_sqlite": "API reads while syncs commit (SQLite): one snapshot per response",
 }
 
 
