@@ -55,6 +55,10 @@ class CatalogExistsError(PermanentError):
     """An import names a (name, version, type) that already exists."""
 
 
+class StaleSnapshotError(PermanentError):
+    """Upstream served data older than the catalog holds (a stale mirror or CDN node)."""
+
+
 class LockBusyError(TransientError):
     """Another sync of the same catalog holds its lock."""
 

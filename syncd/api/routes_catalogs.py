@@ -40,6 +40,7 @@ from syncd.api.schemas import (
     ImportRequest,
     Text,
     UpdateAccepted,
+    UpdateRequest,
 )
 from syncd.api.snapshot import read_snapshot
 from syncd.api.software_queries import columns
@@ -282,10 +283,13 @@ def destroy(session: DbSession, _staff: Staff, uuid: str) -> Response:
     response_model=UpdateAccepted,
     responses={**WRITE_RESPONSES, 503: {"model": Detail, "description": "Queue unavailable"}},
     operation_id="marketplace_software_catalogs_update_catalog",
-    summary="Enqueue an update of this catalog (a request body is ignored)",
+    summary='Enqueue an update of this catalog (body optional: {"force": true})',
 )
-def update_catalog(ctx: Context, session: DbSession, _staff: Staff, uuid: str) -> Response:
-    return json_response(enqueue_update(ctx, session, uuid), status_code=202)
+def update_catalog(
+    ctx: Context, session: DbSession, _staff: Staff, uuid: str, body: UpdateRequest | None = None
+) -> Response:
+    force = body.force if body is not None else False
+    return json_response(enqueue_update(ctx, session, uuid, force=force), status_code=202)
 
 
 @head_too(router, "/{uuid}/cpu_targets/")

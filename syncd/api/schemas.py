@@ -81,6 +81,12 @@ class CatalogPatch(BaseModel):
     update_errors: Text | None = None
 
 
+FORCE_DESCRIPTION = (
+    "Accept an upstream snapshot older than the one the catalog holds; without it such a "
+    "snapshot (a stale mirror) is refused and update_errors says why"
+)
+
+
 class ImportRequest(BaseModel):
     model_config = _INPUT
 
@@ -92,6 +98,15 @@ class ImportRequest(BaseModel):
     )
     source_url: Text | None = Field(default=None, max_length=2000)
     source: Text | None = Field(default=None, max_length=2000, description="Alias of source_url")
+    force: bool = Field(default=False, description=FORCE_DESCRIPTION)
+
+
+class UpdateRequest(BaseModel):
+    """The optional body of update_catalog (Waldur's takes none; other fields are ignored)."""
+
+    model_config = _INPUT
+
+    force: bool = Field(default=False, description=FORCE_DESCRIPTION)
 
 
 class CatalogOut(BaseModel):

@@ -98,6 +98,11 @@ class Catalog(_Identified, Base):
     # update yet, so the scheduler does not pile up another (syncd/scheduler/). Scheduler
     # bookkeeping only: not part of the API representation.
     update_enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When upstream made the data this catalog holds (migration 0006; EESSI's timestamp,
+    # Spack's last_update, else the files' Last-Modified), to the second. An update whose
+    # snapshot is older is refused unless forced (syncd/service/staleness.py); NULL =
+    # unknown, nothing is refused. Not part of the API representation.
+    upstream_snapshot_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Package(_Identified, Base):

@@ -34,6 +34,7 @@ class _Target:
     catalog_type: str
     source_url: str
     validators: dict[str, Any]
+    snapshot_time: datetime | None  # when upstream made the data the catalog holds
 
 
 def now() -> datetime:
@@ -121,6 +122,7 @@ def _target_columns() -> Any:
         Catalog.catalog_type,
         Catalog.source_url,
         Catalog.upstream_validators,
+        Catalog.upstream_snapshot_at,
     )
 
 
@@ -133,6 +135,7 @@ def _to_target(row: Any) -> _Target:
         catalog_type=row.catalog_type,
         source_url=row.source_url or "",
         validators=dict(row.upstream_validators or {}),
+        snapshot_time=row.upstream_snapshot_at,
     )
 
 
