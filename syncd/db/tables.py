@@ -252,3 +252,18 @@ class MessageDelivery(Base):
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     deaths: Mapped[int] = mapped_column(Integer)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class PendingCommand(Base):
+    """A command the in-process queue of `syncd run` accepted and has not finished, by
+    message id: that queue lives in memory, so this row is what survives a stop. Written
+    before the API answers 202, deleted when the command's last attempt ended; whatever is
+    left when `syncd run` starts is queued again (syncd/pending.py, syncd/broker/embedded.py).
+    RabbitMQ keeps its own unacknowledged messages, so its deployments never write here."""
+
+    __tablename__ = "pending_command"
+
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(50))
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

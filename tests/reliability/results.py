@@ -24,6 +24,7 @@ CASES: dict[str, str] = {
     "worker_sigkill": "Worker SIGKILLed mid-import, 5 times",
     "worker_sigkill_update": "Worker SIGKILLed mid-update, 5 times",
     "poison_message": "Poison message: the worker SIGKILLed 4 times by one command",
+    "run_stop_pending": "`syncd run` stopped (SIGTERM) with accepted commands",
     "rabbitmq_restart": "RabbitMQ restarted while 500 commands are published",
     "rabbitmq_freeze": "RabbitMQ frozen (SIGSTOP) while the API publishes",
     "postgres_restart": "PostgreSQL restarted during a sync",
