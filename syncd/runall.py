@@ -59,7 +59,9 @@ def run_all(settings: Settings, host: str | None = None, port: int | None = None
         resume_pending(broker, settings.queue_name)
         if settings.scheduler_enabled:
             scheduler = scheduler_module.start_in_process(settings, engine, broker)
-        app = create_app(settings, engine=engine, broker=broker)
+        # The API builds an engine of its own: its statements are time-limited, the
+        # worker's syncs must not be.
+        app = create_app(settings, broker=broker)
         bind_host = host or settings.api_host
         bind_port = port if port is not None else settings.api_port
         log.info(

@@ -36,14 +36,15 @@ from syncd.api.schemas import (
     CpuTargetOut,
     Detail,
     DiscoverOut,
+    FilterText,
     ImportAccepted,
     ImportRequest,
-    Text,
     UpdateAccepted,
     UpdateRequest,
 )
 from syncd.api.snapshot import read_snapshot
 from syncd.api.software_queries import columns
+from syncd.db import statement_timeout
 from syncd.db.tables import Catalog
 from syncd.discovery import discover
 from syncd.domain import CatalogType
@@ -122,9 +123,9 @@ def list_catalogs(
     request: Request,
     ctx: Context,
     _reader: Reader,
-    name: Text | None = None,
-    version: Text | None = None,
-    description: Text | None = None,
+    name: FilterText | None = None,
+    version: FilterText | None = None,
+    description: FilterText | None = None,
     catalog_type: CatalogType | None = None,
     auto_update_enabled: bool | None = None,
     o: OrderParam = None,
@@ -271,7 +272,9 @@ def partial_update(
 )
 def destroy(session: DbSession, _staff: Staff, uuid: str) -> Response:
     row = get_catalog(session, uuid)
-    # ON DELETE CASCADE removes packages, versions, targets and parent links in the database.
+    # ON DELETE CASCADE removes packages, versions, targets and parent links in the database:
+    # for a whole EESSI stack that may rightly take longer than a read is allowed.
+    statement_timeout.lift(session.connection())
     session.execute(delete(Catalog).where(Catalog.id == row.id))
     session.commit()
     return Response(status_code=204)

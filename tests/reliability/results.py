@@ -36,6 +36,7 @@ CASES: dict[str, str] = {
     "api_edge_inputs": "API: hand-picked edge-case inputs",
     "api_auth": "API tokens: wrong, absent, revoked, non-staff",
     "api_body_limits": "API: oversized bodies and deeply nested JSON",
+    "api_query_cost": "API: the costliest anonymous queries",
     "api_source_url": "source_url schemes and private hosts",
     "fetch_refuses_private": "Worker's fetcher refuses private sources",
     "malformed_messages": "Malformed AMQP messages",
