@@ -31,7 +31,14 @@ from typing import Any, ClassVar
 
 import ijson
 
-from adapters.base import read_top_level, schema_error, string_list, upstream_json
+from adapters.base import (
+    no_version,
+    read_top_level,
+    schema_error,
+    string_list,
+    upstream_json,
+    version_text,
+)
 from adapters.fetch import Fetcher, FetchResult
 from syncd.config import Settings
 from syncd.domain import (
@@ -78,8 +85,8 @@ def flatten_urls(value: Any) -> list[str]:
 
 
 def _version_record(entry: dict[str, Any], package: dict[str, Any]) -> VersionRecord | None:
-    version = entry.get("version")
-    if not isinstance(version, str | int | float) or str(version) == "":
+    version = version_text(entry.get("version"))
+    if version is None:
         return None
     downloads = flatten_urls(entry.get("downloads"))
     metadata: dict[str, Any] = {"downloads": downloads}
@@ -102,7 +109,7 @@ def _version_record(entry: dict[str, Any], package: dict[str, Any]) -> VersionRe
         if category in categories
     )
     return VersionRecord(
-        version=str(version),
+        version=version,
         dependencies=string_list(package.get("dependencies")),
         metadata=metadata,
         targets=targets,
@@ -117,11 +124,14 @@ def package_record(key: str, package: Any) -> PackageRecord | None:
     if isinstance(entries, dict):
         entries = [entries]
     versions: dict[str, VersionRecord] = {}
+    left_out: list[str] = []
     for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict):
             record = _version_record(entry, package)
             if record is not None:
                 versions.setdefault(record.version, record)
+            else:
+                left_out.append(no_version(entry, "a version entry"))
     homepages = string_list(package.get("homepages"))
     summary = package.get("summary")
     return PackageRecord(
@@ -134,6 +144,7 @@ def package_record(key: str, package: Any) -> PackageRecord | None:
         versions=sorted(
             versions.values(), key=lambda v: (spack_version_key(v.version), v.version), reverse=True
         ),
+        left_out=left_out,
     )
 
 
@@ -142,7 +153,8 @@ def iter_packages(result: FetchResult, url: str) -> Iterator[PackageRecord]:
     produced = 0
     try:
         with result.open() as stream, upstream_json(url, WHAT):
-            for key, package in ijson.kvitems(stream, "packages", use_float=True):
+            # Numbers as Decimal: a version given as 2.10 keeps its text (version_text).
+            for key, package in ijson.kvitems(stream, "packages"):
                 record = package_record(key, package)
                 if record is not None:
                     produced += 1

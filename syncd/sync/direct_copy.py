@@ -173,20 +173,20 @@ def _direct_import(
                 package_id = ids[name] = package_ids.take()
                 for sort_index, (version, targets) in enumerate(versions):
                     version_id = version_ids.take()
-                    row = _version_row(name, version, sort_index)
+                    row = _version_row(name, version, sort_index, staged.sanitise)
                     put(
                         (version_id, new_uuid(), stamp, stamp, package_id, catalog_id, *row[1:]),
                         versions_out,
                     )
                     for target in targets:
-                        row = _target_row(name, version, target)
+                        row = _target_row(name, version, target, staged.sanitise)
                         target_id = target_ids.take()
                         put(
                             (target_id, new_uuid(), stamp, stamp, version_id, catalog_id, *row[3:]),
                             targets_out,
                         )
                     pending += 1 + len(targets)
-                row = _package_row(package, homepage, len(versions))
+                row = _package_row(package, homepage, len(versions), staged.sanitise)
                 put((package_id, new_uuid(), stamp, stamp, catalog_id, *row, 0), batch["package"])
                 links.extend((package_id, parent) for parent in parents)
                 pending += 1

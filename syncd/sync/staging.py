@@ -150,10 +150,10 @@ def _stage_snapshot(conn: Connection, dialect: str, snapshot: CatalogSnapshot) -
         name = package.name
         homepage, versions, parents = _keep(staged, package)
         for sort_index, (version, targets) in enumerate(versions):
-            loader.add("stage_version", _version_row(name, version, sort_index))
+            loader.add("stage_version", _version_row(name, version, sort_index, staged.sanitise))
             for target in targets:
-                loader.add("stage_target", _target_row(name, version, target))
-        loader.add("stage_package", _package_row(package, homepage, len(versions)))
+                loader.add("stage_target", _target_row(name, version, target, staged.sanitise))
+        loader.add("stage_package", _package_row(package, homepage, len(versions), staged.sanitise))
         for parent in parents:
             loader.add("stage_parent", (name, parent))
     loader.flush()
