@@ -166,18 +166,20 @@ def _kept_packages(snapshot: CatalogSnapshot, staged: _Staged) -> Iterator[Packa
         yield package
 
 
-_Kept = tuple[str | None, list[tuple[VersionRecord, list[TargetRecord]]], list[str]]
+_Kept = tuple[str | None, list[VersionRecord], list[str]]
 
 
 def _keep(staged: _Staged, package: PackageRecord) -> _Kept:
-    """One package's rows that are written (homepage, versions newest first with their
-    targets, parent names), counted into `staged`. A version's position in the list is its
-    sort_index (0 = newest): positions among the versions kept, so without gaps."""
+    """One package's rows that are written (homepage, versions newest first, each holding
+    the targets kept, parent names), counted into `staged`. A version's position in the list
+    is its sort_index (0 = newest): positions among the versions kept, so without gaps.
+    Records are copied only when something of theirs is left out or altered: a package of
+    100,000 versions is held once, not twice."""
     name = package.name
     for why in package.left_out:
         staged.skip(f"package {name!r}: {why}")
-    versions: list[tuple[VersionRecord, list[TargetRecord]]] = []
-    seen_versions: set[tuple[str, str]] = set()
+    versions: list[VersionRecord] = []
+    seen_versions: set[tuple[str, str] | str] = set()
     for version in package.versions:
         if NUL in version.version or NUL in version.module_version:
             version, fields = _without_nul(version, _VERSION_TEXT)
@@ -187,12 +189,16 @@ def _keep(staged: _Staged, package: PackageRecord) -> _Kept:
         if problem:
             staged.skip(f"package {name!r} version {version.version[:80]!r}: {problem}")
             continue
-        if version.key in seen_versions:
+        # The version string alone where there is no module_version (Spack): no key tuple
+        # per version held (a str never equals a tuple, so the two forms cannot collide).
+        key = version.key if version.module_version else version.version
+        if key in seen_versions:
             staged.duplicate(f"package {name!r} version {version.key!r}")
             continue
-        seen_versions.add(version.key)
+        seen_versions.add(key)
         targets: list[TargetRecord] = []
         seen_targets: set[tuple[str, str, str]] = set()
+        altered = False
         for target in version.targets:
             if (
                 NUL in target.target_type
@@ -200,6 +206,7 @@ def _keep(staged: _Staged, package: PackageRecord) -> _Kept:
                 or NUL in target.target_subtype
                 or NUL in target.location
             ):
+                altered = True
                 target, fields = _without_nul(target, _TARGET_TEXT)
                 for attr in fields:
                     staged.sanitise(attr, name, version.version, target.key)
@@ -212,7 +219,9 @@ def _keep(staged: _Staged, package: PackageRecord) -> _Kept:
                 continue
             seen_targets.add(target.key)
             targets.append(target)
-        versions.append((version, targets))
+        if altered or len(targets) != len(version.targets):
+            version = replace(version, targets=targets)
+        versions.append(version)
         staged.targets += len(targets)
     homepage = package.homepage
     if homepage is not None and len(homepage) > _HOMEPAGE_MAX:

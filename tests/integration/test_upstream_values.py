@@ -65,7 +65,7 @@ def test_nul_is_stored_as_fffd_and_named(engine: Engine) -> None:
     [warning] = stats.warnings
     assert warning.startswith("8 upstream values held NUL characters, stored with U+FFFD")
     assert "package 'tool' description" in warning
-    assert "package 'tool' version '1.0' metadata" in warning
+    assert "package 'tool' version '1.0' dependencies" in warning
     assert "package 'tool' version '1.0' target ('cpu', 'x86\ufffd_64', '')" in warning
     assert warning.endswith("; and 3 more.")  # five named, whatever the count
 
