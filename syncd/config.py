@@ -46,6 +46,7 @@ class Settings:
     api_threads: int = 40
     api_cache_seconds: float = 2.0
     api_statement_timeout_ms: int = 5_000
+    api_header_timeout_seconds: float = 10.0
 
     refresh_interval_seconds: int = 86_400
     tick_seconds: int = 86_400
@@ -112,6 +113,8 @@ SETTINGS_DOC: dict[str, str] = {
     "a read that takes longer is cancelled in the database and answered 503 (deleting a "
     "catalog is exempt); 0 = no limit. Text filters are capped at 200 characters and `o` at "
     "10 terms (400 past them)",
+    "api_header_timeout_seconds": "how long a client may take to send a request's headers "
+    "before the API answers 408 and closes the connection",
     "refresh_interval_seconds": "a catalog is due for auto-update when its last attempt is older",
     "tick_seconds": "scheduler tick period (ignored when tick_cron is set)",
     "tick_cron": "crontab expression (UTC) for the scheduler tick, e.g. '0 3 * * *'; read "
@@ -146,7 +149,7 @@ SETTINGS_DOC: dict[str, str] = {
 
 
 # Settings that are a number of seconds which must be positive and finite.
-POSITIVE_SECONDS = ("publish_timeout_seconds",)
+POSITIVE_SECONDS = ("publish_timeout_seconds", "api_header_timeout_seconds")
 # Whole-number settings that must not be negative.
 NON_NEGATIVE = ("retention_days", "api_statement_timeout_ms")
 # Text settings with a fixed set of values (compared case-insensitively, stored as listed).

@@ -4,9 +4,9 @@ scheme (such as the RISC-V files) is handled in one place.
 
 from __future__ import annotations
 
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
-from adapters.fetch import child_url
+from adapters.fetch import child_url, parse_source
 
 SOFTWARE_FILE = "eessi_api_metadata_software.json"
 EXTENSION_TYPES = ("python", "r", "perl", "octave", "ruby", "component")
@@ -14,7 +14,7 @@ EXTENSION_TYPES = ("python", "r", "perl", "octave", "ruby", "component")
 
 def source_files(source: str, extensions: bool) -> tuple[str, dict[str, str]]:
     """(software file URL, {extension type: URL}) for a base folder or a software file URL."""
-    path = urlsplit(source).path
+    path = parse_source(source).path  # a malformed source: PermanentError, not ValueError
     if path.endswith((".json", ".json.gz")):
         software = source
         stem = path.rsplit("/", 1)[-1]

@@ -37,7 +37,7 @@ decision and whose message says which URL, what happened and what an operator ca
 
 from adapters.fetch.fetcher import Fetcher
 from adapters.fetch.pinning import AddressRefused, PinnedBackend
-from adapters.fetch.policy import address_allowed, check_source_allowed
+from adapters.fetch.policy import address_allowed, check_source_allowed, parse_source
 from adapters.fetch.results import FetchResult, child_url, newest_last_modified
 from adapters.fetch.transport import PinnedTransport, environment_proxy_mounts
 
@@ -52,4 +52,5 @@ __all__ = [
     "child_url",
     "environment_proxy_mounts",
     "newest_last_modified",
+    "parse_source",
 ]

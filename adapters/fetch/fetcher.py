@@ -18,7 +18,7 @@ import httpx
 
 from adapters.fetch.errors import _certificate_refused, _status_error
 from adapters.fetch.pinning import AddressRefused
-from adapters.fetch.policy import check_source_allowed
+from adapters.fetch.policy import check_source_allowed, parse_source
 from adapters.fetch.results import _ABSENT_STATUSES, FetchResult, Validators, _validators_of
 from adapters.fetch.transport import PinnedTransport, environment_proxy_mounts
 from syncd.config import Settings
@@ -231,9 +231,12 @@ class Fetcher:
                 url=url,
                 status=response.status_code,
             )
-        target = urljoin(current, location)
+        try:
+            target = urljoin(current, location)
+            host = parse_source(target).hostname or ""
+        except (ValueError, PermanentError) as exc:
+            raise _bad_location(url, exc) from None
         origin = urlsplit(url).hostname or ""
-        host = urlsplit(target).hostname or ""
         allowed = {origin.lower(), *(h.lower() for h in self.settings.allowed_redirect_hosts)}
         if host.lower() not in allowed:
             raise UpstreamError(
@@ -374,6 +377,8 @@ class Fetcher:
                 f"Could not connect to {where}: {exc}. Check the source URL, network, DNS "
                 "and proxy settings."
             )
+        elif isinstance(exc, httpx.RemoteProtocolError) and "location header" in str(exc):
+            return _bad_location(url, exc)  # httpx parses a redirect's Location itself
         elif isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
             message = f"The connection to {where} broke before the whole body arrived ({exc})."
         elif isinstance(exc, httpx.DecodingError):
@@ -385,3 +390,8 @@ class Fetcher:
         else:
             message = f"Fetching {where} failed: {type(exc).__name__}: {exc}."
         return UpstreamError(message, transient=True, url=url)
+
+
+def _bad_location(url: str, exc: Exception) -> UpstreamError:
+    # A redirect to a malformed URL stays malformed: permanent, not retried.
+    return UpstreamError(f"{url} redirected to an invalid URL: {exc}", transient=False, url=url)

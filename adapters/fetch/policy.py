@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
+
+import httpx
 
 from syncd.config import Settings
 from syncd.errors import PermanentError
@@ -63,6 +65,28 @@ def _addresses(host: str) -> list[IPAddress]:
         return []
 
 
+def parse_source(url: str) -> SplitResult:
+    """`url` split into its parts; PermanentError when it is not a URL the fetcher can
+    request (unbalanced IPv6 brackets, a port that is not 1-65535, characters httpx refuses).
+    Every parse of a source goes through here, so a malformed URL is a refusal that says
+    why (a 400 in the API, a permanent failure in the worker), never a ValueError."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme.lower() in ("http", "https"):
+            httpx.URL(url)  # the client's own grammar, stricter than urlsplit's
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise PermanentError(f"Source {url!r} is refused: not a valid URL ({exc}).") from None
+    try:
+        port = parts.port  # parsed lazily: a bad port surfaces only here
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise PermanentError(
+            f"Source {url!r} is refused: not a valid URL (the port must be 1 to 65535)."
+        )
+    return parts
+
+
 def check_source_allowed(url: str, settings: Settings) -> None:
     """Refuse a source URL the worker must not fetch; raises PermanentError saying why.
 
@@ -75,7 +99,7 @@ def check_source_allowed(url: str, settings: Settings) -> None:
     go through `PinnedBackend`, which applies the same policy to the addresses it actually
     connects to (a DNS-rebinding name cannot answer differently to the two).
     """
-    parts = urlsplit(url)
+    parts = parse_source(url)
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
         raise PermanentError(

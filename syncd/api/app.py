@@ -17,7 +17,9 @@ from syncd import cache_events
 from syncd.api.cache import ResponseCache, ResponseCacheMiddleware
 from syncd.api.deps import ApiContext
 from syncd.api.errors import install_error_handlers
+from syncd.api.header_timeout import protocol_with_header_timeout
 from syncd.api.limits import BodyLimitMiddleware
+from syncd.api.methods import install_methods
 from syncd.api.operations import router as operations_router
 from syncd.api.routes_catalogs import router as catalogs_router
 from syncd.api.routes_software import router as software_router
@@ -120,14 +122,16 @@ def create_app(
         discover_cache=DiscoverCache(settings.discover_cache_seconds),
     )
     install_error_handlers(app)
+    app.include_router(catalogs_router)
+    app.include_router(software_router)
+    app.include_router(operations_router)
+    # Inside the body limit: a method the URL does not serve is refused without its body.
+    install_methods(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if cache is not None:
         # Outermost of ours: a hit skips routing, dependencies and the database.
         app.add_middleware(ResponseCacheMiddleware, cache=cache)
     app.state.response_cache = cache
-    app.include_router(catalogs_router)
-    app.include_router(software_router)
-    app.include_router(operations_router)
     _strip_validation_errors(app)
     return app
 
@@ -158,4 +162,5 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         port=port if port is not None else settings.api_port,
         log_config=None,  # uvicorn keeps our structlog handlers (see syncd.logging)
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        http=protocol_with_header_timeout(settings.api_header_timeout_seconds),
     )

@@ -7,10 +7,10 @@ FastAPI's routing, dependencies or a query. Only requests without an Authorizati
 and only 200 answers are kept; the key is method, scheme, host (links in the body are
 absolute), path and query string. The entries are bounded (least recently used go first).
 
-Every write through this process (POST, PUT, PATCH, DELETE, including the import/update
-enqueues) clears it, and so does a sync finishing in this process (`syncd run`), through
-`syncd.cache_events`. A write by another process (a separate worker) shows after at most
-SYNCD_API_CACHE_SECONDS.
+Every write through this process that succeeded (POST, PUT, PATCH, DELETE answered 2xx,
+the import/update enqueues included) clears it, and so does a sync finishing in this process
+(`syncd run`), through `syncd.cache_events`. A refused write (401, 405, 400...) does not. A
+write by another process (a separate worker) shows after at most SYNCD_API_CACHE_SECONDS.
 
 Misses are filled once: while one request computes the answer for a key, the requests for
 that key that arrive meanwhile wait for it instead of each running the same queries (when an
@@ -136,10 +136,7 @@ class ResponseCacheMiddleware:
             return
         method = scope["method"]
         if method in WRITES:
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                self.cache.clear()  # after the handler committed
+            await self._write(scope, receive, send)
             return
         key = _key(scope, method) if method in READS and _cacheable(scope["path"]) else None
         if key is None:
@@ -158,6 +155,24 @@ class ResponseCacheMiddleware:
             await send({"type": "http.response.body", "body": entry.body})
             return
         await self._fill(key, scope, receive, send)
+
+    async def _write(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run a write; clear the cache once it answered 2xx (after the handler committed).
+        A refused write (401, 403, 404, 405, 400...) changed nothing: an anonymous caller
+        must not be able to empty the cache and send every reader to the database."""
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            if 200 <= status < 300:
+                self.cache.clear()
 
     async def _fill(self, key: Key, scope: Scope, receive: Receive, send: Send) -> None:
         generation = self.cache.generation

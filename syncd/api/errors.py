@@ -106,14 +106,16 @@ def _message(error: dict[str, Any]) -> str:
         return "This field is required."
     if error.get("input", "") is None and kind.endswith("_type"):
         return "This field may not be null."
-    if kind == "string_too_short":
+    # A trimmed text field reports its length as too_short/too_long (the trim runs first).
+    text = isinstance(error.get("input"), str)
+    if kind == "string_too_short" or (kind == "too_short" and text):
         return "This field may not be blank."
     if kind == "string_too_long" and in_query:
         # A filter: django-filter's form field answers with Django's MaxLengthValidator.
         length = len(str(error.get("input", "")))
         limit = ctx.get("max_length")
         return f"Ensure this value has at most {limit} characters (it has {length})."
-    if kind == "string_too_long":
+    if kind == "string_too_long" or (kind == "too_long" and text):
         return f"Ensure this field has no more than {ctx.get('max_length')} characters."
     if kind == "enum":
         return f'"{error.get("input")}" is not a valid choice.'

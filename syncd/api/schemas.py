@@ -11,7 +11,14 @@ import math
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from syncd.domain import CatalogType
 
@@ -49,26 +56,39 @@ def _json(value: Any) -> Any:
     return value
 
 
+def _trim(value: Any) -> Any:
+    # DRF's CharField (and URLField) trims surrounding whitespace before any other check
+    # (trim_whitespace=True): "  x " is "x", and "   " is blank.
+    return value.strip() if isinstance(value, str) else value
+
+
 Text = Annotated[str, AfterValidator(_text)]
 # The longest value a text filter (a query parameter) accepts: the longest stored name (a
 # package's, 200) fits. Matching costs the database time in proportion to the value's length
 # on every row it looks at (a 2,000-character `path` took 14 s on 200,000 targets).
 MAX_FILTER_CHARS = 200
 FilterText = Annotated[str, StringConstraints(max_length=MAX_FILTER_CHARS), AfterValidator(_text)]
+
+# A request body's text field, as Waldur's serializers declare them: CharField or a subclass.
+CharField = Annotated[str, BeforeValidator(_trim), AfterValidator(_text)]
 JsonValue = Annotated[Any, AfterValidator(_json)]
 
 
 class CatalogCreate(BaseModel):
     model_config = _INPUT
 
-    name: Text = Field(min_length=1, max_length=100, description="Catalog name (e.g. EESSI, Spack)")
-    version: Text = Field(min_length=1, max_length=50, description="Catalog version (e.g. 2023.06)")
+    name: CharField = Field(
+        min_length=1, max_length=100, description="Catalog name (e.g. EESSI, Spack)"
+    )
+    version: CharField = Field(
+        min_length=1, max_length=50, description="Catalog version (e.g. 2023.06)"
+    )
     catalog_type: CatalogType = CatalogType.BINARY_RUNTIME
-    source_url: Text = Field(default="", max_length=2000)
-    description: Text = ""
+    source_url: CharField = Field(default="", max_length=2000)
+    description: CharField = ""
     metadata: JsonValue = None
     auto_update_enabled: bool = True
-    update_errors: Text = ""
+    update_errors: CharField = ""
 
 
 class CatalogPatch(BaseModel):
@@ -76,14 +96,14 @@ class CatalogPatch(BaseModel):
 
     model_config = _INPUT
 
-    name: Text | None = Field(default=None, min_length=1, max_length=100)
-    version: Text | None = Field(default=None, min_length=1, max_length=50)
+    name: CharField | None = Field(default=None, min_length=1, max_length=100)
+    version: CharField | None = Field(default=None, min_length=1, max_length=50)
     catalog_type: CatalogType | None = None
-    source_url: Text | None = Field(default=None, max_length=2000)
-    description: Text | None = None
+    source_url: CharField | None = Field(default=None, max_length=2000)
+    description: CharField | None = None
     metadata: JsonValue = None
     auto_update_enabled: bool | None = None
-    update_errors: Text | None = None
+    update_errors: CharField | None = None
 
 
 FORCE_DESCRIPTION = (
@@ -95,14 +115,16 @@ FORCE_DESCRIPTION = (
 class ImportRequest(BaseModel):
     model_config = _INPUT
 
-    name: Text = Field(
+    name: CharField = Field(
         min_length=1, max_length=100, description="A registered adapter (EESSI, Spack, ...)"
     )
-    version: Text | None = Field(
+    version: CharField | None = Field(
         default=None, max_length=50, description="Upstream version; latest if omitted"
     )
-    source_url: Text | None = Field(default=None, max_length=2000)
-    source: Text | None = Field(default=None, max_length=2000, description="Alias of source_url")
+    source_url: CharField | None = Field(default=None, max_length=2000)
+    source: CharField | None = Field(
+        default=None, max_length=2000, description="Alias of source_url"
+    )
     force: bool = Field(default=False, description=FORCE_DESCRIPTION)
 
 

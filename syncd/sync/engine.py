@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 
 import psycopg
 import structlog
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from syncd import cache_events
 from syncd.db.locks import catalog_transaction
+from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot, SyncStats
-from syncd.errors import PermanentError, SyncdError, TransientError
+from syncd.errors import PermanentError, SyncdError, TransientError, UnknownCatalogError
 from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ, _is_empty
 from syncd.sync.direct_copy import _direct_import
@@ -61,6 +62,13 @@ def sync_catalog(
     except SyncdError:
         raise
     except (DBAPIError, psycopg.Error, sqlite3.Error) as exc:
+        if _deleted_meanwhile(engine, catalog_id, exc):
+            # A DELETE committed while this sync ran (PostgreSQL checks the new rows'
+            # foreign keys only at the end of each statement): nothing to retry.
+            raise UnknownCatalogError(
+                f"The catalog (id {catalog_id}) was deleted meanwhile; the sync stopped "
+                "and wrote nothing."
+            ) from exc
         raise _database_error(catalog_id, exc) from exc
     if dialect == "sqlite" and stats.rows_written:
         _refresh_sqlite_statistics(engine, log)
@@ -89,6 +97,19 @@ def sync_catalog(
         stage_s=round(staged_at - started, 3),
     )
     return stats
+
+
+def _deleted_meanwhile(engine: Engine, catalog_id: int, exc: Exception) -> bool:
+    """Whether `exc` is a foreign key the catalog's deletion broke: an integrity error while
+    the catalog row is gone. False when that cannot be told (the database is down)."""
+    if not isinstance(exc, IntegrityError | psycopg.IntegrityError | sqlite3.IntegrityError):
+        return False
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(select(Catalog.id).where(Catalog.id == catalog_id)).first()
+    except (DBAPIError, psycopg.Error, sqlite3.Error):
+        return False
+    return found is None
 
 
 def _database_error(catalog_id: int, exc: Exception) -> SyncdError:

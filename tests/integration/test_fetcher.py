@@ -193,6 +193,16 @@ def test_redirect_to_another_host_is_refused(up: FakeUpstream) -> None:
     assert "SYNCD_ALLOWED_REDIRECT_HOSTS" in caught.value.message
 
 
+@pytest.mark.parametrize("host", ["[::1", "127.0.0.1:99999/x#"])
+def test_redirect_to_a_malformed_url_is_permanent(up: FakeUpstream, host: str) -> None:
+    up.fault(PATH, "redirect", redirect_host=host)
+    with pytest.raises(UpstreamError) as caught:
+        make_fetcher(up, allowed_redirect_hosts=["127.0.0.1"]).fetch(up.url(PATH))
+    assert not caught.value.transient, caught.value.message
+    assert "redirected to an invalid URL" in caught.value.message
+    assert len(up.requests_for(PATH)) == 1  # not retried
+
+
 def test_redirect_to_an_allowed_host_is_followed(up: FakeUpstream) -> None:
     up.fault(PATH, "redirect", times=1, redirect_host="localhost")
     result = make_fetcher(up, allowed_redirect_hosts=["localhost"]).fetch(up.url(PATH))

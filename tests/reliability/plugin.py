@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 from adapters.base import register_adapter
 from syncd.config import Settings
-from syncd.domain import CatalogInfo, CatalogSnapshot, CatalogType
+from syncd.domain import CatalogInfo, CatalogSnapshot, CatalogType, PackageRecord
 from tests.support.records import synthetic_packages
 
 ADAPTER_NAME = "RelTest"
@@ -56,9 +59,21 @@ class RelTestAdapter:
                 description=f"synthetic catalog {version} of the reliability suite",
                 source_url=source or self.default_source(),
             ),
-            packages=synthetic_packages(self.packages, versions_per_package=2, seed=7),
+            packages=_gated(synthetic_packages(self.packages, versions_per_package=2, seed=7)),
             validators={"reltest": {"version": version}},
         )
+
+
+def _gated(packages: Iterable[PackageRecord]) -> Iterator[PackageRecord]:
+    """With RELTEST_GATE=<path>: once the sync starts reading (inside its transaction),
+    touch <path>.waiting and hold the stream until <path> exists, so a test can act at
+    exactly that point."""
+    gate = os.environ.get("RELTEST_GATE")
+    if gate:
+        Path(gate + ".waiting").touch()
+        while not Path(gate).exists():
+            time.sleep(0.02)
+    yield from packages
 
 
 def register() -> None:

@@ -68,3 +68,27 @@ def test_public_addresses_are_allowed(url: str) -> None:
 def test_url_without_host_is_refused() -> None:
     with pytest.raises(PermanentError, match="no host"):
         check_source_allowed("http:///path", DEFAULT)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1/x",
+        "http://[::1]]/x",
+        "http://example.org:99999/x",
+        "http://example.org:-1/x",
+        "http://example.org:0/x",
+        "http://example.org:8o/x",
+    ],
+)
+def test_malformed_urls_are_a_permanent_refusal(url: str) -> None:
+    # Even where any address is allowed: a URL no client can request is never transient.
+    with pytest.raises(PermanentError, match="not a valid URL"):
+        check_source_allowed(url, Settings(allow_private_sources=True))
+
+
+def test_eessi_source_files_refuse_a_malformed_source() -> None:
+    from adapters.eessi.sources import source_files
+
+    with pytest.raises(PermanentError, match="not a valid URL"):
+        source_files("https://[::1/eessi/", extensions=True)
