@@ -350,8 +350,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self, record: RecordedRequest, data: bytes) -> None:
         if self.command != "HEAD":
-            self.wfile.write(data)
+            # Counted before the write: the client may have read the last byte (and the test
+            # looked at the record) before this thread runs again after the write.
             record.body_bytes += len(data)
+            self.wfile.write(data)
 
     def _simple(self, record: RecordedRequest, status: int, data: bytes, **extra: str) -> None:
         headers = {"Content-Type": "application/json", "Content-Length": str(len(data))}
