@@ -78,6 +78,7 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
             url=with_url_defaults(settings.broker_url),
             confirm_delivery=True,
             middleware=middleware,
+            max_delay_ms=settings.max_backoff_ms,
         )
     # Declared now so that publishing works before any actor is declared (StubBroker refuses
     # undeclared queues; RabbitmqBroker declares on the server at the first publish).

@@ -18,6 +18,7 @@ from syncd.cache_events import data_changed
 from syncd.db.tables import Catalog
 from syncd.errors import UnknownCatalogError
 from syncd.logging import get_logger
+from syncd.metrics import catalog_label
 from syncd.service.failures import _failed, _retry_note, describe_error
 
 log = get_logger(__name__)
@@ -169,4 +170,4 @@ def _record_failure(
 
 
 def _label(target: _Target) -> str:
-    return f"{target.name}/{target.version}"
+    return catalog_label(target.name, target.version)

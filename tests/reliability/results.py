@@ -38,6 +38,9 @@ CASES: dict[str, str] = {
     "api_source_url": "source_url schemes and private hosts",
     "fetch_refuses_private": "Worker's fetcher refuses private sources",
     "malformed_messages": "Malformed AMQP messages",
+    "message_metrics": "Hostile messages against /metrics and the delay queue",
+    "publisher_reconnect": "API publisher connection closed by RabbitMQ",
+    "source_credentials": "Credentials in a source URL",
     "api_load": "Load: 50 API clients for 30 s during an import",
 }
 
