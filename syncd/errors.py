@@ -3,15 +3,20 @@
 A transient error (network, 5xx, lock busy, database gone) is worth retrying; a permanent
 one (bad data, unknown catalog, no adapter) is not. The message is written into a catalog's
 `update_errors`, so it says what failed, where and why in words an operator can act on.
+It never shows the credentials of a URL it names (syncd.redaction): upstream errors quote
+source URLs, and their text reaches the API, the logs and `syncd import --wait`.
 """
 
 from __future__ import annotations
+
+from syncd.redaction import redact_urls
 
 
 class SyncdError(Exception):
     transient: bool = False
 
     def __init__(self, message: str) -> None:
+        message = redact_urls(message)
         super().__init__(message)
         self.message = message
 

@@ -11,7 +11,10 @@ subcommand). After it:
   worker, scheduler, run, ...) and whatever job context is bound in the current context
   (see `bind_job_context`);
 - uncaught exceptions (main thread and other threads) are logged as one JSON line too, so a
-  log collector never sees a bare traceback.
+  log collector never sees a bare traceback;
+- no line shows the credentials of a URL (`https://user:pw@host/` is written
+  `https://***@host/`, syncd.redaction): every string field, the message of a library's
+  record and the traceback text alike, whoever logged it.
 
 Job context keys (use these names so that dashboards and the README agree):
 `catalog_uuid`, `catalog_name`, `catalog_version`, `message_id`, `actor`, `tick_id`.
@@ -31,6 +34,7 @@ from typing import Any
 import structlog
 
 from syncd.config import Settings
+from syncd.redaction import redact_urls, redact_value
 
 # The process role; a module-level value (not a contextvar) because threads started by
 # dramatiq, apscheduler or uvicorn begin with an empty context and must still carry it.
@@ -73,6 +77,63 @@ def _uvicorn_access_fields(_logger: Any, _method: str, event: MutableMapping[str
     return event
 
 
+class _ThreadCapture(logging.Filter):
+    """Holds back the records of chosen loggers logged by the thread that asked for it
+    (see `held_back_logs`); every other record, and other threads' records, pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held: tuple[str, list[logging.LogRecord]] | None = getattr(_held, "value", None)
+        if held is None:
+            return True
+        prefix, records = held
+        if record.name == prefix or record.name.startswith(prefix + "."):
+            records.append(record)
+            return False
+        return True
+
+
+_held = threading.local()
+_capture_filter = _ThreadCapture()
+
+
+@contextmanager
+def held_back_logs(prefix: str) -> Iterator[list[logging.LogRecord]]:
+    """Hold back what the loggers under `prefix` log in this thread inside the block.
+
+    For a library that logs errors about a failure its caller then recovers from (pika
+    about a dead connection that a retry replaces): the caller decides afterwards whether
+    the records mean anything, and replays them (`replay_logs`) when they do.
+    """
+    records: list[logging.LogRecord] = []
+    previous = getattr(_held, "value", None)
+    _held.value = (prefix, records)
+    try:
+        yield records
+    finally:
+        _held.value = previous
+
+
+def replay_logs(records: list[logging.LogRecord]) -> None:
+    """Log records held back by `held_back_logs` after all (outside its block)."""
+    for record in list(records):
+        logging.getLogger(record.name).handle(record)
+
+
+def _redact_credentials(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
+    """Hide URL credentials in every string field (the traceback is one by now).
+
+    Last before the renderer, so that nothing added later can bring a credential back; cheap
+    for the common line without "://" and "@" (see redact_urls).
+    """
+    for key, value in event.items():
+        if isinstance(value, str):
+            if "@" in value and "://" in value:  # redact_urls' own test, without the call
+                event[key] = redact_urls(value)
+        elif isinstance(value, list | tuple | dict):
+            event[key] = redact_value(value)
+    return event
+
+
 def _json_default(value: Any) -> Any:
     """Values json cannot encode: ISO dates, plain strings for UUIDs, paths, enums, ...
     (structlog's own fallback writes repr(), e.g. "UUID('...')", which no query matches)."""
@@ -112,14 +173,17 @@ def configure_logging(settings: Settings, role: str) -> None:
         _add_role,
     ]
     renderer: structlog.typing.Processor
-    final: list[structlog.typing.Processor]
     if as_json:
         renderer = structlog.processors.JSONRenderer(default=_json_default)
-        # JSON needs the traceback as a string field; the console renderer prints it itself.
-        final = [structlog.processors.format_exc_info, renderer]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-        final = [renderer]
+    # The traceback as a string field, so that its URLs are redacted too (the console
+    # renderer prints such a field as it is, plain instead of pretty).
+    final: list[structlog.typing.Processor] = [
+        structlog.processors.format_exc_info,
+        _redact_credentials,
+        renderer,
+    ]
 
     structlog.configure(
         processors=[
@@ -148,6 +212,7 @@ def configure_logging(settings: Settings, role: str) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(_capture_filter)
 
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -75,10 +75,20 @@ SCRAPE_ERRORS = Counter(
 )
 
 
+# The `catalog` label of a failure before any catalog row exists (a rejected message, an
+# unknown adapter or uuid): the names a message carries are a producer's arbitrary strings,
+# and one series each would grow without bound.
+UNKNOWN_CATALOG = ""
+
+
 def catalog_label(name: str, version: str | None) -> str:
     """The value of every `catalog` label: "<name>/<version>", e.g. "EESSI/2023.06".
 
     Readable on a dashboard and the same in every process; an import whose version is not
-    known yet (latest) is "<name>" alone until the adapter names it.
+    known yet (latest) is "<name>" alone until the adapter names it. Only ever made from a
+    catalog row (a known catalog), never from a message's words (UNKNOWN_CATALOG then).
+    Text the exposition cannot encode (a lone surrogate) is escaped: one such series would
+    make every later scrape of /metrics fail.
     """
-    return f"{name}/{version}" if version else name
+    label = f"{name}/{version}" if version else name
+    return label.encode("utf-8", "backslashreplace").decode("utf-8")

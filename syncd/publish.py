@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -40,6 +41,10 @@ ENVELOPE_FIELDS = (
     "message_timestamp",
 )
 
+# Clocks of the process that retried a message and of the one taking it from the delay
+# queue may differ a little; an eta this much beyond the longest backoff is still accepted.
+ETA_CLOCK_SKEW_MS = 60_000
+
 # 2001-09-09 in milliseconds: a smaller message_timestamp is almost surely in seconds.
 MIN_TIMESTAMP_MS = 1_000_000_000_000
 
@@ -66,6 +71,9 @@ def _text(max_length: int, *, nullable: bool) -> Callable[[Any], str | None]:
             return f"must be a string{' or null' if nullable else ''}, not {_json_type(value)}"
         if not _NON_BLANK.search(value):  # the schema's "pattern": "\\S"
             return "must not be empty or blank"
+        problem = _unstorable(value)
+        if problem:
+            return problem
         if len(value) > max_length:
             return f"is {len(value)} characters long; the limit is {max_length}"
         return None
@@ -75,6 +83,18 @@ def _text(max_length: int, *, nullable: bool) -> Callable[[Any], str | None]:
 
 def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else f"must be true or false, not {_json_type(value)}"
+
+
+def _unstorable(value: str) -> str | None:
+    """Why PostgreSQL, a log line or a metric label cannot take `value` (the API refuses the
+    same: syncd.api.schemas): a lone surrogate is no Unicode text, NUL no PostgreSQL text."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (invalid Unicode)"
+    return None
 
 
 def _catalog_uuid(value: Any) -> str | None:
@@ -149,12 +169,13 @@ def check_kwargs(actor_name: str, kwargs: Mapping[str, Any]) -> None:
             raise InvalidMessageError(f"{actor_name} kwarg {key!r} {problem}")
 
 
-def check_envelope(fields: Any, *, queue_name: str) -> None:
+def check_envelope(fields: Any, *, queue_name: str, max_delay_ms: int | None = None) -> None:
     """Raise InvalidMessageError unless `fields` is an envelope the worker can run.
 
     `queue_name` is the queue the message was delivered from: a message whose queue_name
     names another queue would confuse Dramatiq's bookkeeping (it acks through the consumer of
-    the queue the message names).
+    the queue the message names). `max_delay_ms`: the longest retry backoff
+    (SYNCD_MAX_BACKOFF_MS); an eta further ahead is refused (None: not checked).
     """
     if not isinstance(fields, dict):
         raise InvalidMessageError(f"the body is {_json_type(fields)}, not a JSON object")
@@ -183,12 +204,13 @@ def check_envelope(fields: Any, *, queue_name: str) -> None:
             raise InvalidMessageError(f"option {key!r} is not accepted (allowed: {allowed})")
         if not check_option(value):
             raise InvalidMessageError(f"option {key!r} has a wrong type")
-    if "eta" in fields["options"] and queue_name != dq_name(queue_name):
-        # A producer's eta would make the worker hold the delivery unacked until then.
-        raise InvalidMessageError("option 'eta' is only for Dramatiq's delay queue")
+    if "eta" in fields["options"]:
+        _check_eta(fields["options"]["eta"], queue_name, max_delay_ms)
     message_id = fields["message_id"]
     if not isinstance(message_id, str) or not 1 <= len(message_id) <= 200:
         raise InvalidMessageError("message_id must be a string of 1 to 200 characters")
+    if _unstorable(message_id):
+        raise InvalidMessageError(f"message_id {_unstorable(message_id)}")
     timestamp = fields["message_timestamp"]
     if not _is_int(timestamp):
         raise InvalidMessageError("message_timestamp must be an integer (milliseconds)")
@@ -199,12 +221,31 @@ def check_envelope(fields: Any, *, queue_name: str) -> None:
     check_kwargs(fields["actor_name"], fields["kwargs"])
 
 
+def _check_eta(eta: int, queue_name: str, max_delay_ms: int | None) -> None:
+    """A worker holds a delayed message unacked until its eta: only Dramatiq's own retries,
+    on the delay queue and no further ahead than the retry policy's longest backoff (else
+    RabbitMQ takes the delivery back every consumer_timeout and redelivers it, for ever)."""
+    if queue_name != dq_name(queue_name):
+        raise InvalidMessageError("option 'eta' is only for Dramatiq's delay queue")
+    if max_delay_ms is None:
+        return
+    ahead_ms = int(eta) - int(time.time() * 1000)
+    if ahead_ms > max_delay_ms + ETA_CLOCK_SKEW_MS:
+        raise InvalidMessageError(
+            f"option 'eta' is {ahead_ms / 1000:.0f} s in the future; a retry waits at most "
+            f"{max_delay_ms / 1000:g} s (the longest backoff, SYNCD_MAX_BACKOFF_MS)"
+        )
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def decode_message(body: bytes, *, queue_name: str) -> dramatiq.Message[Any]:
-    """The Dramatiq message in `body`, or InvalidMessageError saying why it cannot run."""
+def decode_message(
+    body: bytes, *, queue_name: str, max_delay_ms: int | None = None
+) -> dramatiq.Message[Any]:
+    """The Dramatiq message in `body`, or InvalidMessageError saying why it cannot run
+    (`max_delay_ms`: see check_envelope)."""
     if len(body) > MAX_MESSAGE_BYTES:
         raise InvalidMessageError(
             f"the body is {len(body)} bytes; the limit is {MAX_MESSAGE_BYTES}"
@@ -217,7 +258,7 @@ def decode_message(body: bytes, *, queue_name: str) -> dramatiq.Message[Any]:
         raise InvalidMessageError(f"the body is not JSON ({exc})") from None
     except RecursionError:  # deeply nested arrays: must not escape into the consumer loop
         raise InvalidMessageError("the body nests JSON too deeply") from None
-    check_envelope(fields, queue_name=queue_name)
+    check_envelope(fields, queue_name=queue_name, max_delay_ms=max_delay_ms)
     fields["args"] = ()
     fields["message_timestamp"] = int(fields["message_timestamp"])
     return dramatiq.Message(**fields)

@@ -49,6 +49,7 @@ from syncd.logging import get_logger
 from syncd.metrics import DEAD_LETTERS, QUEUE_DEPTH
 from syncd.metrics_server import start_metrics_server
 from syncd.outcomes import record_outcome
+from syncd.redaction import redact_urls
 
 log = get_logger(__name__)
 
@@ -129,7 +130,8 @@ def _run(
         # The service already logged the failure and wrote update_errors.
         # Short texts: Dramatiq stores the traceback in a retried message's options, and the
         # contract caps a message at 256 KiB.
-        text = f"{type(exc).__name__}: {str(exc)[:MAX_REASON_CHARS]}"
+        # Redacted: the text is logged by Dramatiq and kept in the retried message's options.
+        text = redact_urls(f"{type(exc).__name__}: {str(exc)[:MAX_REASON_CHARS]}")
         transient = service.is_transient(exc)
         if outcome is not None:
             reason = exc.message if isinstance(exc, SyncdError) else text

@@ -22,6 +22,7 @@ from syncd.discovery import latest_version
 from syncd.domain import CatalogType
 from syncd.errors import PermanentError, TransientError
 from syncd.publish import publish_import, publish_update
+from syncd.redaction import keep_stored_credentials
 
 
 def get_catalog(session: Session, text: str) -> Catalog:
@@ -71,6 +72,9 @@ def _reject_nulls(body: BaseModel) -> None:
 def apply_fields(row: Catalog, body: BaseModel, settings: Settings) -> None:
     _reject_nulls(body)
     values = {field: getattr(body, field) for field in body.model_fields_set}
+    if values.get("source_url") and row.source_url:
+        # A client that read the catalog (credentials shown as ***) and writes it back.
+        values["source_url"] = keep_stored_credentials(values["source_url"], row.source_url)
     check_source(values.get("source_url"), settings)
     for field, value in values.items():
         if field == "metadata":

@@ -13,6 +13,7 @@ from typing import Any
 from adapters.eessi import split_cpu_arch
 from syncd.db.tables import Catalog, Package, Target, Version
 from syncd.domain import CatalogType
+from syncd.redaction import redact_urls
 
 CATALOGS = "/api/marketplace-software-catalogs/"
 PACKAGES = "/api/marketplace-software-packages/"
@@ -65,13 +66,14 @@ def catalog(base: str, row: Catalog) -> dict[str, Any]:
         "version": row.version,
         "catalog_type": row.catalog_type,
         "catalog_type_display": type_display(row.catalog_type),
-        "source_url": row.source_url,
+        # Stored with its credentials (the worker needs them), shown without (syncd.redaction).
+        "source_url": redact_urls(row.source_url),
         "description": row.description,
         "metadata": row.metadata_,
         "auto_update_enabled": row.auto_update_enabled,
         "last_update_attempt": iso_datetime(row.last_update_attempt),
         "last_successful_update": iso_datetime(row.last_successful_update),
-        "update_errors": row.update_errors,
+        "update_errors": redact_urls(row.update_errors),
         "package_count": row.package_count,
         "version_count": row.version_count,
         "target_count": row.target_count,

@@ -85,6 +85,7 @@ def make_broker(settings: Settings, *, engine: Engine | None = None) -> dramatiq
             url=with_url_defaults(settings.broker_url),
             confirm_delivery=True,
             middleware=build_middleware(settings),
+            max_delay_ms=settings.max_backoff_ms,
         )
     # Declared now so that publishing works before any actor is declared (StubBroker refuses
     # undeclared queues; RabbitmqBroker declares on the server at the first publish).

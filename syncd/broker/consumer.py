@@ -17,8 +17,8 @@ from dramatiq.errors import ConnectionClosed
 
 from syncd.errors import InvalidMessageError
 from syncd.logging import get_logger
-from syncd.metrics import COMMANDS_FAILED
-from syncd.publish import decode_message
+from syncd.metrics import COMMANDS_FAILED, UNKNOWN_CATALOG
+from syncd.publish import ACTOR_KWARGS, decode_message
 
 log = get_logger(__name__)
 
@@ -50,7 +50,11 @@ class ValidatingConsumer(_RabbitmqConsumer):
             raise ConnectionClosed(e) from None
 
         try:
-            message = decode_message(body, queue_name=self.queue_name)
+            message = decode_message(
+                body,
+                queue_name=self.queue_name,
+                max_delay_ms=getattr(self.broker, "max_delay_ms", None),
+            )
         except InvalidMessageError as exc:
             self._reject(method, properties, body, exc.message)
             return None
@@ -92,8 +96,13 @@ def log_rejected(
         message_id=message_id,
         **fields,
     )
+    # Labels from a fixed set only: a producer's arbitrary actor names would each make a
+    # series (and a lone surrogate in one would break every later /metrics scrape).
     COMMANDS_FAILED.labels(
-        actor=actor or "unknown", catalog="", error=error, will_retry="false"
+        actor=actor if actor in ACTOR_KWARGS else "unknown",
+        catalog=UNKNOWN_CATALOG,
+        error=error,
+        will_retry="false",
     ).inc()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import math
 import time
 from typing import Any
@@ -17,7 +18,10 @@ import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 
 from syncd.broker.consumer import ValidatingConsumer
+from syncd.logging import get_logger, held_back_logs, replay_logs
 from syncd.publish import PublishTimeout
+
+log = get_logger(__name__)
 
 
 class SyncdRabbitmqBroker(RabbitmqBroker):
@@ -41,9 +45,44 @@ class SyncdRabbitmqBroker(RabbitmqBroker):
     for the dead peer too, so the socket is aborted instead.
     """
 
+    def __init__(self, *, max_delay_ms: int | None = None, **kwargs: Any) -> None:
+        """`max_delay_ms`: the longest retry backoff; its consumers refuse a message whose
+        eta lies further ahead (see syncd.publish.check_envelope)."""
+        super().__init__(**kwargs)
+        self.max_delay_ms = max_delay_ms
+
     @property
     def consumer_class(self) -> type[_RabbitmqConsumer]:
         return ValidatingConsumer
+
+    def enqueue(
+        self, message: dramatiq.Message[Any], *, delay: int | None = None
+    ) -> dramatiq.Message[Any]:
+        """Dramatiq's enqueue, without false alarms when the connection was dead.
+
+        A thread's connection that sat idle may have been closed by RabbitMQ (missed
+        heartbeats, an operator, a restart); the publish on it fails, pika logs ERROR lines
+        with tracebacks, and Dramatiq retries on a new connection. When that retry succeeds
+        nothing failed: one INFO line says so. pika's lines are replayed when the publish
+        fails after all, or when they were about something else than a reconnect.
+        """
+        before = getattr(self.state, "connection", None)
+        held: list[logging.LogRecord] = []
+        try:
+            with held_back_logs("pika") as held:
+                result = super().enqueue(message, delay=delay)
+        except BaseException:
+            replay_logs(held)  # outside the block, which would hold them back again
+            raise
+        reconnected = before is not None and getattr(self.state, "connection", None) is not before
+        if reconnected:
+            # pika's first error, without the socket details and the traceback it appends.
+            errors = [r.getMessage() for r in held if r.levelno >= logging.ERROR]
+            cause = errors[0].splitlines()[0].split("; ")[0] if errors else "connection closed"
+            log.info("publisher_reconnected", queue=message.queue_name, cause=cause)
+        else:
+            replay_logs(held)
+        return result
 
     def enqueue_within(
         self, message: dramatiq.Message[Any], timeout: float

@@ -19,6 +19,7 @@ from syncd.db.tables import Catalog
 from syncd.domain import SyncStats
 from syncd.errors import UnknownCatalogError
 from syncd.logging import get_logger
+from syncd.metrics import catalog_label
 from syncd.service.failures import _failed, _retry_note, describe_error, describe_warnings
 
 log = get_logger(__name__)
@@ -175,4 +176,4 @@ def _record_failure(
 
 
 def _label(target: _Target) -> str:
-    return f"{target.name}/{target.version}"
+    return catalog_label(target.name, target.version)

@@ -13,6 +13,7 @@ from syncd import metrics
 from syncd.domain import SyncStats
 from syncd.errors import SyncdError
 from syncd.logging import get_logger
+from syncd.redaction import redact_urls
 
 log = get_logger(__name__)
 
@@ -47,7 +48,8 @@ def describe_error(exc: BaseException, stage: str) -> str:
         text = f"{_STAGES[stage]} failed: database error {type(exc.orig).__name__}: {detail}"
     else:
         text = f"{_STAGES[stage]} failed: {type(exc).__name__}: {exc or 'no detail'}"
-    return text[:MAX_ERROR_CHARS]
+    # SyncdError texts are redacted when made; a library's exception may quote a source URL.
+    return redact_urls(text)[:MAX_ERROR_CHARS]
 
 
 def describe_warnings(stats: SyncStats | None) -> str:
@@ -70,13 +72,12 @@ _STAGES = {
 }
 
 
-def _failed_before_marking(
-    exc: BaseException, actor: str, label: str, stage: str, will_retry: bool
-) -> None:
+def _failed_before_marking(exc: BaseException, actor: str, stage: str, will_retry: bool) -> None:
     """A command that failed before it had a catalog row: counted as received here (the
-    normal path counts it once the row is marked), so that failed never exceeds received."""
-    metrics.COMMANDS_RECEIVED.labels(actor=actor, catalog=label).inc()
-    _failed(exc, actor, label, stage, will_retry)
+    normal path counts it once the row is marked), so that failed never exceeds received.
+    Its catalog label is UNKNOWN_CATALOG: without a row, the names are only the message's."""
+    metrics.COMMANDS_RECEIVED.labels(actor=actor, catalog=metrics.UNKNOWN_CATALOG).inc()
+    _failed(exc, actor, metrics.UNKNOWN_CATALOG, stage, will_retry)
 
 
 def _failed(

@@ -73,9 +73,7 @@ def import_catalog(
             )  # fmt: skip
         except BaseException as exc:
             if target is None:  # no row to write to: the log line is all there is
-                _failed_before_marking(
-                    exc, ACTOR_IMPORT, metrics.catalog_label(name, version), stage, will_retry
-                )
+                _failed_before_marking(exc, ACTOR_IMPORT, stage, will_retry)
             raise
 
 

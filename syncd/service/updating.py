@@ -56,5 +56,5 @@ def update_catalog(
             raise
         except BaseException as exc:
             if target is None:
-                _failed_before_marking(exc, ACTOR_UPDATE, catalog_uuid, "mark", will_retry)
+                _failed_before_marking(exc, ACTOR_UPDATE, "mark", will_retry)
             raise

@@ -36,6 +36,21 @@ try:
     raise ValueError("boom")
 except ValueError:
     log.exception("failed")
+url = "https://mirror-user:pa55word@mirror.example/eessi/"
+log.info("with_url", source=url, nested={"urls": [url]})
+logging.getLogger("httpx").warning("HTTP Request: GET %s", url)
+try:
+    raise RuntimeError(f"cannot fetch {url}")
+except RuntimeError:
+    log.exception("failed_url")
+from syncd.logging import held_back_logs, replay_logs
+with held_back_logs("pika") as held:
+    logging.getLogger("pika.adapters.utils").error("held back")
+    logging.getLogger("syncd.other").warning("not held")
+logging.getLogger("pika.adapters.utils").error("after the block")
+with held_back_logs("pika") as replayed:
+    logging.getLogger("pika.connection").error("replayed")
+replay_logs(replayed)
 thread = threading.Thread(target=lambda: 1 / 0, name="doomed")
 thread.start()
 thread.join()
@@ -105,3 +120,22 @@ def test_exceptions_are_one_line_each() -> None:
     crash = events["uncaught_exception_in_thread"]
     assert crash["thread_name"] == "doomed"
     assert "ZeroDivisionError" in crash["exception"]
+
+
+def test_no_line_shows_url_credentials() -> None:
+    lines, _ = _run()
+    events = _by_event(lines)
+    shown = "https://***@mirror.example/eessi/"
+    assert events["with_url"]["source"] == shown
+    assert events["with_url"]["nested"] == {"urls": [shown]}
+    assert events[f"HTTP Request: GET {shown}"]["logger"] == "httpx"
+    assert shown in events["failed_url"]["exception"]
+    assert not [line for line in lines if "pa55word" in json.dumps(line)]
+
+
+def test_held_back_logs_are_dropped_unless_replayed() -> None:
+    events = _by_event(_run()[0])
+    assert "held back" not in events
+    assert events["not held"]["logger"] == "syncd.other"  # other loggers pass
+    assert events["after the block"]["level"] == "error"
+    assert events["replayed"]["logger"] == "pika.connection"

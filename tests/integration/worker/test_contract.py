@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,41 @@ def test_worker_refuses_what_the_schema_cannot_know() -> None:
     # On the delay queue, Dramatiq's own eta is fine.
     delayed = dict(example, queue_name="syncd.DQ", options={"eta": 1795761600000, "retries": 1})
     decode_message(json.dumps(delayed).encode(), queue_name="syncd.DQ")
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("version", "\ud800x"),
+        ("name", "EE\udfffSSI"),
+        ("source", "https://x/\x00"),
+        ("id", "\ud800"),
+    ],
+)
+def test_lone_surrogates_and_nul_are_refused(where: str, value: str) -> None:
+    fields = build_message(QUEUE, "import_catalog", {"name": "EESSI"}).asdict()
+    fields["args"] = []
+    if where == "id":
+        fields["message_id"] = value
+    else:
+        fields["kwargs"][where] = value
+    body = json.dumps(fields).encode()  # valid JSON: the surrogate travels as \ud800
+    with pytest.raises(InvalidMessageError, match=r"surrogate|NUL"):
+        decode_message(body, queue_name=QUEUE)
+
+
+def test_an_eta_beyond_the_longest_backoff_is_refused() -> None:
+    example = doc_examples()[0]
+    now = int(time.time() * 1000)
+    limit = Settings().max_backoff_ms
+
+    def delayed(eta: int) -> bytes:
+        fields = dict(example, queue_name="syncd.DQ", options={"eta": eta, "retries": 1})
+        return json.dumps(fields).encode()
+
+    decode_message(delayed(now + limit), queue_name="syncd.DQ", max_delay_ms=limit)
+    with pytest.raises(InvalidMessageError, match="'eta' is 86400 s in the future"):
+        decode_message(delayed(now + 86_400_000), queue_name="syncd.DQ", max_delay_ms=limit)
 
 
 @pytest.mark.parametrize(

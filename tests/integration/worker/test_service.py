@@ -279,7 +279,8 @@ def test_a_command_failing_before_its_row_exists_is_counted_as_received(
     engine: Engine, fake: FakeAdapter
 ) -> None:
     """Failed never exceeds received: an import whose fetch of the latest version fails (no
-    row yet) and an update of an unknown catalog are counted on both, under the same label."""
+    row yet) and an update of an unknown catalog are counted on both, under the same label:
+    the empty one (no catalog row, so no catalog name that is more than a message's words)."""
 
     def counts(actor: str, label: str) -> tuple[float, float]:
         received = metrics.COMMANDS_RECEIVED.labels(actor=actor, catalog=label)
@@ -294,10 +295,10 @@ def test_a_command_failing_before_its_row_exists_is_counted_as_received(
 
     unknown = "0" * 32
     cases = [
-        ("import_catalog", "Fake", lambda: run_import(engine, unreachable)),
+        ("import_catalog", metrics.UNKNOWN_CATALOG, lambda: run_import(engine, unreachable)),
         (
             "update_catalog",
-            unknown,
+            metrics.UNKNOWN_CATALOG,
             lambda: service.update_catalog(engine, {"Fake": fake}, None, catalog_uuid=unknown),
         ),
     ]
