@@ -55,6 +55,10 @@ class CatalogExistsError(PermanentError):
     """An import names a (name, version, type) that already exists."""
 
 
+class VersionNotOfferedError(PermanentError):
+    """An import names a version its upstream does not offer (no catalog is created)."""
+
+
 class LockBusyError(TransientError):
     """Another sync of the same catalog holds its lock."""
 

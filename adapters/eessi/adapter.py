@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from adapters.base import schema_error
-from adapters.eessi.parse import WHAT, _names, iter_stack_packages, read_header
+from adapters.eessi.parse import _names, iter_stack_packages, read_header
 from adapters.eessi.sources import source_files
 from adapters.fetch import Fetcher, FetchResult
 from syncd.config import Settings
 from syncd.domain import CatalogInfo, CatalogSnapshot, CatalogType
+from syncd.errors import VersionNotOfferedError
 
 
 class EessiAdapter:
@@ -51,10 +51,8 @@ class EessiAdapter:
             stack = version or (header.stacks[0] if header.stacks else None)
             if stack is None or stack not in header.stacks:
                 offered = ", ".join(header.stacks) or "none"
-                raise schema_error(
-                    software_url,
-                    WHAT,
-                    f"it has no EESSI stack version {stack!r} (it offers: {offered})",
+                raise VersionNotOfferedError(
+                    f"{software_url} has no EESSI stack version {stack!r} (it offers: {offered})"
                 )
             present = {t: (results[u], u) for t, u in ext_urls.items() if not results[u].absent}
             for ext_result, ext_url in present.values():

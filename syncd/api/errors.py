@@ -6,6 +6,7 @@ own 422 validation errors are translated here into DRF-style 400s.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,6 +68,20 @@ RETRY_AFTER_SECONDS = "5"
 
 def unavailable(message: str) -> ApiError:
     return ApiError(503, {"detail": message}, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+# SQLite has one writer at a time. A write waits for the lock (busy_timeout, 30 s: see
+# syncd/db/engine.py), and a sync holds it only for its set-based diff (seconds for a full
+# catalog), so this answer means a sync's diff outlasted that wait: contention, not an outage.
+SQLITE_BUSY = (
+    "The database is busy: a catalog sync holds SQLite's write lock. Nothing was changed; "
+    "try again shortly."
+)
+
+
+def _is_sqlite_lock_wait(exc: Exception) -> bool:
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
 
 
 def _message(error: dict[str, Any]) -> str:
@@ -148,6 +163,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
         # A database that refuses connections is an outage, not a bug: say so as the broker
         # case does (503 + Retry-After) and log one line instead of a traceback per request.
+        if _is_sqlite_lock_wait(exc):
+            structlog.get_logger("syncd.api").warning("database_busy", path=request.url.path)
+            return JSONResponse(
+                {"detail": SQLITE_BUSY},
+                status_code=503,
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
         structlog.get_logger("syncd.api").warning(
             "database_unavailable", path=request.url.path, error=str(exc).splitlines()[0]
         )

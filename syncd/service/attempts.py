@@ -34,6 +34,9 @@ class _Target:
     catalog_type: str
     source_url: str
     validators: dict[str, Any]
+    # The fields an operator may also edit, as read here, before the fetch: the sync keeps
+    # any of them that differs from this when it commits (an operator's edit meanwhile).
+    operator_fields: dict[str, Any]
 
 
 def now() -> datetime:
@@ -121,6 +124,8 @@ def _target_columns() -> Any:
         Catalog.catalog_type,
         Catalog.source_url,
         Catalog.upstream_validators,
+        Catalog.description,
+        Catalog.metadata_.label("catalog_metadata"),
     )
 
 
@@ -133,6 +138,12 @@ def _to_target(row: Any) -> _Target:
         catalog_type=row.catalog_type,
         source_url=row.source_url or "",
         validators=dict(row.upstream_validators or {}),
+        operator_fields={
+            "description": row.description,
+            "source_url": row.source_url,
+            "metadata": row.catalog_metadata,
+            "version": row.version,
+        },
     )
 
 

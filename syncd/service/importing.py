@@ -16,6 +16,7 @@ from syncd import metrics
 from syncd.logging import bind_job_context, get_logger
 from syncd.service.attempts import _create_or_mark, _label, _Target
 from syncd.service.failures import _failed_before_marking
+from syncd.service.offered import _fetch_if_new
 from syncd.service.resolving import find_adapter, latest_version
 from syncd.service.running import CommandResult, _attempt
 
@@ -50,17 +51,21 @@ def import_catalog(
         )
         target: _Target | None = None
         stage = "resolve"
+        prefetched = None
         try:
             adapter = find_adapter(adapters, name)
             if version is None:
                 stage = "discover"
                 version = latest_version(adapter, fetcher, source)
+            else:
+                stage = "fetch"
+                prefetched = _fetch_if_new(engine, adapter, fetcher, version, source)
             stage = "mark"
             target, created = _create_or_mark(engine, adapter, version, source)
             metrics.COMMANDS_RECEIVED.labels(actor=ACTOR_IMPORT, catalog=_label(target)).inc()
             return _attempt(
                 engine, adapter, fetcher, target, ACTOR_IMPORT, source or target.source_url,
-                created=created, started=started, will_retry=will_retry,
+                created=created, started=started, will_retry=will_retry, prefetched=prefetched,
             )  # fmt: skip
         except BaseException as exc:
             if target is None:  # no row to write to: the log line is all there is

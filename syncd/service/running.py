@@ -46,31 +46,21 @@ def _attempt(
     created: bool,
     started: float,
     will_retry: bool,
+    prefetched: CatalogSnapshot | None = None,
 ) -> CommandResult:
+    """`prefetched`: the snapshot, when the caller fetched it already (see offered.py)."""
     label = _label(target)
     stage = "fetch"
     with bind_job_context(
         catalog_uuid=target.uuid, catalog_name=target.name, catalog_version=target.version
     ):
         try:
-            log.info("fetch_started", adapter=adapter.name, source=source or "default")
-            fetch_started = time.monotonic()
-            bytes_before = _bytes_downloaded(fetcher)
-            snapshot: CatalogSnapshot | None = adapter.fetch_snapshot(
-                fetcher,
-                version=target.version,
-                source=source or None,
-                validators=target.validators,
-            )
-            fetch_seconds = round(time.monotonic() - fetch_started, 3)
-            stats: SyncStats | None = None
-            if snapshot is None:
-                log.info("upstream_not_modified", seconds=fetch_seconds)
-                metrics.UPSTREAM_NOT_MODIFIED.labels(adapter=adapter.name).inc()
+            if prefetched is None:
+                snapshot = _fetch(adapter, fetcher, target.version, source, target.validators)
             else:
-                fetched = _bytes_downloaded(fetcher) - bytes_before
-                log.info("fetch_finished", seconds=fetch_seconds, bytes=fetched)
-                metrics.UPSTREAM_BYTES.labels(adapter=adapter.name).inc(fetched)
+                snapshot = prefetched
+            stats: SyncStats | None = None
+            if snapshot is not None:
                 stage = "sync"
                 stats = _sync(engine, target, snapshot)
             stage = "finish"
@@ -102,12 +92,33 @@ def _attempt(
         )
 
 
+def _fetch(
+    adapter: Any, fetcher: Any, version: str, source: str, validators: dict[str, Any]
+) -> CatalogSnapshot | None:
+    """The adapter's snapshot (None: upstream answered "not modified"), logged and counted."""
+    log.info("fetch_started", adapter=adapter.name, source=source or "default")
+    fetch_started = time.monotonic()
+    bytes_before = _bytes_downloaded(fetcher)
+    snapshot: CatalogSnapshot | None = adapter.fetch_snapshot(
+        fetcher, version=version, source=source or None, validators=validators
+    )
+    fetch_seconds = round(time.monotonic() - fetch_started, 3)
+    if snapshot is None:
+        log.info("upstream_not_modified", seconds=fetch_seconds)
+        metrics.UPSTREAM_NOT_MODIFIED.labels(adapter=adapter.name).inc()
+    else:
+        fetched = _bytes_downloaded(fetcher) - bytes_before
+        log.info("fetch_finished", seconds=fetch_seconds, bytes=fetched)
+        metrics.UPSTREAM_BYTES.labels(adapter=adapter.name).inc(fetched)
+    return snapshot
+
+
 def _sync(engine: Engine, target: _Target, snapshot: CatalogSnapshot) -> SyncStats:
     # Imported here: the sync engine is heavy and only the worker needs it. It logs
     # "sync_finished" and records SYNC_DURATION / ROWS_WRITTEN itself.
     from syncd.sync import sync_catalog
 
-    return sync_catalog(engine, target.id, snapshot)
+    return sync_catalog(engine, target.id, snapshot, baseline=target.operator_fields)
 
 
 def _bytes_downloaded(fetcher: Any) -> int:

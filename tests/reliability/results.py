@@ -39,6 +39,9 @@ CASES: dict[str, str] = {
     "fetch_refuses_private": "Worker's fetcher refuses private sources",
     "malformed_messages": "Malformed AMQP messages",
     "api_load": "Load: 50 API clients for 30 s during an import",
+    "operator_edit_during_sync": "An operator's PATCH while a sync of the same catalog runs",
+    "import_unknown_version": "import_catalog of a version upstream does not offer",
+    "sqlite_writes_during_sync": "SQLite: an unrelated PATCH during a full EESSI import",
 }
 
 
