@@ -12,6 +12,7 @@ import gzip
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -62,6 +63,9 @@ class Adapter(Protocol):
         `snapshot.catalog.version` is upstream's own label of the data; an upstream that
         keeps only its latest data (Spack) returns that whatever `version` asked for, so
         callers compare the two. `snapshot.validators` is `{url: {...}}` for every file.
+        `snapshot.catalog.snapshot_time` is when upstream made the data, if the data says
+        (`upstream_time` reads an ISO 8601 stamp); None lets the service take the files'
+        Last-Modified instead. It guards the catalog against older data (a stale mirror).
         Raises UpstreamError (transient or permanent) when the data cannot be had.
         """
         ...
@@ -104,6 +108,20 @@ def string_list(value: Any) -> list[str]:
     if isinstance(value, list):
         return [v for v in value if isinstance(v, str) and v]
     return []
+
+
+def upstream_time(value: Any) -> datetime | None:
+    """An upstream's own ISO 8601 timestamp ("2026-03-18T02:15:12.970204Z", or Spack's
+    zone-less "2026-11-27 05:38:00.052606", which is UTC) as an aware datetime; None when
+    absent or unreadable: the timestamp only guards against stale mirrors, it is no reason
+    to refuse the data."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def schema_error(url: str, what: str, detail: str) -> UpstreamError:

@@ -3,7 +3,8 @@
 Upstream keeps one version of its data: the catalog version is the date of `last_update`
 as YYYY.MM.DD, which is also what `discover` reports. (`fetch_snapshot(version=...)`
 cannot choose another: the snapshot carries the label of the data upstream has now, and
-callers compare it with what they asked for.)
+callers compare it with what they asked for.) `last_update` is also the snapshot time
+(CatalogInfo.snapshot_time) that guards the catalog against a stale mirror.
 
 Records:
 - one package per key whose `name` equals the key (alias keys, key != name, are skipped);
@@ -31,7 +32,13 @@ from typing import Any, ClassVar
 
 import ijson
 
-from adapters.base import read_top_level, schema_error, string_list, upstream_json
+from adapters.base import (
+    read_top_level,
+    schema_error,
+    string_list,
+    upstream_json,
+    upstream_time,
+)
 from adapters.fetch import Fetcher, FetchResult
 from syncd.config import Settings
 from syncd.domain import (
@@ -208,6 +215,7 @@ class SpackAdapter:
                 "format": "repology.json",
             },
             rolling=True,
+            snapshot_time=upstream_time(header.get("last_update")),
         )
         return CatalogSnapshot(
             catalog=catalog,

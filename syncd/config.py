@@ -45,6 +45,7 @@ class Settings:
     public_url: str = ""
     api_threads: int = 40
     api_cache_seconds: float = 2.0
+    api_statement_timeout_ms: int = 5_000
 
     refresh_interval_seconds: int = 86_400
     tick_seconds: int = 86_400
@@ -107,6 +108,10 @@ SETTINGS_DOC: dict[str, str] = {
     "many connections open",
     "api_cache_seconds": "how long anonymous GET/HEAD answers of the API are reused (per "
     "process; writes through the process clear it); 0 = off",
+    "api_statement_timeout_ms": "longest one database statement of an API request may run; "
+    "a read that takes longer is cancelled in the database and answered 503 (deleting a "
+    "catalog is exempt); 0 = no limit. Text filters are capped at 200 characters and `o` at "
+    "10 terms (400 past them)",
     "refresh_interval_seconds": "a catalog is due for auto-update when its last attempt is older",
     "tick_seconds": "scheduler tick period (ignored when tick_cron is set)",
     "tick_cron": "crontab expression (UTC) for the scheduler tick, e.g. '0 3 * * *'; read "
@@ -143,7 +148,7 @@ SETTINGS_DOC: dict[str, str] = {
 # Settings that are a number of seconds which must be positive and finite.
 POSITIVE_SECONDS = ("publish_timeout_seconds",)
 # Whole-number settings that must not be negative.
-NON_NEGATIVE = ("retention_days",)
+NON_NEGATIVE = ("retention_days", "api_statement_timeout_ms")
 # Text settings with a fixed set of values (compared case-insensitively, stored as listed).
 CHOICES = {
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 
@@ -101,6 +101,10 @@ class CatalogInfo:
     # True when upstream keeps only its latest data under a moving label (Spack): a refresh
     # then moves the catalog row's version to the label of what it now holds.
     rolling: bool = False
+    # When upstream made this data (UTC; EESSI's `timestamp`, Spack's `last_update`), None
+    # when the data does not say. The service refuses a snapshot older than the stored one
+    # (a stale mirror) and falls back to the files' Last-Modified when this is None.
+    snapshot_time: datetime | None = None
 
 
 @dataclass(slots=True)

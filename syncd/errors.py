@@ -59,6 +59,10 @@ class VersionNotOfferedError(PermanentError):
     """An import names a version its upstream does not offer (no catalog is created)."""
 
 
+class StaleSnapshotError(PermanentError):
+    """Upstream served data older than the catalog holds (a stale mirror or CDN node)."""
+
+
 class LockBusyError(TransientError):
     """Another sync of the same catalog holds its lock."""
 

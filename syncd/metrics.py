@@ -64,6 +64,10 @@ QUEUE_DEPTH = Gauge(
     # `syncd worker --processes N` serves the sum of the retries its processes hold.
     multiprocess_mode="livesum",
 )
+API_STATEMENT_TIMEOUTS = Counter(
+    "syncd_api_statement_timeouts",
+    "API database statements cancelled by SYNCD_API_STATEMENT_TIMEOUT_MS (answered 503)",
+)
 SCRAPE_ERRORS = Counter(
     "syncd_metrics_refresh_errors_total",
     "Scrape-time refreshes (database, broker) that failed; the gauges keep their last values",

@@ -73,6 +73,10 @@ def _text(max_length: int, *, nullable: bool) -> Callable[[Any], str | None]:
     return check
 
 
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be true or false, not {_json_type(value)}"
+
+
 def _catalog_uuid(value: Any) -> str | None:
     if not isinstance(value, str):
         return f"must be a string, not {_json_type(value)}"
@@ -88,9 +92,11 @@ ACTOR_KWARGS: dict[str, dict[str, tuple[bool, Callable[[Any], str | None]]]] = {
         "name": (True, _text(100, nullable=False)),
         "version": (False, _text(50, nullable=True)),
         "source": (False, _text(2000, nullable=True)),
+        "force": (False, _boolean),
     },
     ACTOR_UPDATE: {
         "catalog_uuid": (True, _catalog_uuid),
+        "force": (False, _boolean),
     },
 }
 
@@ -283,19 +289,26 @@ def publish_import(
     name: str,
     version: str | None = None,
     source: str | None = None,
+    force: bool = False,
 ) -> str:
     kwargs: dict[str, Any] = {"name": name}
     if version is not None:
         kwargs["version"] = version
     if source is not None:
         kwargs["source"] = source
+    if force:  # only when set: an unforced message stays what workers before `force` accept
+        kwargs["force"] = True
     message = build_message(settings.queue_name, ACTOR_IMPORT, kwargs)
     return publish(broker, message, timeout=settings.publish_timeout_seconds)
 
 
-def publish_update(broker: dramatiq.Broker, settings: Settings, *, catalog_uuid: str) -> str:
-    kwargs = {"catalog_uuid": catalog_uuid}
+def publish_update(
+    broker: dramatiq.Broker, settings: Settings, *, catalog_uuid: str, force: bool = False
+) -> str:
+    kwargs: dict[str, Any] = {"catalog_uuid": catalog_uuid}
     check_kwargs(ACTOR_UPDATE, kwargs)
     kwargs["catalog_uuid"] = normalize_uuid(catalog_uuid)
+    if force:
+        kwargs["force"] = True
     message = build_message(settings.queue_name, ACTOR_UPDATE, kwargs)
     return publish(broker, message, timeout=settings.publish_timeout_seconds)

@@ -79,11 +79,16 @@ def declare_actors(
     """
     resources = worker_resources(broker)
 
-    def import_catalog(name: str, version: str | None = None, source: str | None = None) -> None:
-        _run(settings, resources, service.import_catalog, name=name, version=version, source=source)
+    def import_catalog(
+        name: str, version: str | None = None, source: str | None = None, force: bool = False
+    ) -> None:
+        _run(
+            settings, resources, service.import_catalog,
+            name=name, version=version, source=source, force=force,
+        )  # fmt: skip
 
-    def update_catalog(catalog_uuid: str) -> None:
-        _run(settings, resources, service.update_catalog, catalog_uuid=catalog_uuid)
+    def update_catalog(catalog_uuid: str, force: bool = False) -> None:
+        _run(settings, resources, service.update_catalog, catalog_uuid=catalog_uuid, force=force)
 
     actors: dict[str, dramatiq.Actor[Any, Any]] = {}
     for fn in (import_catalog, update_catalog):

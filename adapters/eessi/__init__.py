@@ -51,6 +51,8 @@ Records for one stack:
 
 Catalog metadata: timestamp, architectures_map (whole map; the API serves cpu_targets from
 the stack's entry), gpu_architectures_map, category_details, eessi_version, files read.
+The snapshot time (CatalogInfo.snapshot_time) is `timestamp` (None when it is missing or
+unreadable; the service then takes the files' Last-Modified).
 
 Files are downloaded to temporary files, then parsed with ijson one software at a time;
 only software packages whose name an extension shares are held until the end.

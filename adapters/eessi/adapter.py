@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from adapters.eessi.parse import _names, iter_stack_packages, read_header
+from adapters.base import schema_error, upstream_time
+from adapters.eessi.parse import WHAT, _names, iter_stack_packages, read_header
 from adapters.eessi.sources import source_files
 from adapters.fetch import Fetcher, FetchResult
 from syncd.config import Settings
@@ -49,7 +50,9 @@ class EessiAdapter:
             software = results[software_url]
             header = read_header(software, software_url)
             stack = version or (header.stacks[0] if header.stacks else None)
-            if stack is None or stack not in header.stacks:
+            if stack is None:
+                raise schema_error(software_url, WHAT, "it lists no EESSI stack version")
+            if stack not in header.stacks:
                 offered = ", ".join(header.stacks) or "none"
                 raise VersionNotOfferedError(
                     f"{software_url} has no EESSI stack version {stack!r} (it offers: {offered})"
@@ -70,6 +73,7 @@ class EessiAdapter:
                 f"European Environment for Scientific Software Installations (EESSI) {stack}"
             ),
             source_url=base,
+            snapshot_time=upstream_time(top.get("timestamp")),
             metadata={
                 "eessi_version": stack,
                 "timestamp": top.get("timestamp"),

@@ -27,7 +27,9 @@ there, so a large upstream is never one bytes object in memory. The file is dele
 Validators are kept per catalog as a dict keyed by URL:
 `{url: {"etag": ..., "last_modified": ...}}`; an optional file that was missing is
 remembered as `{url: {"absent": True}}`. `fetch(url, validators=...)` looks its own URL up
-in that dict and returns the new entry in `FetchResult.validators`.
+in that dict and returns the new entry in `FetchResult.validators`. `newest_last_modified`
+reads the snapshot time of a source that states none from such a dict (a file's mtime for
+file:// sources).
 
 Every failure is a `syncd.errors.UpstreamError` whose `transient` flag drives the retry
 decision and whose message says which URL, what happened and what an operator can do.
@@ -36,7 +38,7 @@ decision and whose message says which URL, what happened and what an operator ca
 from adapters.fetch.fetcher import Fetcher
 from adapters.fetch.pinning import AddressRefused, PinnedBackend
 from adapters.fetch.policy import address_allowed, check_source_allowed
-from adapters.fetch.results import FetchResult, child_url
+from adapters.fetch.results import FetchResult, child_url, newest_last_modified
 from adapters.fetch.transport import PinnedTransport, environment_proxy_mounts
 
 __all__ = [
@@ -49,4 +51,5 @@ __all__ = [
     "check_source_allowed",
     "child_url",
     "environment_proxy_mounts",
+    "newest_last_modified",
 ]

@@ -10,6 +10,8 @@ import os
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin
@@ -84,3 +86,19 @@ def _validators_of(response: httpx.Response) -> dict[str, Any]:
     if response.headers.get("last-modified"):
         found["last_modified"] = response.headers["last-modified"]
     return found
+
+
+def newest_last_modified(validators: Mapping[str, Any]) -> datetime | None:
+    """The latest Last-Modified (HTTP header, or a file's mtime) among the files of a
+    snapshot's validators `{url: {"last_modified": ...}}`; None when no file has one."""
+    found: list[datetime] = []
+    for entry in validators.values():
+        value = entry.get("last_modified") if isinstance(entry, Mapping) else None
+        if not isinstance(value, str):
+            continue
+        try:
+            stamp = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            continue  # a malformed header only costs the staleness check
+        found.append(stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp)
+    return max(found, default=None)

@@ -63,7 +63,12 @@ def create_app(
     owns_engine = engine is None
     if engine is None:
         # One connection per handler thread (see lifespan): none is opened per request.
-        engine = make_engine(settings.database_url, pool_size=settings.api_threads)
+        # Every statement is time-limited: an anonymous filter must not tie up the database.
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.api_threads,
+            statement_timeout_ms=settings.api_statement_timeout_ms,
+        )
     if broker is None:
         from syncd.broker import make_broker
 

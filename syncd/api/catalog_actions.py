@@ -108,7 +108,9 @@ def create_catalog(session: Session, settings: Settings, body: CatalogCreate) ->
     return row
 
 
-def enqueue_update(ctx: ApiContext, session: Session, text: str) -> dict[str, str]:
+def enqueue_update(
+    ctx: ApiContext, session: Session, text: str, *, force: bool = False
+) -> dict[str, str]:
     row = get_catalog(session, text)
     adapter = ctx.adapters.get(row.name)
     if adapter is None or str(adapter.catalog_type) != row.catalog_type:
@@ -117,7 +119,7 @@ def enqueue_update(ctx: ApiContext, session: Session, text: str) -> dict[str, st
         )
     session.close()  # release the connection before waiting for the broker
     try:
-        publish_update(ctx.broker, ctx.settings, catalog_uuid=row.uuid.hex)
+        publish_update(ctx.broker, ctx.settings, catalog_uuid=row.uuid.hex, force=force)
     except TransientError as exc:
         raise errors.unavailable(
             f"The update was not confirmed as queued; try again: {exc.message}"
@@ -165,7 +167,12 @@ def enqueue_import(ctx: ApiContext, session: Session, body: ImportRequest) -> di
     session.close()
     try:
         publish_import(
-            ctx.broker, ctx.settings, name=adapter.name, version=body.version, source=source
+            ctx.broker,
+            ctx.settings,
+            name=adapter.name,
+            version=body.version,
+            source=source,
+            force=body.force,
         )
     except TransientError as exc:
         raise errors.unavailable(

@@ -18,6 +18,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from syncd import metrics
+from syncd.db.statement_timeout import is_statement_timeout
+
 NOT_FOUND = "Not found."
 INVALID_PAGE = "Invalid page."
 NOT_AUTHENTICATED = "Authentication credentials were not provided."
@@ -70,6 +73,30 @@ def unavailable(message: str) -> ApiError:
     return ApiError(503, {"detail": message}, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
+# SQLite refuses some statements because of what the client sent, not because it is down:
+# these are 400s. (The filter length and `o` caps keep a client from reaching them.)
+SQLITE_CLIENT_ERRORS: dict[str, ApiError] = {
+    "LIKE or GLOB pattern too complex": general_error(
+        "A filter value is too complex a pattern for the database to match; shorten it."
+    ),
+    "too many terms in ORDER BY clause": field_error("o", "Too many ordering terms."),
+}
+
+
+def client_error(error: BaseException) -> ApiError | None:
+    """The 400 for a database error the client's input caused; None for any other error."""
+    original = getattr(error, "orig", error)
+    if isinstance(original, sqlite3.OperationalError):
+        return SQLITE_CLIENT_ERRORS.get(str(original))
+    return None
+
+
+def statement_timeout(timeout_ms: int) -> ApiError:
+    return unavailable(
+        f"The query took longer than {timeout_ms} ms and was cancelled; narrow the filters."
+    )
+
+
 # SQLite has one writer at a time. A write waits for the lock (busy_timeout, 30 s: see
 # syncd/db/engine.py), and a sync holds it only for its set-based diff (seconds for a full
 # catalog), so this answer means a sync's diff outlasted that wait: contention, not an outage.
@@ -87,6 +114,7 @@ def _is_sqlite_lock_wait(exc: Exception) -> bool:
 def _message(error: dict[str, Any]) -> str:
     """DRF's wording for the pydantic errors a client can cause."""
     kind = error.get("type", "")
+    in_query = tuple(error.get("loc", ()))[:1] == ("query",)
     ctx = error.get("ctx") or {}
     if kind == "missing":
         return "This field is required."
@@ -94,6 +122,11 @@ def _message(error: dict[str, Any]) -> str:
         return "This field may not be null."
     if kind == "string_too_short":
         return "This field may not be blank."
+    if kind == "string_too_long" and in_query:
+        # A filter: django-filter's form field answers with Django's MaxLengthValidator.
+        length = len(str(error.get("input", "")))
+        limit = ctx.get("max_length")
+        return f"Ensure this value has at most {limit} characters (it has {length})."
     if kind == "string_too_long":
         return f"Ensure this field has no more than {ctx.get('max_length')} characters."
     if kind == "enum":
@@ -160,16 +193,22 @@ def install_error_handlers(app: FastAPI) -> None:
             body = {"detail": exc.detail}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
-    async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
-        # A database that refuses connections is an outage, not a bug: say so as the broker
-        # case does (503 + Retry-After) and log one line instead of a traceback per request.
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        refused = client_error(exc)
+        if refused is not None:
+            return await on_api_error(request, refused)
+        if is_statement_timeout(exc):
+            timeout_ms = request.app.state.ctx.settings.api_statement_timeout_ms
+            metrics.API_STATEMENT_TIMEOUTS.inc()
+            structlog.get_logger("syncd.api").warning(
+                "api_statement_timeout", path=request.url.path, timeout_ms=timeout_ms
+            )
+            return await on_api_error(request, statement_timeout(timeout_ms))
         if _is_sqlite_lock_wait(exc):
             structlog.get_logger("syncd.api").warning("database_busy", path=request.url.path)
-            return JSONResponse(
-                {"detail": SQLITE_BUSY},
-                status_code=503,
-                headers={"Retry-After": RETRY_AFTER_SECONDS},
-            )
+            return await on_api_error(request, unavailable(SQLITE_BUSY))
+        # A database that refuses connections is an outage, not a bug: say so as the broker
+        # case does (503 + Retry-After) and log one line instead of a traceback per request.
         structlog.get_logger("syncd.api").warning(
             "database_unavailable", path=request.url.path, error=str(exc).splitlines()[0]
         )
@@ -179,8 +218,8 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
 
-    app.add_exception_handler(OperationalError, on_database_down)
-    app.add_exception_handler(psycopg.OperationalError, on_database_down)
+    app.add_exception_handler(OperationalError, on_database_error)
+    app.add_exception_handler(psycopg.OperationalError, on_database_error)
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

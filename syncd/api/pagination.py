@@ -18,12 +18,12 @@ from sqlalchemy import Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from syncd.api.errors import invalid_page
+from syncd.api.snapshot import read_snapshot
 
 RESULT_COUNT = "result_count_"  # the label of the count read along with a page
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 300
 MAX_OFFSET = 10_000_000
-READ_ONLY = {"isolation_level": "AUTOCOMMIT"}
 
 
 # The page parameters of every list route.
@@ -176,10 +176,9 @@ def paginated(
     from counting `query`. With `count_query` or `count_in_page` (a small table: COUNT(*)
     OVER () costs nothing) the page and its count are read with one statement; a second
     one is needed only when the page is empty."""
-    # Autocommit: no BEGIN before the reads and no ROLLBACK after them, two round trips of
-    # the three or four a page costs. Nothing is lost: every statement of a READ COMMITTED
-    # transaction takes a snapshot of its own anyway, and a page with its count is one.
-    session.connection(execution_options=READ_ONLY)
+    # One snapshot for the count, the page and what render() reads for it: in autocommit a
+    # sync committing between them gave a count of one catalog and rows of the next.
+    read_snapshot(session)
     one_statement = count_query is not None or count_in_page
     if request.method == "HEAD" or not one_statement or not _plausible(number, size):
         page = make_page(number, size, count_rows(session, query, count_query))

@@ -10,6 +10,7 @@ import uuid as uuid_module
 from datetime import UTC, date, datetime
 from typing import Any
 
+from adapters.eessi import split_cpu_arch
 from syncd.db.tables import Catalog, Package, Target, Version
 from syncd.domain import CatalogType
 
@@ -74,6 +75,8 @@ def catalog(base: str, row: Catalog) -> dict[str, Any]:
         "package_count": row.package_count,
         "version_count": row.version_count,
         "target_count": row.target_count,
+        # Waldur's web UI offers CPU family/microarchitecture restrictions only where true.
+        "supports_cpu_target_restrictions": row.catalog_type == CatalogType.BINARY_RUNTIME,
     }
 
 
@@ -221,9 +224,11 @@ def target(
 def cpu_targets(row: Catalog) -> list[dict[str, str]]:
     """CPU family / microarchitecture choices of a binary runtime, from its architectures_map.
 
-    The map is EESSI's: either {EESSI_VERSION: {"x86_64/amd/zen2": ...}} (the upstream file's
-    shape) or already this version's {"x86_64/amd/zen2": ...}. Other catalogs have none.
-    Sorted by family, generic first: JSONB does not keep the upstream's key order.
+    The map is EESSI's: either {EESSI_VERSION: {hardware: build}} (the upstream file's shape)
+    or already this version's {hardware: build}; a list of paths maps each to itself. As
+    Waldur's cpu_targets_for_catalog: family and microarchitecture are those of the build (the
+    targets a client filters on are builds), `full_arch` is the hardware path, sorted by it.
+    Other catalogs have none.
     """
     if row.catalog_type != CatalogType.BINARY_RUNTIME:
         return []
@@ -233,21 +238,21 @@ def cpu_targets(row: Catalog) -> list[dict[str, str]]:
     per_version = arch_map.get(row.version)
     if isinstance(per_version, dict | list):
         arch_map = per_version
-    elif any(isinstance(value, dict) for value in arch_map.values()):
+    elif any(isinstance(value, dict | list) for value in arch_map.values()):
         return []  # keyed by other stack versions only
     found: list[dict[str, str]] = []
-    for full_arch in arch_map:
-        if not isinstance(full_arch, str):
-            continue
-        family, _, micro = full_arch.partition("/")
-        found.append(
-            {
-                "cpu_family": family,
-                "cpu_microarchitecture": micro or "generic",
-                "full_arch": full_arch,
-            }
-        )
-    found.sort(
-        key=lambda t: (t["cpu_family"], t["cpu_microarchitecture"] != "generic", t["full_arch"])
-    )
+    for hardware, build in sorted(_hardware_builds(arch_map)):
+        family, micro = split_cpu_arch(build)
+        found.append({"cpu_family": family, "cpu_microarchitecture": micro, "full_arch": hardware})
     return found
+
+
+def _hardware_builds(arch_map: dict[str, Any] | list[Any]) -> list[tuple[str, str]]:
+    """(hardware path, build path) pairs; an empty build falls back to the hardware path."""
+    if isinstance(arch_map, list):
+        return [(path, path) for path in arch_map if isinstance(path, str) and path]
+    return [
+        (hardware, build if isinstance(build, str) and build else hardware)
+        for hardware, build in arch_map.items()
+        if isinstance(hardware, str) and hardware
+    ]

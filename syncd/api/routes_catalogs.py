@@ -36,12 +36,15 @@ from syncd.api.schemas import (
     CpuTargetOut,
     Detail,
     DiscoverOut,
+    FilterText,
     ImportAccepted,
     ImportRequest,
-    Text,
     UpdateAccepted,
+    UpdateRequest,
 )
+from syncd.api.snapshot import read_snapshot
 from syncd.api.software_queries import columns
+from syncd.db import statement_timeout
 from syncd.db.tables import Catalog
 from syncd.discovery import discover
 from syncd.domain import CatalogType
@@ -120,9 +123,9 @@ def list_catalogs(
     request: Request,
     ctx: Context,
     _reader: Reader,
-    name: Text | None = None,
-    version: Text | None = None,
-    description: Text | None = None,
+    name: FilterText | None = None,
+    version: FilterText | None = None,
+    description: FilterText | None = None,
     catalog_type: CatalogType | None = None,
     auto_update_enabled: bool | None = None,
     o: OrderParam = None,
@@ -213,6 +216,7 @@ def import_catalog(
 def retrieve(
     request: Request, ctx: Context, session: DbSession, _reader: Reader, uuid: str
 ) -> Response:
+    read_snapshot(session)
     row = get_catalog(session, uuid)
     return json_response(select_fields(request, representation.catalog(ctx.base_url(request), row)))
 
@@ -268,7 +272,9 @@ def partial_update(
 )
 def destroy(session: DbSession, _staff: Staff, uuid: str) -> Response:
     row = get_catalog(session, uuid)
-    # ON DELETE CASCADE removes packages, versions, targets and parent links in the database.
+    # ON DELETE CASCADE removes packages, versions, targets and parent links in the database:
+    # for a whole EESSI stack that may rightly take longer than a read is allowed.
+    statement_timeout.lift(session.connection())
     session.execute(delete(Catalog).where(Catalog.id == row.id))
     session.commit()
     return Response(status_code=204)
@@ -280,10 +286,13 @@ def destroy(session: DbSession, _staff: Staff, uuid: str) -> Response:
     response_model=UpdateAccepted,
     responses={**WRITE_RESPONSES, 503: {"model": Detail, "description": "Queue unavailable"}},
     operation_id="marketplace_software_catalogs_update_catalog",
-    summary="Enqueue an update of this catalog (a request body is ignored)",
+    summary='Enqueue an update of this catalog (body optional: {"force": true})',
 )
-def update_catalog(ctx: Context, session: DbSession, _staff: Staff, uuid: str) -> Response:
-    return json_response(enqueue_update(ctx, session, uuid), status_code=202)
+def update_catalog(
+    ctx: Context, session: DbSession, _staff: Staff, uuid: str, body: UpdateRequest | None = None
+) -> Response:
+    force = body.force if body is not None else False
+    return json_response(enqueue_update(ctx, session, uuid, force=force), status_code=202)
 
 
 @head_too(router, "/{uuid}/cpu_targets/")
@@ -295,4 +304,5 @@ def update_catalog(ctx: Context, session: DbSession, _staff: Staff, uuid: str) -
     summary="CPU family/microarchitecture choices of a binary runtime ([] for others)",
 )
 def cpu_targets(session: DbSession, _reader: Reader, uuid: str) -> Response:
+    read_snapshot(session)
     return json_response(representation.cpu_targets(get_catalog(session, uuid)))

@@ -20,6 +20,7 @@ from syncd.api.schemas import (
     TargetOut,
     VersionOut,
 )
+from syncd.api.snapshot import read_snapshot
 from syncd.api.software_filters import (
     PACKAGE_ORDERING,
     TARGET_ORDERING,
@@ -67,7 +68,10 @@ def _dialect(session: Session) -> str:
 
 
 def _one(session: Session, query: Select, uuid_column: Any, text: str) -> Any:
+    """The row of a retrieve; it begins the request's snapshot, which what the object embeds
+    is then read in."""
     value = representation.parse_uuid(text)
+    read_snapshot(session)
     row = (
         None
         if value is None

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import aliased
 
 from syncd.api.filters import CPU_TARGET_TYPE, json_array_contains
-from syncd.api.schemas import Text
+from syncd.api.schemas import FilterText
 from syncd.db.tables import Catalog, Package, Target, Version
 from syncd.domain import CatalogType
 
@@ -46,55 +46,55 @@ TARGET_ORDERING = {
 
 
 class PackageFilters(BaseModel):
-    query: Text | None = None
-    name: Text | None = None
-    name_exact: Text | None = None
-    description: Text | None = None
+    query: FilterText | None = None
+    name: FilterText | None = None
+    name_exact: FilterText | None = None
+    description: FilterText | None = None
     catalog_uuid: uuid_module.UUID | None = None
-    catalog_name: Text | None = None
-    catalog_version: Text | None = None
+    catalog_name: FilterText | None = None
+    catalog_version: FilterText | None = None
     catalog_type: CatalogType | None = None
     is_extension: bool | None = None
     parent_software_uuid: uuid_module.UUID | None = None
-    has_version: Text | None = None
-    cpu_family: Text | None = None
-    cpu_microarchitecture: Text | None = None
-    category: Text | None = None
-    license: Text | None = None
-    toolchain_name: Text | None = None
+    has_version: FilterText | None = None
+    cpu_family: FilterText | None = None
+    cpu_microarchitecture: FilterText | None = None
+    category: FilterText | None = None
+    license: FilterText | None = None
+    toolchain_name: FilterText | None = None
     has_gpu: bool | None = None
-    gpu_arch: Text | None = None
+    gpu_arch: FilterText | None = None
 
 
 class VersionFilters(BaseModel):
     package_uuid: uuid_module.UUID | None = None
     catalog_uuid: uuid_module.UUID | None = None
-    package_name: Text | None = None
-    version: Text | None = None
-    version_exact: Text | None = None
+    package_name: FilterText | None = None
+    version: FilterText | None = None
+    version_exact: FilterText | None = None
     catalog_type: CatalogType | None = None
-    cpu_family: Text | None = None
-    cpu_microarchitecture: Text | None = None
-    toolchain_name: Text | None = None
-    toolchain_version: Text | None = None
+    cpu_family: FilterText | None = None
+    cpu_microarchitecture: FilterText | None = None
+    toolchain_name: FilterText | None = None
+    toolchain_version: FilterText | None = None
     release_date_after: date | None = None
     release_date_before: date | None = None
     has_gpu: bool | None = None
-    gpu_arch: Text | None = None
+    gpu_arch: FilterText | None = None
 
 
 class TargetFilters(BaseModel):
     version_uuid: uuid_module.UUID | None = None
     package_uuid: uuid_module.UUID | None = None
     catalog_uuid: uuid_module.UUID | None = None
-    cpu_family: Text | None = None
-    cpu_microarchitecture: Text | None = None
-    target_type: Text | None = None
-    target_name: Text | None = None
-    target_subtype: Text | None = None
-    path: Text | None = None
+    cpu_family: FilterText | None = None
+    cpu_microarchitecture: FilterText | None = None
+    target_type: FilterText | None = None
+    target_name: FilterText | None = None
+    target_subtype: FilterText | None = None
+    path: FilterText | None = None
     has_gpu: bool | None = None
-    gpu_arch: Text | None = None
+    gpu_arch: FilterText | None = None
 
 
 # The other side of a parent link. Built once: an alias made per request costs more than the

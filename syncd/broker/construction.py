@@ -12,7 +12,9 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
+from sqlalchemy import Engine
 
+from syncd.broker.embedded import EmbeddedBroker, PendingCommands
 from syncd.broker.middleware import build_middleware
 from syncd.broker.rabbitmq import SyncdRabbitmqBroker
 from syncd.config import Settings, check_positive_seconds, env_name
@@ -66,18 +68,23 @@ def check_queue_settings(settings: Settings) -> None:
             )
 
 
-def make_broker(settings: Settings) -> dramatiq.Broker:
-    """The broker for SYNCD_BROKER_URL, or the in-process one when it is empty."""
+def make_broker(settings: Settings, *, engine: Engine | None = None) -> dramatiq.Broker:
+    """The broker for SYNCD_BROKER_URL, or the in-process one when it is empty.
+
+    `engine` (the in-process queue only; `syncd run` passes its own) keeps the in-process
+    queue's accepted commands in the database until they are done (syncd/broker/embedded.py);
+    without it they live in memory only.
+    """
     check_queue_settings(settings)
-    middleware = build_middleware(settings)
     broker: dramatiq.Broker
     if settings.uses_embedded_queue:
-        broker = StubBroker(middleware=middleware)
+        pending = PendingCommands(engine) if engine is not None else None
+        broker = EmbeddedBroker(middleware=build_middleware(settings, pending=pending))
     else:
         broker = SyncdRabbitmqBroker(
             url=with_url_defaults(settings.broker_url),
             confirm_delivery=True,
-            middleware=middleware,
+            middleware=build_middleware(settings),
         )
     # Declared now so that publishing works before any actor is declared (StubBroker refuses
     # undeclared queues; RabbitmqBroker declares on the server at the first publish).

@@ -35,7 +35,7 @@ class LogContext(Middleware):
             message_id=message.message_id,
             actor=message.actor_name,
             retries=message.options.get("retries", 0),
-            **_catalog_context(message.kwargs),
+            **catalog_context(message.kwargs),
         )
 
     def after_process_message(
@@ -51,7 +51,7 @@ class LogContext(Middleware):
     after_skip_message = after_process_message
 
 
-def _catalog_context(kwargs: Any) -> dict[str, str]:
+def catalog_context(kwargs: Any) -> dict[str, str]:
     """catalog_uuid (as the service logs it: 32 hex digits) of an update, catalog_name and
     catalog_version of an import; {} for what a message does not say."""
     if not isinstance(kwargs, dict):
@@ -139,8 +139,9 @@ class WorkerResources(Middleware):
         self.close()
 
 
-def build_middleware(settings: Settings) -> list[Middleware]:
-    """Every middleware of a syncd broker, in order.
+def build_middleware(settings: Settings, *, pending: Middleware | None = None) -> list[Middleware]:
+    """Every middleware of a syncd broker, in order (`pending`: the in-process queue's
+    PendingCommands, syncd/broker/embedded.py).
 
     Dramatiq calls `before_*` hooks top to bottom and `after_*` hooks bottom to top, so the
     first entry wraps all the others:
@@ -148,6 +149,9 @@ def build_middleware(settings: Settings) -> list[Middleware]:
     1. LogContext: binds message_id/actor first and unbinds last, so the log events of every
        other hook (Retries' "retrying" and "retries exceeded" included) and of the actor carry
        them.
+    1b. PendingCommands (in-process queue only): before Retries, so that its after-hook runs
+       once Retries decided: a message Retries queued again stays pending, one it failed
+       (or that succeeded) is deleted from pending_command.
     2. CurrentMessage: the actor reads the message's retry count (is this the last attempt?)
        to say in update_errors whether the failure will be retried.
     3. Retries: capped exponential backoff between SYNCD_MIN_BACKOFF_MS and
@@ -169,6 +173,7 @@ def build_middleware(settings: Settings) -> list[Middleware]:
     """
     return [
         LogContext(),
+        *([pending] if pending is not None else []),
         CurrentMessage(),
         Retries(
             max_retries=settings.max_retries,

@@ -70,11 +70,11 @@ def _publish_and_follow(
 
 
 def import_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`syncd import NAME [--version V] [--source URL] [--wait] [--timeout S]`."""
+    """`syncd import NAME [--version V] [--source URL] [--wait] [--timeout S] [--force]`."""
     from syncd import service
     from syncd.publish import publish_import
 
-    name, version, source = args.name, args.version, args.source
+    name, version, source, force = args.name, args.version, args.source, args.force
     what = f"import of {name}{' ' + version if version else ''}"
     adapters = _adapters(settings)
     try:
@@ -89,7 +89,13 @@ def import_command(settings: Settings, args: argparse.Namespace) -> int:
                 settings,
                 engine,
                 lambda adapters, fetcher: service.import_catalog(
-                    engine, adapters, fetcher, name=adapter.name, version=version, source=source
+                    engine,
+                    adapters,
+                    fetcher,
+                    name=adapter.name,
+                    version=version,
+                    source=source,
+                    force=force,
                 ),
                 what,
             )
@@ -101,7 +107,7 @@ def import_command(settings: Settings, args: argparse.Namespace) -> int:
             engine,
             where,
             lambda broker: publish_import(
-                broker, settings, name=adapter.name, version=version, source=source
+                broker, settings, name=adapter.name, version=version, source=source, force=force
             ),
             what,
             args,
@@ -111,11 +117,12 @@ def import_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def update_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`syncd update UUID [--wait] [--timeout S]`."""
+    """`syncd update UUID [--wait] [--timeout S] [--force]`."""
     from syncd import service
     from syncd.publish import publish_update
 
     parsed = service.parse_uuid(args.uuid)
+    force = args.force
     if parsed is None:
         _error(f"not a catalog uuid: {args.uuid!r}")
         return 1
@@ -138,7 +145,7 @@ def update_command(settings: Settings, args: argparse.Namespace) -> int:
                 settings,
                 engine,
                 lambda adapters, fetcher: service.update_catalog(
-                    engine, adapters, fetcher, catalog_uuid=parsed.hex
+                    engine, adapters, fetcher, catalog_uuid=parsed.hex, force=force
                 ),
                 what,
             )
@@ -146,7 +153,7 @@ def update_command(settings: Settings, args: argparse.Namespace) -> int:
             settings,
             engine,
             where,
-            lambda broker: publish_update(broker, settings, catalog_uuid=parsed.hex),
+            lambda broker: publish_update(broker, settings, catalog_uuid=parsed.hex, force=force),
             what,
             args,
         )

@@ -136,11 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default=None, help="upstream version (default: latest)")
     p.add_argument("--source", default=None, help="URL or file:// path of the upstream data")
     p.add_argument("--wait", action="store_true", help="wait until the import has finished")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most")
 
     p = add("update", _update, "enqueue the update of one catalog")
     p.add_argument("uuid", help="catalog uuid (with or without hyphens)")
     p.add_argument("--wait", action="store_true", help="wait until the update has finished")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most")
 
     p = add("discover", _discover, "show what each adapter offers upstream")
@@ -160,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("id", type=int)
     return parser
 
+
+FORCE_HELP = "accept an upstream snapshot older than the catalog's (refused otherwise)"
 
 # The commands that use the tick trigger (it is checked with the other settings).
 SCHEDULING_COMMANDS = ("scheduler", "run", "schedule")

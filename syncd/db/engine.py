@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from syncd.db.statement_timeout import install_sqlite_deadline, postgres_connect_args
 
 # Connections kept open per process: as many as the API's thread pool runs handlers at once
 # (anyio's default limiter, SYNCD_API_THREADS), so a busy API never opens and closes
@@ -32,7 +34,9 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, statement_timeout_ms: int = 0, **kwargs: Any) -> Engine:
+    """`statement_timeout_ms` > 0 stops any statement that runs longer (the API's engine; see
+    statement_timeout.py); the worker's syncs have no such limit."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -41,7 +45,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             **kwargs,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        if statement_timeout_ms > 0:
+            install_sqlite_deadline(engine, statement_timeout_ms)
         return engine
+    if statement_timeout_ms > 0:
+        kwargs["connect_args"] = {
+            **kwargs.get("connect_args", {}),
+            **postgres_connect_args(make_url(url), statement_timeout_ms),
+        }
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", DEFAULT_POOL_SIZE)
         kwargs.setdefault("max_overflow", DEFAULT_MAX_OVERFLOW)

@@ -98,6 +98,11 @@ class Catalog(_Identified, Base):
     # update yet, so the scheduler does not pile up another (syncd/scheduler/). Scheduler
     # bookkeeping only: not part of the API representation.
     update_enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When upstream made the data this catalog holds (migration 0006; EESSI's timestamp,
+    # Spack's last_update, else the files' Last-Modified), to the second. An update whose
+    # snapshot is older is refused unless forced (syncd/service/staleness.py); NULL =
+    # unknown, nothing is refused. Not part of the API representation.
+    upstream_snapshot_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Package(_Identified, Base):
@@ -247,3 +252,18 @@ class MessageDelivery(Base):
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     deaths: Mapped[int] = mapped_column(Integer)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class PendingCommand(Base):
+    """A command the in-process queue of `syncd run` accepted and has not finished, by
+    message id: that queue lives in memory, so this row is what survives a stop. Written
+    before the API answers 202, deleted when the command's last attempt ended; whatever is
+    left when `syncd run` starts is queued again (syncd/pending.py, syncd/broker/embedded.py).
+    RabbitMQ keeps its own unacknowledged messages, so its deployments never write here."""
+
+    __tablename__ = "pending_command"
+
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(50))
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -8,9 +8,12 @@ They take their dependencies (engine, adapters, fetcher) as parameters; the work
 One attempt, for both commands:
 1. mark the attempt: last_update_attempt = now and update_errors cleared, committed before
    anything slow happens (import creates the row here, race-free);
-2. fetch the snapshot from the adapter (conditional: None = upstream not modified);
-3. hand it to syncd.sync.sync_catalog, which writes contents in one transaction under the
-   catalog's lock;
+2. fetch the snapshot from the adapter (conditional: None = upstream not modified); an
+   import without a version fetches the latest first and names its row after it, so the
+   file is downloaded once;
+3. refuse a snapshot older than the one the catalog holds (a stale mirror; permanent,
+   `force` accepts it), else hand it to syncd.sync.sync_catalog, which writes contents in
+   one transaction under the catalog's lock;
 4. success: last_successful_update = now. Failure: update_errors = what failed, where and
    why; the catalog's contents stay as they were; the exception is re-raised so that the
    worker can decide about a retry (`is_transient`).

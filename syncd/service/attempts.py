@@ -37,6 +37,7 @@ class _Target:
     # The fields an operator may also edit, as read here, before the fetch: the sync keeps
     # any of them that differs from this when it commits (an operator's edit meanwhile).
     operator_fields: dict[str, Any]
+    snapshot_time: datetime | None  # when upstream made the data the catalog holds
 
 
 def now() -> datetime:
@@ -126,6 +127,7 @@ def _target_columns() -> Any:
         Catalog.upstream_validators,
         Catalog.description,
         Catalog.metadata_.label("catalog_metadata"),
+        Catalog.upstream_snapshot_at,
     )
 
 
@@ -144,6 +146,7 @@ def _to_target(row: Any) -> _Target:
             "metadata": row.catalog_metadata,
             "version": row.version,
         },
+        snapshot_time=row.upstream_snapshot_at,
     )
 
 

@@ -51,7 +51,6 @@ def describe_error(exc: BaseException, stage: str) -> str:
 
 _STAGES = {
     "resolve": "Finding the adapter",
-    "discover": "Asking upstream for its versions",
     "mark": "Recording the attempt in the database",
     "fetch": "Fetching the upstream data",
     "sync": "Writing the catalog into the database",

@@ -1,4 +1,4 @@
-"""Which adapter and which upstream version a command works on.
+"""Which adapter a command works on.
 
 Resolved before any row is marked: an unknown adapter name must not leave a catalog row behind,
 and the CLI checks names with the same functions before it queues anything.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from syncd.errors import NoAdapterError, UpstreamError
+from syncd.errors import NoAdapterError
 
 
 def find_adapter(adapters: Mapping[str, Any], name: str) -> Any:
@@ -29,14 +29,3 @@ def adapter_for(adapters: Mapping[str, Any], name: str, catalog_type: str) -> An
     if adapter is None or str(adapter.catalog_type) != catalog_type:
         raise NoAdapterError(f"No loader configuration found for {name} ({catalog_type}).")
     return adapter
-
-
-def latest_version(adapter: Any, fetcher: Any, source: str | None) -> str:
-    versions = adapter.discover(fetcher, source=source)
-    if not versions:
-        raise UpstreamError(
-            f"{adapter.name} upstream at {source or adapter.default_source()} offers no "
-            "catalog versions; name one with --version",
-            transient=False,
-        )
-    return str(versions[0])

@@ -1,4 +1,5 @@
-"""One marked attempt carried through: fetch the snapshot, sync it, stamp the outcome.
+"""One marked attempt carried through: fetch the snapshot, refuse it if it is older than
+the catalog's (syncd/service/staleness.py), sync it, stamp the outcome.
 
 Shared by both commands: import and update differ only in how they find and mark the row,
 not in what an attempt does once it has one.
@@ -16,6 +17,7 @@ from syncd import metrics
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.logging import bind_job_context, get_logger
 from syncd.service.attempts import _label, _record_failure, _record_success, _Target
+from syncd.service.staleness import refuse_older, with_snapshot_time
 
 log = get_logger(__name__)
 
@@ -35,6 +37,33 @@ class CommandResult:
     seconds: float
 
 
+def fetch_snapshot(
+    adapter: Any,
+    fetcher: Any,
+    *,
+    version: str | None,
+    source: str,
+    validators: dict[str, Any] | None,
+) -> CatalogSnapshot | None:
+    """The adapter's snapshot (None: upstream not modified), with its snapshot time settled,
+    logged and counted as one fetch."""
+    log.info("fetch_started", adapter=adapter.name, source=source or "default")
+    started = time.monotonic()
+    bytes_before = _bytes_downloaded(fetcher)
+    snapshot: CatalogSnapshot | None = adapter.fetch_snapshot(
+        fetcher, version=version, source=source or None, validators=validators
+    )
+    seconds = round(time.monotonic() - started, 3)
+    if snapshot is None:
+        log.info("upstream_not_modified", seconds=seconds)
+        metrics.UPSTREAM_NOT_MODIFIED.labels(adapter=adapter.name).inc()
+        return None
+    fetched = _bytes_downloaded(fetcher) - bytes_before
+    log.info("fetch_finished", seconds=seconds, bytes=fetched)
+    metrics.UPSTREAM_BYTES.labels(adapter=adapter.name).inc(fetched)
+    return with_snapshot_time(snapshot)
+
+
 def _attempt(
     engine: Engine,
     adapter: Any,
@@ -46,21 +75,30 @@ def _attempt(
     created: bool,
     started: float,
     will_retry: bool,
-    prefetched: CatalogSnapshot | None = None,
+    force: bool = False,
+    fetched: CatalogSnapshot | None = None,
 ) -> CommandResult:
-    """`prefetched`: the snapshot, when the caller fetched it already (see offered.py)."""
+    """`fetched`: a snapshot the caller already has (an import that read the latest version
+    from it); None = fetch it now, conditionally on the catalog's validators."""
     label = _label(target)
     stage = "fetch"
     with bind_job_context(
         catalog_uuid=target.uuid, catalog_name=target.name, catalog_version=target.version
     ):
         try:
-            if prefetched is None:
-                snapshot = _fetch(adapter, fetcher, target.version, source, target.validators)
+            if fetched is None:
+                snapshot = fetch_snapshot(
+                    adapter,
+                    fetcher,
+                    version=target.version,
+                    source=source,
+                    validators=target.validators,
+                )
             else:
-                snapshot = prefetched
+                snapshot = None if _same_download(fetched, target) else fetched
             stats: SyncStats | None = None
             if snapshot is not None:
+                refuse_older(snapshot.catalog.snapshot_time, target.snapshot_time, force=force)
                 stage = "sync"
                 stats = _sync(engine, target, snapshot)
             stage = "finish"
@@ -92,25 +130,14 @@ def _attempt(
         )
 
 
-def _fetch(
-    adapter: Any, fetcher: Any, version: str, source: str, validators: dict[str, Any]
-) -> CatalogSnapshot | None:
-    """The adapter's snapshot (None: upstream answered "not modified"), logged and counted."""
-    log.info("fetch_started", adapter=adapter.name, source=source or "default")
-    fetch_started = time.monotonic()
-    bytes_before = _bytes_downloaded(fetcher)
-    snapshot: CatalogSnapshot | None = adapter.fetch_snapshot(
-        fetcher, version=version, source=source or None, validators=validators
-    )
-    fetch_seconds = round(time.monotonic() - fetch_started, 3)
-    if snapshot is None:
-        log.info("upstream_not_modified", seconds=fetch_seconds)
-        metrics.UPSTREAM_NOT_MODIFIED.labels(adapter=adapter.name).inc()
-    else:
-        fetched = _bytes_downloaded(fetcher) - bytes_before
-        log.info("fetch_finished", seconds=fetch_seconds, bytes=fetched)
-        metrics.UPSTREAM_BYTES.labels(adapter=adapter.name).inc(fetched)
-    return snapshot
+def _same_download(snapshot: CatalogSnapshot, target: _Target) -> bool:
+    """Whether a snapshot fetched without validators (an import that had to read the latest
+    version first) is the data of the catalog's last sync: the same validators are what a
+    conditional request would have answered 304 to, so it is "not modified" too."""
+    if not snapshot.validators or snapshot.validators != target.validators:
+        return False
+    log.info("upstream_not_modified", seconds=0.0, compared="validators")
+    return True
 
 
 def _sync(engine: Engine, target: _Target, snapshot: CatalogSnapshot) -> SyncStats:

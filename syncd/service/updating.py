@@ -33,8 +33,10 @@ def update_catalog(
     *,
     catalog_uuid: str,
     will_retry: bool = False,
+    force: bool = False,
 ) -> CommandResult:
-    """Refresh the catalog `catalog_uuid` (hyphens optional) from its adapter."""
+    """Refresh the catalog `catalog_uuid` (hyphens optional) from its adapter. `force`
+    accepts a snapshot older than the one the catalog holds (refused otherwise)."""
     started = time.monotonic()
     parsed = parse_uuid(catalog_uuid)
     with bind_job_context(catalog_uuid=parsed.hex if parsed else catalog_uuid):
@@ -46,7 +48,7 @@ def update_catalog(
             adapter = adapter_for(adapters, target.name, target.catalog_type)
             return _attempt(
                 engine, adapter, fetcher, target, ACTOR_UPDATE, target.source_url,
-                created=False, started=started, will_retry=will_retry,
+                created=False, started=started, will_retry=will_retry, force=force,
             )  # fmt: skip
         except NoAdapterError as exc:
             assert target is not None

@@ -8,7 +8,7 @@ since the sync read the row is kept, never overwritten with what the sync read b
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, select, update
@@ -49,11 +49,16 @@ def _read_catalog(conn: Connection, catalog_id: int, *, lock: bool = False) -> d
         c.target_count,
         c.upstream_validators,
         c.content_hash,
+        c.upstream_snapshot_at,
     ).where(c.id == catalog_id)
     row = conn.execute(query.with_for_update() if lock else query).one_or_none()
     if row is None:
         raise UnknownCatalogError(f"catalog {catalog_id} does not exist (deleted meanwhile?)")
-    return dict(row._mapping)
+    current = dict(row._mapping)
+    stamp = current["upstream_snapshot_at"]
+    if stamp is not None and stamp.tzinfo is None:  # SQLite: written in UTC, read back naive
+        current["upstream_snapshot_at"] = stamp.replace(tzinfo=UTC)
+    return current
 
 
 def _update_catalog(
@@ -85,6 +90,8 @@ def _update_catalog(
         "upstream_validators": snapshot.validators,
         "content_hash": _catalog_hash(info.description, source_url, info.metadata),
     }
+    if info.snapshot_time is not None:  # unknown keeps what was known
+        wanted["upstream_snapshot_at"] = info.snapshot_time
     moved = info.rolling and info.version and info.version != latest["version"]
     if moved and "version" not in edited:
         # A rolling upstream (Spack keeps only its latest data) moved on: the catalog row

@@ -22,6 +22,7 @@ EXPECTED_TABLES = {
     "message_delivery",
     "package",
     "package_parent",
+    "pending_command",
     "scheduler_tick",
     "target",
     "version",

@@ -35,6 +35,7 @@ CATALOG_FIELDS = {
     "package_count",
     "version_count",
     "target_count",
+    "supports_cpu_target_restrictions",
 }
 
 
@@ -453,8 +454,8 @@ def test_cpu_targets(client: TestClient, sample: Sample) -> None:
     assert response.status_code == 200
     assert response.json() == [
         _cpu("aarch64", "neoverse_v1"),
+        _cpu("x86_64", "amd/zen2"),  # sorted by full_arch, as Waldur's
         _cpu("x86_64", "generic"),
-        _cpu("x86_64", "amd/zen2"),
         _cpu("x86_64", "intel/haswell"),
     ]
     assert client.get(f"{CATALOGS}{sample.spack.hex}/cpu_targets/").json() == []

@@ -273,3 +273,30 @@ def test_discover_is_cached(
 def test_discover_needs_staff(client: TestClient, user: dict[str, str]) -> None:
     assert client.get(DISCOVER).status_code == 401
     assert client.get(DISCOVER, headers=user).status_code == 403
+
+
+def test_force_in_the_bodies_is_passed_on(
+    client: TestClient, broker: StubBroker, sample: Sample, staff: dict[str, str]
+) -> None:
+    update = f"{CATALOGS}{sample.eessi.hex}/update_catalog/"
+    assert client.post(update, json={"force": True}, headers=staff).status_code == 202
+    assert client.post(update, headers=staff).status_code == 202  # no body, as Waldur sends
+    assert client.post(update, json={"force": False}, headers=staff).status_code == 202
+    imported = client.post(
+        IMPORT, json={"name": "EESSI", "version": "2099.01", "force": True}, headers=staff
+    )
+    assert imported.status_code == 202, imported.text
+    assert [m.get("force") for m in queued(broker)] == [True, None, None, True]
+
+
+def test_force_must_be_a_boolean(
+    client: TestClient, broker: StubBroker, sample: Sample, staff: dict[str, str]
+) -> None:
+    update = f"{CATALOGS}{sample.eessi.hex}/update_catalog/"
+    for response in (
+        client.post(update, json={"force": "maybe"}, headers=staff),
+        client.post(IMPORT, json={"name": "EESSI", "force": [1]}, headers=staff),
+    ):
+        assert response.status_code == 400
+        assert list(response.json()) == ["force"]
+    assert queued(broker) == []

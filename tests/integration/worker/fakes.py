@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import Engine, func, select
 
 from syncd.db.tables import Catalog, Package, Version
 from syncd.domain import CatalogInfo, CatalogSnapshot, CatalogType, PackageRecord
+from syncd.errors import UpstreamError
 from tests.support.records import package, target, version
 
 
@@ -28,8 +30,9 @@ def packages_of(generation: int, count: int = 4) -> list[PackageRecord]:
 class FakeAdapter:
     """An adapter whose upstream the test controls.
 
-    `generation` is the upstream's content (and ETag); `failures` are raised by the next
-    fetches, one each; `fetch_delay` slows every fetch down; `calls` counts fetches.
+    `generation` is the upstream's content (and ETag); `snapshot_time` its stated time;
+    `failures` are raised by the next fetches, one each; `fetch_delay` slows every fetch
+    down; `calls` counts fetches.
     """
 
     name: ClassVar[str] = "Fake"
@@ -41,6 +44,7 @@ class FakeAdapter:
         self.failures: list[BaseException] = []
         self.fetch_delay = 0.0
         self.calls = 0
+        self.snapshot_time: datetime | None = None  # when "upstream made" the data
         self._lock = threading.Lock()
 
     def default_source(self) -> str:
@@ -67,6 +71,10 @@ class FakeAdapter:
         if failure is not None:
             raise failure
         url = source or self.default_source()
+        if version is None and not self.versions:
+            raise UpstreamError(
+                f"Fake upstream at {url} offers no catalog versions", transient=False
+            )
         etag = f'"gen-{generation}"'
         if validators and validators.get(url, {}).get("etag") == etag:
             return None
@@ -77,6 +85,7 @@ class FakeAdapter:
                 catalog_type=self.catalog_type,
                 description=f"fake catalog, generation {generation}",
                 source_url=url,
+                snapshot_time=self.snapshot_time,
             ),
             packages=packages_of(generation),
             validators={url: {"etag": etag}},

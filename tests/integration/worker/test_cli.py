@@ -39,12 +39,21 @@ def fake() -> Iterator[FakeAdapter]:
 
 
 def import_args(name: str = "Fake", **kw: Any) -> argparse.Namespace:
-    values = {"name": name, "version": None, "source": None, "wait": False, "timeout": WAIT}
+    values = {
+        "name": name,
+        "version": None,
+        "source": None,
+        "wait": False,
+        "timeout": WAIT,
+        "force": False,
+    }
     return argparse.Namespace(**{**values, **kw})
 
 
 def update_args(uuid: str, **kw: Any) -> argparse.Namespace:
-    return argparse.Namespace(**{"uuid": uuid, "wait": False, "timeout": WAIT, **kw})
+    return argparse.Namespace(
+        **{"uuid": uuid, "wait": False, "timeout": WAIT, "force": False, **kw}
+    )
 
 
 @pytest.mark.postgres

@@ -170,7 +170,8 @@ def test_transient_failure_is_retried_with_backoff_then_succeeds(
     broker = start_worker({"Fake": fake})
     seen_errors: list[str] = []
 
-    publish_import(broker, mq_settings, name="Fake")
+    # A named version: its row exists before the fetch, so the failure is written there.
+    publish_import(broker, mq_settings, name="Fake", version="2.0")
 
     def done() -> Any:
         row = catalog_row(pg_engine, name="Fake")
@@ -192,7 +193,7 @@ def test_retries_exhausted_end_in_the_dead_letter_queue(
     fake.failures = [UpstreamError(f"HTTP 503 #{i}", transient=True) for i in range(5)]
     broker = start_worker({"Fake": fake})
 
-    publish_import(broker, mq_settings, name="Fake")
+    publish_import(broker, mq_settings, name="Fake", version="2.0")  # a row to write errors to
 
     wait_until(lambda: message_count(url, f"{queue}.XQ") == 1, WAIT)
     assert fake.calls == mq_settings.max_retries + 1
@@ -291,7 +292,7 @@ def test_time_limit_interrupts_a_stuck_command_and_it_is_retried(
     broker = start_worker({"Fake": fake}, settings)
     errors: list[str] = []
 
-    publish_import(broker, settings, name="Fake")
+    publish_import(broker, settings, name="Fake", version="2.0")  # a row to write errors to
 
     def interrupted() -> bool:
         row = catalog_row(pg_engine, name="Fake")

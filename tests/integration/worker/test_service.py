@@ -93,8 +93,10 @@ def test_failed_import_leaves_a_row_with_errors_and_a_retry_completes_it(
             status=503,
         )
     ]
+    # A named version: the row is made before the fetch (without one, the fetch that finds
+    # the latest version comes first, and its failure leaves no row).
     with pytest.raises(UpstreamError):
-        run_import(engine, fake, will_retry=True)
+        run_import(engine, fake, version="2.0", will_retry=True)
 
     row = catalog_row(engine, name="Fake", version="2.0")
     assert row.update_errors == (
@@ -250,11 +252,34 @@ def test_eessi_stacks_live_side_by_side(engine: Engine) -> None:
         assert row.package_count > 0 and row.update_errors == ""
 
 
+def test_import_without_version_downloads_the_software_file_once(engine: Engine) -> None:
+    """The latest version is read from the same download the import syncs (not from a
+    discover download of its own), and an import of the unchanged latest writes nothing."""
+    from adapters.base import load_adapters
+    from adapters.fetch import Fetcher
+    from tests.support.fake_upstream import FakeUpstream
+
+    with FakeUpstream() as up:
+        settings = up.settings()
+        adapters = load_adapters(settings)
+        with Fetcher(settings) as fetcher:
+            first = service.import_catalog(engine, adapters, fetcher, name="EESSI")
+            gets = [r for r in up.requests_for(up.EESSI_SOFTWARE) if r.method == "GET"]
+            assert len(gets) == 1
+            again = service.import_catalog(engine, adapters, fetcher, name="EESSI")
+            gets = [r for r in up.requests_for(up.EESSI_SOFTWARE) if r.method == "GET"]
+
+    assert first.version == "2025.06" and first.created and first.changed
+    assert len(gets) == 2  # one more for the second import, none for discovering
+    assert again.catalog_uuid == first.catalog_uuid and not again.changed
+    assert catalog_row(engine, id=first.catalog_id).package_count > 0
+
+
 def test_a_command_failing_before_its_row_exists_is_counted_as_received(
     engine: Engine, fake: FakeAdapter
 ) -> None:
-    """Failed never exceeds received: an import whose discover fails and an update of an
-    unknown catalog are counted on both, under the same label."""
+    """Failed never exceeds received: an import whose fetch of the latest version fails (no
+    row yet) and an update of an unknown catalog are counted on both, under the same label."""
 
     def counts(actor: str, label: str) -> tuple[float, float]:
         received = metrics.COMMANDS_RECEIVED.labels(actor=actor, catalog=label)
@@ -264,13 +289,12 @@ def test_a_command_failing_before_its_row_exists_is_counted_as_received(
         ]
         return received._value.get(), sum(f._value.get() for f in failed)
 
-    class Unreachable(FakeAdapter):
-        def discover(self, fetcher: object, source: str | None = None) -> list[str]:
-            raise UpstreamError("upstream down", transient=True)
+    unreachable = FakeAdapter()
+    unreachable.failures = [UpstreamError("upstream down", transient=True)]
 
     unknown = "0" * 32
     cases = [
-        ("import_catalog", "Fake", lambda: run_import(engine, Unreachable())),
+        ("import_catalog", "Fake", lambda: run_import(engine, unreachable)),
         (
             "update_catalog",
             unknown,
