@@ -35,6 +35,7 @@ lint: install-test
 # Needs PostgreSQL and RabbitMQ (as `make test`); each prints ratios against its baseline.
 bench: install-test
 	$(BIN)/python -m bench.bench_sync
+	$(BIN)/python -m bench.bench_memory
 	$(BIN)/python -m bench.bench_api
 	$(BIN)/python -m bench.bench_latency
 

@@ -9,10 +9,12 @@ EESSI and Spack register exactly as a third-party plugin would.
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from importlib.metadata import entry_points
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -122,6 +124,29 @@ def upstream_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def version_text(value: Any) -> str | None:
+    """An upstream version value as the text to store, or None when there is none (null,
+    missing, empty, or not a scalar): such a build is left out and named, never stored as
+    "None". A JSON number keeps its source text (2.10 stays "2.10") only when the parser
+    gave it as a Decimal or an int: parse with ijson's default (no `use_float`), since a
+    float has already lost the text (2.10 -> 2.1)."""
+    if isinstance(value, bool) or value is None:
+        return None  # a JSON true/false names no version
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int | Decimal | float):
+        return str(value)
+    return None
+
+
+def no_version(entry: dict[str, Any], build: str) -> str:
+    """What a `PackageRecord.left_out` says of a build whose version `version_text` refused."""
+    if "version" not in entry:
+        return f"{build}: no version upstream"
+    shown = json.dumps(entry["version"], default=str)
+    return f"{build}: version {shown[:40]} upstream is not a version"
 
 
 def schema_error(url: str, what: str, detail: str) -> UpstreamError:

@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import ijson
 
 from adapters.base import (
+    no_version,
     read_top_level,
     schema_error,
     string_list,
     upstream_json,
     upstream_time,
+    version_text,
 )
 from adapters.fetch import Fetcher, FetchResult
 from syncd.config import Settings
@@ -84,9 +87,37 @@ def flatten_urls(value: Any) -> list[str]:
     return found
 
 
-def _version_record(entry: dict[str, Any], package: dict[str, Any]) -> VersionRecord | None:
-    version = entry.get("version")
-    if not isinstance(version, str | int | float) or str(version) == "":
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What every version of one package has alike, built once per package and shared by
+    its version records (which nobody mutates): a package of 100,000 versions must not
+    hold 100,000 copies of its dependency list and category targets."""
+
+    dependencies: list[str]
+    category_targets: list[TargetRecord]
+    package_metadata: dict[str, Any]
+
+
+def _shared(package: dict[str, Any]) -> _Shared:
+    categories = string_list(package.get("categories"))
+    return _Shared(
+        dependencies=string_list(package.get("dependencies")),
+        category_targets=[
+            TargetRecord(kind, name, metadata=dict(meta))
+            for category, (kind, name, meta) in CATEGORY_TARGETS.items()
+            if category in categories
+        ],
+        package_metadata={
+            meta_key: package[key]
+            for key, meta_key in (("patches", "patches"), ("alias", "aliases"))
+            if package.get(key)
+        },
+    )
+
+
+def _version_record(entry: dict[str, Any], shared: _Shared) -> VersionRecord | None:
+    version = version_text(entry.get("version"))
+    if version is None:
         return None
     downloads = flatten_urls(entry.get("downloads"))
     metadata: dict[str, Any] = {"downloads": downloads}
@@ -97,38 +128,42 @@ def _version_record(entry: dict[str, Any], package: dict[str, Any]) -> VersionRe
     if isinstance(repositories, list):
         metadata["repositories"] = repositories
         repo_urls = [r["url"] for r in repositories if isinstance(r, dict) and r.get("url")]
-    for key, meta_key in (("patches", "patches"), ("alias", "aliases")):
-        if package.get(key):
-            metadata[meta_key] = package[key]
+    metadata.update(shared.package_metadata)
     location = downloads[0] if downloads else (repo_urls[0] if repo_urls else "")
-    targets = [TargetRecord("build_variant", "default", location=location)]
-    categories = string_list(package.get("categories"))
-    targets.extend(
-        TargetRecord(kind, name, metadata=dict(meta))
-        for category, (kind, name, meta) in CATEGORY_TARGETS.items()
-        if category in categories
-    )
     return VersionRecord(
-        version=str(version),
-        dependencies=string_list(package.get("dependencies")),
+        version=version,
+        dependencies=shared.dependencies,
         metadata=metadata,
-        targets=targets,
+        targets=[
+            TargetRecord("build_variant", "default", location=location),
+            *shared.category_targets,
+        ],
     )
 
 
 def package_record(key: str, package: Any) -> PackageRecord | None:
-    """The record of one `packages` member; None for alias keys and unusable entries."""
+    """The record of one `packages` member; None for alias keys and unusable entries.
+    Takes the version entries out of `package` as it goes: each parsed entry is freed once
+    its record exists, so the two are never both held whole."""
     if not isinstance(package, dict) or package.get("name", key) != key:
         return None
-    entries = package.get("version")
+    entries = package.pop("version", None)
     if isinstance(entries, dict):
         entries = [entries]
+    if not isinstance(entries, list):
+        entries = []
+    entries.reverse()  # popped from the end: upstream order, first of a version wins
+    shared = _shared(package)
     versions: dict[str, VersionRecord] = {}
-    for entry in entries if isinstance(entries, list) else []:
+    left_out: list[str] = []
+    while entries:
+        entry = entries.pop()
         if isinstance(entry, dict):
-            record = _version_record(entry, package)
+            record = _version_record(entry, shared)
             if record is not None:
                 versions.setdefault(record.version, record)
+            else:
+                left_out.append(no_version(entry, "a version entry"))
     homepages = string_list(package.get("homepages"))
     summary = package.get("summary")
     return PackageRecord(
@@ -141,6 +176,7 @@ def package_record(key: str, package: Any) -> PackageRecord | None:
         versions=sorted(
             versions.values(), key=lambda v: (spack_version_key(v.version), v.version), reverse=True
         ),
+        left_out=left_out,
     )
 
 
@@ -149,7 +185,8 @@ def iter_packages(result: FetchResult, url: str) -> Iterator[PackageRecord]:
     produced = 0
     try:
         with result.open() as stream, upstream_json(url, WHAT):
-            for key, package in ijson.kvitems(stream, "packages", use_float=True):
+            # Numbers as Decimal: a version given as 2.10 keeps its text (version_text).
+            for key, package in ijson.kvitems(stream, "packages"):
                 record = package_record(key, package)
                 if record is not None:
                     produced += 1

@@ -55,6 +55,8 @@ class VersionRecord:
 
     `dependencies` holds what the upstream names: package names (Spack) or module objects
     {full_module_name, module_name, module_version} (EESSI), as Waldur stores each.
+    `metadata` and `dependencies` hold JSON values; a `Decimal` (how adapters parse JSON
+    numbers, see adapters.base.version_text) is written as a JSON number.
     """
 
     version: str
@@ -75,6 +77,9 @@ class PackageRecord:
 
     `parent_names` names the packages an extension belongs to (same catalog); they are
     resolved to links by the sync engine once every package of the snapshot is known.
+    `left_out` says what the adapter could not make a record of and why ("a build without a
+    version: ..."): the sync counts each as a skipped record and names the first few in the
+    catalog's update_errors, so nothing upstream offers disappears without a trace.
     """
 
     name: str
@@ -86,6 +91,7 @@ class PackageRecord:
     is_extension: bool = False
     parent_names: list[str] = field(default_factory=list)
     versions: list[VersionRecord] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -141,13 +147,19 @@ class KindStats:
 class SyncStats:
     """What one sync did, per kind of row; `duplicates` counts the records left out because
     an earlier one of the snapshot had the same key (a package name, a version's
-    (version, module_version), a target's identity)."""
+    (version, module_version), a target's identity), `skipped` the records it could not use
+    (a value too long, a build without a version), `sanitised` the values stored altered (a
+    NUL replaced). `warnings` words the last two for the catalog's update_errors: a few
+    sentences, each naming its first few examples, whatever the snapshot's size."""
 
     packages: KindStats = field(default_factory=KindStats)
     versions: KindStats = field(default_factory=KindStats)
     targets: KindStats = field(default_factory=KindStats)
     parent_links: KindStats = field(default_factory=KindStats)
     duplicates: int = 0
+    skipped: int = 0
+    sanitised: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rows_written(self) -> int:

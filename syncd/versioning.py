@@ -18,6 +18,7 @@ for `update_available`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -31,12 +32,17 @@ _FINAL = 3
 # Component kinds, ordered as Spack orders them: words < numbers < infinity words.
 _WORD, _NUMBER, _INFINITY = 0, 1, 2
 
+_FINAL_KEY = (_FINAL,)
+
 _COMPONENT = re.compile(r"[0-9]+|[a-zA-Z]+")
 
 Component = tuple[int, int | str]
 VersionKey = tuple[tuple[Component, ...], tuple[int, ...]]
 
 
+# Cached: components repeat across versions ("1", "2", "rc"), and a package of 100,000
+# versions sorts with 100,000 keys alive at once: shared component tuples keep them small.
+@functools.lru_cache(maxsize=8192)
 def _component(text: str) -> Component:
     if text.isdigit():
         return (_NUMBER, int(text))
@@ -49,7 +55,7 @@ def _component(text: str) -> Component:
 def spack_version_key(version: str) -> VersionKey:
     """A sort key that orders version strings as Spack does (larger = newer)."""
     parts = _COMPONENT.findall(version)
-    prerelease: tuple[int, ...] = (_FINAL,)
+    prerelease: tuple[int, ...] = _FINAL_KEY
     # Only a trailing pre-release marker after a release part counts, as in Spack.
     if len(parts) >= 3 and parts[-2].lower() in _PRERELEASE_RANK and parts[-1].isdigit():
         prerelease = (_PRERELEASE_RANK[parts[-2].lower()], int(parts[-1]))

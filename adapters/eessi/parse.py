@@ -23,7 +23,8 @@ WHAT = "EESSI API software data"
 
 def _software_items(result: FetchResult, url: str) -> Iterator[tuple[str, Any]]:
     with result.open() as stream, upstream_json(url, WHAT):
-        yield from ijson.kvitems(stream, "software", use_float=True)
+        # Numbers as Decimal: a version given as 2.10 keeps its text (version_text).
+        yield from ijson.kvitems(stream, "software")
 
 
 def _names(result: FetchResult, url: str) -> set[str]:
@@ -98,7 +99,7 @@ def iter_stack_packages(
                 if builder is None:
                     continue
                 if name in held:
-                    held[name].add(builder.record.versions, builder.record.parent_names)
+                    held[name].merge(builder)
                 elif name_count[name] > 1:
                     held[name] = builder
                 else:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.base import string_list
+from adapters.base import no_version, string_list, version_text
 from adapters.eessi.shapes import (
     _dict,
     _module,
@@ -43,7 +43,11 @@ def _targets(entry: dict[str, Any], stack: str) -> list[TargetRecord]:
 
 def version_record(
     entry: dict[str, Any], stack: str, *, extension_type: str | None = None
-) -> VersionRecord:
+) -> VersionRecord | None:
+    """The entry's version record; None when it has no usable version (version_text)."""
+    version = version_text(entry.get("version"))
+    if version is None:
+        return None
     module = entry_module(entry)
     # Objects as Waldur stores them, also when an older file gives "Name/version" strings.
     required = [_module(m) for m in entry.get("required_modules") or []]
@@ -59,7 +63,6 @@ def version_record(
         "required_modules": required,
         "license": string_list(entry.get("license")),
     }
-    version = str(entry.get("version", ""))
     if extension_type is None:
         metadata["extensions"] = [e for e in entry.get("extensions") or [] if isinstance(e, dict)]
         module_version = module["module_version"] or version + metadata["versionsuffix"]
@@ -111,6 +114,11 @@ class _Builder:
             if name not in self.record.parent_names and name != self.record.name:
                 self.record.parent_names.append(name)
 
+    def merge(self, other: _Builder) -> None:
+        """Take in the same package's builder from another file."""
+        self.add(other.record.versions, other.record.parent_names)
+        self.record.left_out.extend(other.record.left_out)
+
     def finish(self) -> PackageRecord:
         self.record.versions.sort(key=_version_sort_key, reverse=True)
         return self.record
@@ -157,5 +165,13 @@ def package_builder(
             pname = parent.get("name") if isinstance(parent, dict) else None
             if pname and (known_parents is None or pname in known_parents):
                 parents.append(pname)
-    builder.add((version_record(e, stack, extension_type=extension_type) for e in entries), parents)
+    versions = []
+    for e in entries:
+        record = version_record(e, stack, extension_type=extension_type)
+        if record is None:
+            build = entry_module(e)["full_module_name"] or "a build"
+            builder.record.left_out.append(no_version(e, build))
+        else:
+            versions.append(record)
+    builder.add(versions, parents)
     return builder

@@ -14,13 +14,15 @@ One attempt, for both commands:
 3. refuse a snapshot older than the one the catalog holds (a stale mirror; permanent,
    `force` accepts it), else hand it to syncd.sync.sync_catalog, which writes contents in
    one transaction under the catalog's lock;
-4. success: last_successful_update = now. Failure: update_errors = what failed, where and
-   why; the catalog's contents stay as they were; the exception is re-raised so that the
-   worker can decide about a retry (`is_transient`).
+4. success: last_successful_update = now, and update_errors = the sync's warnings (upstream
+   data left out or stored altered, usually none). Failure: update_errors = what failed,
+   where and why; the catalog's contents stay as they were; the exception is re-raised so
+   that the worker can decide about a retry (`is_transient`).
 
 Clearing update_errors when an attempt starts makes the row tell its state: an attempt is
 running while last_update_attempt > last_successful_update and update_errors is empty, it
-failed when update_errors is set, it succeeded when last_successful_update caught up.
+failed when update_errors is set and last_successful_update did not catch up, it succeeded
+when last_successful_update caught up (update_errors then holds its warnings, if any).
 `syncd update --wait` follows exactly that.
 """
 

@@ -16,9 +16,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from syncd.cache_events import data_changed
 from syncd.db.tables import Catalog
+from syncd.domain import SyncStats
 from syncd.errors import UnknownCatalogError
 from syncd.logging import get_logger
-from syncd.service.failures import _failed, _retry_note, describe_error
+from syncd.service.failures import _failed, _retry_note, describe_error, describe_warnings
 
 log = get_logger(__name__)
 
@@ -150,12 +151,14 @@ def _to_target(row: Any) -> _Target:
     )
 
 
-def _record_success(engine: Engine, target: _Target) -> None:
+def _record_success(engine: Engine, target: _Target, stats: SyncStats | None) -> None:
+    """Stamp the success; update_errors stays empty unless the sync left upstream data out
+    or stored it altered (`SyncStats.warnings`): an operator is told what and where."""
     with engine.begin() as conn:
         conn.execute(
             update(Catalog)
             .where(Catalog.id == target.id)
-            .values(last_successful_update=now(), update_errors="")
+            .values(last_successful_update=now(), update_errors=describe_warnings(stats))
         )
     data_changed()
 

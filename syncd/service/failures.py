@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from syncd import metrics
+from syncd.domain import SyncStats
 from syncd.errors import SyncdError
 from syncd.logging import get_logger
 
@@ -46,6 +47,17 @@ def describe_error(exc: BaseException, stage: str) -> str:
         text = f"{_STAGES[stage]} failed: database error {type(exc.orig).__name__}: {detail}"
     else:
         text = f"{_STAGES[stage]} failed: {type(exc).__name__}: {exc or 'no detail'}"
+    return text[:MAX_ERROR_CHARS]
+
+
+def describe_warnings(stats: SyncStats | None) -> str:
+    """The update_errors text of a success that could not store everything upstream offers
+    as it is; "" for a clean one."""
+    if stats is None or not stats.warnings:
+        return ""
+    text = "Updated, but not all upstream data could be stored as it is: " + " ".join(
+        stats.warnings
+    )
     return text[:MAX_ERROR_CHARS]
 
 

@@ -102,7 +102,7 @@ def _attempt(
                 stage = "sync"
                 stats = _sync(engine, target, snapshot)
             stage = "finish"
-            _record_success(engine, target)
+            _record_success(engine, target, stats)
         except BaseException as exc:
             _record_failure(engine, target, exc, actor, stage, will_retry)
             raise

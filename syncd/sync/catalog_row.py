@@ -17,6 +17,7 @@ from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot
 from syncd.errors import PermanentError, UnknownCatalogError
 from syncd.logging import get_logger
+from syncd.sync.nul import ESCAPED_NUL, NUL, clean_text, without_nul
 from syncd.sync.records import _Staged
 from syncd.sync.rows import _digest, _json
 
@@ -79,16 +80,16 @@ def _update_catalog(
     edited = [f for f in OPERATOR_FIELDS if f in baseline and latest[f] != baseline[f]]
     if edited:
         log.info("operator_edit_kept", catalog_id=catalog_id, fields=edited)
-    source_url = info.source_url or latest["source_url"]
+    description, source_url, metadata = _catalog_fields(snapshot, latest, staged)
     wanted = {
-        "description": info.description,
+        "description": description,
         "source_url": source_url,
-        "metadata": info.metadata,
+        "metadata": metadata,
         "package_count": staged.packages,
         "version_count": staged.versions,
         "target_count": staged.targets,
         "upstream_validators": snapshot.validators,
-        "content_hash": _catalog_hash(info.description, source_url, info.metadata),
+        "content_hash": _catalog_hash(description, source_url, metadata),
     }
     if info.snapshot_time is not None:  # unknown keeps what was known
         wanted["upstream_snapshot_at"] = info.snapshot_time
@@ -107,6 +108,25 @@ def _update_catalog(
         update(_catalog).where(_catalog.c.id == catalog_id).values(modified=now, **changed)
     )
     return True
+
+
+def _catalog_fields(
+    snapshot: CatalogSnapshot, current: dict[str, Any], staged: _Staged
+) -> tuple[str, str, dict[str, Any]]:
+    """The catalog's description, source_url and metadata as stored: NUL replaced, as in
+    every other upstream value (syncd/sync/nul.py), and noted."""
+    info = snapshot.catalog
+    fields = {"description": info.description, "source_url": info.source_url}
+    for name, value in fields.items():
+        if NUL in value:
+            fields[name] = clean_text(value)
+            staged.sanitise(name, None)
+    metadata = info.metadata
+    if ESCAPED_NUL in _json(metadata):
+        metadata = without_nul(metadata)
+        if _json(metadata) != _json(info.metadata):
+            staged.sanitise("metadata", None)
+    return fields["description"], fields["source_url"] or current["source_url"], metadata
 
 
 def _check_label_free(

@@ -107,15 +107,19 @@ WHERE NOT EXISTS (SELECT 1 FROM target AS t WHERE t.catalog_id = :c
     AND t.version_id = s.version_id AND t.target_type = s.target_type
     AND t.target_name = s.target_name AND t.target_subtype = s.target_subtype)
 """
+# Only parents the snapshot holds: a vanished parent's row is still there until the deletes
+# at the end, and a link to it would be counted as kept, then removed by the cascade.
 _RESOLVE_PARENTS = """
-UPDATE stage_parent SET package_id = c.id, parent_id = p.id FROM package AS c, package AS p
+UPDATE stage_parent SET package_id = c.id, parent_id = p.id
+FROM package AS c, package AS p, stage_package AS s
 WHERE c.catalog_id = :c AND c.name = stage_parent.name
-  AND p.catalog_id = :c AND p.name = stage_parent.parent_name
+  AND p.catalog_id = :c AND p.name = stage_parent.parent_name AND s.name = p.name
 """
 _RESOLVE_PARENTS_SQLITE = """
 UPDATE stage_parent SET
     package_id = (SELECT id FROM package WHERE catalog_id = :c AND name = stage_parent.name),
-    parent_id = (SELECT id FROM package WHERE catalog_id = :c AND name = stage_parent.parent_name)
+    parent_id = (SELECT id FROM package WHERE catalog_id = :c AND name = stage_parent.parent_name
+        AND EXISTS (SELECT 1 FROM stage_package AS s WHERE s.name = stage_parent.parent_name))
 """
 _COUNT_RESOLVED_PARENTS = "SELECT count(*) FROM stage_parent WHERE parent_id IS NOT NULL"
 _INSERT_PARENTS = """

@@ -171,31 +171,34 @@ def _direct_import(
                 name = package.name
                 homepage, versions, parents = _keep(staged, package)
                 package_id = ids[name] = package_ids.take()
-                for sort_index, (version, targets) in enumerate(versions):
+                # The package's row first: its versions may then go in later batches, so
+                # one package of 100,000 versions is never held encoded whole.
+                row = _package_row(package, homepage, len(versions), staged.sanitise)
+                put((package_id, new_uuid(), stamp, stamp, catalog_id, *row, 0), batch["package"])
+                links.extend((package_id, parent) for parent in parents)
+                pending += 1
+                for sort_index, version in enumerate(versions):
                     version_id = version_ids.take()
-                    row = _version_row(name, version, sort_index)
+                    row = _version_row(name, version, sort_index, staged.sanitise)
                     put(
                         (version_id, new_uuid(), stamp, stamp, package_id, catalog_id, *row[1:]),
                         versions_out,
                     )
-                    for target in targets:
-                        row = _target_row(name, version, target)
+                    for target in version.targets:
+                        row = _target_row(name, version, target, staged.sanitise)
                         target_id = target_ids.take()
                         put(
                             (target_id, new_uuid(), stamp, stamp, version_id, catalog_id, *row[3:]),
                             targets_out,
                         )
-                    pending += 1 + len(targets)
-                row = _package_row(package, homepage, len(versions))
-                put((package_id, new_uuid(), stamp, stamp, catalog_id, *row, 0), batch["package"])
-                links.extend((package_id, parent) for parent in parents)
-                pending += 1
-                # Only between packages: a package's row must go no later than its versions.
-                if pending >= BATCH_ROWS:
-                    sender.send(batch)
-                    batch = _new_batch()
-                    versions_out, targets_out = batch["version"], batch["target"]
-                    pending = 0
+                    pending += 1 + len(version.targets)
+                    # Batches go in order, each one's package rows first (_DIRECT_COLUMNS):
+                    # a version's package row is always sent no later than the version.
+                    if pending >= BATCH_ROWS:
+                        sender.send(batch)
+                        batch = _new_batch()
+                        versions_out, targets_out = batch["version"], batch["target"]
+                        pending = 0
             # As the staged path: links to packages the snapshot does not hold are left
             # out, and a package's extension_count is the number of packages naming it.
             extensions: dict[int, int] = {}  # parent id -> links to it

@@ -70,8 +70,12 @@ def sync_catalog(
     cache_events.data_changed()  # committed: in-process caches (the API's) start over
     _record_metrics(f"{snapshot.catalog.name}/{snapshot.catalog.version}", stats, duration)
     stats.duplicates = staged.duplicates
+    stats.skipped, stats.sanitised = staged.skipped, staged.sanitised
+    stats.warnings = staged.warnings()
     if staged.skipped:
         log.warning("records_skipped", count=staged.skipped, first=staged.skipped_examples)
+    if staged.sanitised:
+        log.warning("values_sanitised", count=staged.sanitised, first=staged.sanitised_examples)
     if staged.duplicates:
         log.warning("duplicate_records", count=staged.duplicates, first=staged.duplicate_examples)
     log.info(

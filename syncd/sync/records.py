@@ -1,15 +1,17 @@
 """Which of a snapshot's records are written, shared by both write paths so that they keep
-the same rows: schema length limits, first of a key wins, a bounded account of what was left out.
+the same rows: no NUL (syncd/sync/nul.py), schema length limits, first of a key wins, and a
+bounded account of what was left out or altered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from syncd.db.tables import Package, Target, Version
 from syncd.domain import CatalogSnapshot, PackageRecord, TargetRecord, VersionRecord
+from syncd.sync.nul import NUL, clean_text
 
 
 def _limit(column: Any) -> int:
@@ -28,6 +30,12 @@ _TARGET_MAX = (
 )
 
 
+# The text fields of each record; JSON fields are cleaned when rows are encoded (rows.py).
+_PACKAGE_TEXT = ("name", "description", "homepage", "parent_names")
+_VERSION_TEXT = ("version", "module_version")
+_TARGET_TEXT = ("target_type", "target_name", "target_subtype", "location")
+
+
 def _version_problem(version: VersionRecord) -> str | None:
     if len(version.version) > _VERSION_MAX:
         return f"version longer than {_VERSION_MAX} characters"
@@ -43,10 +51,42 @@ def _target_problem(target: TargetRecord) -> str | None:
     return None
 
 
+_R = TypeVar("_R", PackageRecord, VersionRecord, TargetRecord)
+_EXAMPLES = 5
+
+
+def _without_nul(record: _R, attrs: tuple[str, ...]) -> tuple[_R, list[str]]:
+    """`record` with NUL replaced in its text fields `attrs`, and the fields it was in.
+    Called only when a quick test found one: a copy, the adapter's record stays as it was."""
+    fixed: dict[str, Any] = {}
+    for attr in attrs:
+        value = getattr(record, attr)
+        if isinstance(value, str) and NUL in value:
+            fixed[attr] = clean_text(value)
+        elif isinstance(value, list) and any(NUL in v for v in value):
+            fixed[attr] = [clean_text(v) for v in value]
+    return replace(record, **fixed), list(fixed)
+
+
+def _where(package: str | None, version: str | None, target: tuple[str, str, str] | None) -> str:
+    where = "the catalog's" if package is None else f"package {package!r}"
+    if version is not None:
+        where += f" version {version!r}"
+    if target is not None:
+        where += f" target {target!r}"
+    return where
+
+
+def _listed(examples: list[str], total: int) -> str:
+    more = total - len(examples)
+    return "; ".join(examples) + (f"; and {more} more" if more else "")
+
+
 @dataclass(slots=True)
 class _Staged:
-    """What went into staging, and what was left out (logged: a count and a few examples,
-    so that a broken upstream cannot fill memory with messages)."""
+    """What went into staging, what was left out and what was stored altered (logged and
+    worded for update_errors: a count and a few examples, so that a broken upstream cannot
+    fill memory with messages)."""
 
     packages: int = 0
     versions: int = 0
@@ -56,17 +96,47 @@ class _Staged:
     skipped_examples: list[str] = field(default_factory=list)
     duplicates: int = 0
     duplicate_examples: list[str] = field(default_factory=list)
+    sanitised: int = 0
+    sanitised_examples: list[str] = field(default_factory=list)
 
     def skip(self, why: str) -> None:
         self.skipped += 1
-        if len(self.skipped_examples) < 5:
+        if len(self.skipped_examples) < _EXAMPLES:
             self.skipped_examples.append(why)
+
+    def sanitise(
+        self,
+        field_: str,
+        package: str | None,
+        version: str | None = None,
+        target: tuple[str, str, str] | None = None,
+    ) -> None:
+        """A value stored with its NUL replaced; `package` None: the catalog's own field."""
+        self.sanitised += 1
+        if len(self.sanitised_examples) < _EXAMPLES:
+            self.sanitised_examples.append(f"{_where(package, version, target)} {field_}")
+
+    def warnings(self) -> list[str]:
+        """The update_errors sentences of a sync that succeeded with data left out or
+        altered (duplicates are not among them: they are the upstream's own collapses)."""
+        found = []
+        if self.sanitised:
+            found.append(
+                f"{self.sanitised} upstream values held NUL characters, stored with U+FFFD in "
+                f"their place: {_listed(self.sanitised_examples, self.sanitised)}."
+            )
+        if self.skipped:
+            found.append(
+                f"{self.skipped} upstream records were left out: "
+                f"{_listed(self.skipped_examples, self.skipped)}."
+            )
+        return found
 
     def duplicate(self, what: str) -> None:
         """A record whose key an earlier one had: the earlier is kept. Counted and named,
         because a collapse loses upstream data (two builds, one row)."""
         self.duplicates += 1
-        if len(self.duplicate_examples) < 5:
+        if len(self.duplicate_examples) < _EXAMPLES:
             self.duplicate_examples.append(what)
 
 
@@ -75,6 +145,15 @@ def _kept_packages(snapshot: CatalogSnapshot, staged: _Staged) -> Iterator[Packa
     Only the set of names seen is held, not the packages."""
     seen: set[str] = set()
     for package in snapshot.iter_packages():
+        if (
+            NUL in package.name
+            or NUL in package.description
+            or (package.homepage and NUL in package.homepage)
+            or any(NUL in p for p in package.parent_names)
+        ):
+            package, fields = _without_nul(package, _PACKAGE_TEXT)
+            for name in fields:
+                staged.sanitise(name, package.name)
         if len(package.name) > _PACKAGE_NAME_MAX:
             staged.skip(
                 f"package {package.name[:80]!r}: name longer than {_PACKAGE_NAME_MAX} characters"
@@ -87,28 +166,50 @@ def _kept_packages(snapshot: CatalogSnapshot, staged: _Staged) -> Iterator[Packa
         yield package
 
 
-_Kept = tuple[str | None, list[tuple[VersionRecord, list[TargetRecord]]], list[str]]
+_Kept = tuple[str | None, list[VersionRecord], list[str]]
 
 
 def _keep(staged: _Staged, package: PackageRecord) -> _Kept:
-    """One package's rows that are written (homepage, versions newest first with their
-    targets, parent names), counted into `staged`. A version's position in the list is its
-    sort_index (0 = newest): positions among the versions kept, so without gaps."""
+    """One package's rows that are written (homepage, versions newest first, each holding
+    the targets kept, parent names), counted into `staged`. A version's position in the list
+    is its sort_index (0 = newest): positions among the versions kept, so without gaps.
+    Records are copied only when something of theirs is left out or altered: a package of
+    100,000 versions is held once, not twice."""
     name = package.name
-    versions: list[tuple[VersionRecord, list[TargetRecord]]] = []
-    seen_versions: set[tuple[str, str]] = set()
+    for why in package.left_out:
+        staged.skip(f"package {name!r}: {why}")
+    versions: list[VersionRecord] = []
+    seen_versions: set[tuple[str, str] | str] = set()
     for version in package.versions:
+        if NUL in version.version or NUL in version.module_version:
+            version, fields = _without_nul(version, _VERSION_TEXT)
+            for attr in fields:
+                staged.sanitise(attr, name, version.version)
         problem = _version_problem(version)
         if problem:
             staged.skip(f"package {name!r} version {version.version[:80]!r}: {problem}")
             continue
-        if version.key in seen_versions:
+        # The version string alone where there is no module_version (Spack): no key tuple
+        # per version held (a str never equals a tuple, so the two forms cannot collide).
+        key = version.key if version.module_version else version.version
+        if key in seen_versions:
             staged.duplicate(f"package {name!r} version {version.key!r}")
             continue
-        seen_versions.add(version.key)
+        seen_versions.add(key)
         targets: list[TargetRecord] = []
         seen_targets: set[tuple[str, str, str]] = set()
+        altered = False
         for target in version.targets:
+            if (
+                NUL in target.target_type
+                or NUL in target.target_name
+                or NUL in target.target_subtype
+                or NUL in target.location
+            ):
+                altered = True
+                target, fields = _without_nul(target, _TARGET_TEXT)
+                for attr in fields:
+                    staged.sanitise(attr, name, version.version, target.key)
             problem = _target_problem(target)
             if problem:
                 staged.skip(f"package {name!r} {version.version!r} target: {problem}")
@@ -118,7 +219,9 @@ def _keep(staged: _Staged, package: PackageRecord) -> _Kept:
                 continue
             seen_targets.add(target.key)
             targets.append(target)
-        versions.append((version, targets))
+        if altered or len(targets) != len(version.targets):
+            version = replace(version, targets=targets)
+        versions.append(version)
         staged.targets += len(targets)
     homepage = package.homepage
     if homepage is not None and len(homepage) > _HOMEPAGE_MAX:

@@ -5,18 +5,31 @@ first import and a later diff agree on every hash and refreshing unchanged data 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
+from decimal import Decimal
 from hashlib import blake2b
 from typing import Any
 
 from syncd.domain import PackageRecord, TargetRecord, VersionRecord
+from syncd.sync.nul import ESCAPED_NUL, without_nul
 
 # Rows buffered in Python before they are sent to staging: bounds memory, keeps statements few.
 BATCH_ROWS = 2000
 
+
+def _plain(value: Any) -> Any:
+    # Adapters parse JSON numbers as Decimal, so that a version keeps its source text
+    # ("2.10"); elsewhere they stay numbers, as a float parser would have made them.
+    return float(value) if isinstance(value, Decimal) else str(value)
+
+
 _encode = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
 ).encode
+
+# Told where a NUL was replaced: (field, package name, version, target key).
+Note = Callable[[str, str, "str | None", "tuple[str, str, str] | None"], None]
 
 
 def _json(value: Any) -> str:
@@ -30,9 +43,29 @@ def _json(value: Any) -> str:
     return _encode(value)
 
 
+def _clean_json(
+    value: Any,
+    note: Note,
+    field: str,
+    package: str,
+    version: str | None = None,
+    target: tuple[str, str, str] | None = None,
+) -> str:
+    """`_json(value)`, with NUL replaced (syncd/sync/nul.py) and `note` told where. The
+    encoder escapes NUL, so one substring search of the text finds it at any depth."""
+    text_ = _json(value)
+    if ESCAPED_NUL in text_:
+        clean = _json(without_nul(value))
+        if clean != text_:
+            note(field, package, version, target)
+            return clean
+    return text_
+
+
 def _digest(own: tuple[str | bool | int | None, ...], *json_parts: str) -> str:
     """Stable hash of a row's own fields: the repr of its scalars (str/None/bool/int have a
-    canonical repr) and its JSON texts. Neither contains a raw NUL, so joining is unambiguous."""
+    canonical repr) and its JSON texts. Neither contains a raw NUL (a repr escapes it, the
+    JSON encoder too), so joining is unambiguous."""
     text_ = "\x00".join((repr(own), *json_parts))
     return blake2b(text_.encode(), digest_size=16).hexdigest()
 
@@ -41,10 +74,13 @@ def _iso(value: date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _package_row(package: PackageRecord, homepage: str | None, version_count: int) -> tuple:
-    categories = _json(package.categories)
-    licenses = _json(package.licenses)
-    maintainers = _json(package.maintainers)
+def _package_row(
+    package: PackageRecord, homepage: str | None, version_count: int, note: Note
+) -> tuple:
+    name = package.name
+    categories = _clean_json(package.categories, note, "categories", name)
+    licenses = _clean_json(package.licenses, note, "licenses", name)
+    maintainers = _clean_json(package.maintainers, note, "maintainers", name)
     own = (package.name, package.description, homepage, package.is_extension)
     return (
         package.name,
@@ -59,10 +95,11 @@ def _package_row(package: PackageRecord, homepage: str | None, version_count: in
     )
 
 
-def _version_row(package_name: str, version: VersionRecord, sort_index: int) -> tuple:
+def _version_row(package_name: str, version: VersionRecord, sort_index: int, note: Note) -> tuple:
     released = _iso(version.release_date)
-    dependencies = _json(version.dependencies)
-    meta = _json(version.metadata)
+    number = version.version
+    dependencies = _clean_json(version.dependencies, note, "dependencies", package_name, number)
+    meta = _clean_json(version.metadata, note, "metadata", package_name, number)
     own = (version.version, version.module_version, released)
     return (
         package_name,
@@ -76,9 +113,14 @@ def _version_row(package_name: str, version: VersionRecord, sort_index: int) -> 
     )
 
 
-def _target_row(package_name: str, version: VersionRecord, target: TargetRecord) -> tuple:
-    meta = _json(target.metadata)
-    gpus = _json(target.gpu_architectures)
+def _target_row(
+    package_name: str, version: VersionRecord, target: TargetRecord, note: Note
+) -> tuple:
+    number, key = version.version, target.key
+    meta = _clean_json(target.metadata, note, "metadata", package_name, number, key)
+    gpus = _clean_json(
+        target.gpu_architectures, note, "gpu_architectures", package_name, number, key
+    )
     own = (target.target_type, target.target_name, target.target_subtype, target.location)
     return (
         package_name,

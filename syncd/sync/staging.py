@@ -149,11 +149,11 @@ def _stage_snapshot(conn: Connection, dialect: str, snapshot: CatalogSnapshot) -
     for package in _kept_packages(snapshot, staged):
         name = package.name
         homepage, versions, parents = _keep(staged, package)
-        for sort_index, (version, targets) in enumerate(versions):
-            loader.add("stage_version", _version_row(name, version, sort_index))
-            for target in targets:
-                loader.add("stage_target", _target_row(name, version, target))
-        loader.add("stage_package", _package_row(package, homepage, len(versions)))
+        for sort_index, version in enumerate(versions):
+            loader.add("stage_version", _version_row(name, version, sort_index, staged.sanitise))
+            for target in version.targets:
+                loader.add("stage_target", _target_row(name, version, target, staged.sanitise))
+        loader.add("stage_package", _package_row(package, homepage, len(versions), staged.sanitise))
         for parent in parents:
             loader.add("stage_parent", (name, parent))
     loader.flush()

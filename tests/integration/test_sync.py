@@ -240,6 +240,29 @@ def test_vanished_package_counts_its_rows(engine: Engine) -> None:
     }
 
 
+def _link_rows(engine: Engine, catalog_id: int) -> int:
+    with engine.connect() as conn:
+        links = conn.scalars(select(PackageParent.package_id).where(
+            PackageParent.catalog_id == catalog_id)).all()  # fmt: skip
+    return len(links)
+
+
+def test_vanished_parent_counts_its_links(engine: Engine) -> None:
+    """A parent that disappears upstream takes its links with it: the stats count them as
+    deleted, so created + unchanged is what the table holds afterwards."""
+    cid = make_catalog(engine)
+    sync_catalog(engine, cid, small_snapshot())
+    stats = sync_catalog(engine, cid, snapshot(small_packages()[1:]))  # gcc vanishes
+    links = stats.parent_links
+    assert (links.created, links.updated, links.deleted, links.unchanged) == (0, 0, 1, 1)
+    assert _link_rows(engine, cid) == links.created + links.unchanged == 1
+    # The parent back again: its link is created anew, and counted so.
+    stats = sync_catalog(engine, cid, small_snapshot())
+    links = stats.parent_links
+    assert (links.created, links.deleted, links.unchanged) == (1, 0, 1)
+    assert _link_rows(engine, cid) == 2
+
+
 def test_failure_midway_keeps_previous_catalog(engine: Engine) -> None:
     cid = make_catalog(engine)
     sync_catalog(engine, cid, snapshot(synthetic_packages(40), validators={"etag": "old"}))

@@ -283,3 +283,21 @@ def test_a_stack_without_software_is_refused_at_the_end_of_the_stream(
     with pytest.raises(UpstreamError) as caught:
         list(snapshot.packages)
     assert not caught.value.transient and "no software for EESSI 2026.06" in caught.value.message
+
+
+def test_numeric_versions_keep_their_text_and_null_ones_are_named(
+    software_doc: dict[str, Any],
+) -> None:
+    entries = software_doc["software"]["Tool2"]["versions"]
+    stack_entries = [e for e in entries if "EESSI/2023.06" in e["required_modules"]]
+    stack_entries[0]["version"] = "__A__"
+    stack_entries[1]["version"] = None
+    del stack_entries[2]["version"]
+    text = upstream_data.dumps(software_doc).decode().replace('"__A__"', "2.10")
+    tool2 = packages_of({SOFTWARE: text.encode()}, "2023.06", eessi_extensions=False)["Tool2"]
+    assert [v.version for v in tool2.versions] == ["2.10"]
+    assert all(v.version != "None" for v in tool2.versions)
+    assert tool2.left_out == [
+        "Tool2/3.1.0-foss-2023b: version null upstream is not a version",
+        "Tool2/3.2.0-GCCcore-12.3.0: no version upstream",
+    ]

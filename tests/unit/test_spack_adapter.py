@@ -190,3 +190,22 @@ def test_an_empty_package_list_is_refused_at_the_end_of_the_stream() -> None:
     with pytest.raises(UpstreamError) as caught:
         list(snapshot.packages)
     assert not caught.value.transient and "holds no package" in caught.value.message
+
+
+def test_numeric_versions_keep_their_text_and_null_ones_are_named(doc: dict[str, Any]) -> None:
+    pkg = doc["packages"]["pkg-000"]
+    pkg["version"] = [
+        {"version": "__A__", "downloads": [], "metadata_number": 1.5},
+        {"version": 7, "downloads": []},
+        {"version": None, "downloads": []},
+        {"downloads": []},
+        {"version": True, "downloads": []},
+    ]
+    text = json.dumps(doc).replace('"__A__"', "2.10")
+    record = snapshot_packages(text.encode())["pkg-000"]
+    assert [v.version for v in record.versions] == ["7", "2.10"]
+    assert record.left_out == [
+        "a version entry: version null upstream is not a version",
+        "a version entry: no version upstream",
+        "a version entry: version true upstream is not a version",
+    ]
