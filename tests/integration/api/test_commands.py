@@ -283,7 +283,7 @@ def test_force_in_the_bodies_is_passed_on(
     assert client.post(update, headers=staff).status_code == 202  # no body, as Waldur sends
     assert client.post(update, json={"force": False}, headers=staff).status_code == 202
     imported = client.post(
-        IMPORT, json={"name": "EESSI", "version": "2099.01", "force": True}, headers=staff
+        IMPORT, json={"name": "EESSI", "version": "2025.06", "force": True}, headers=staff
     )
     assert imported.status_code == 202, imported.text
     assert [m.get("force") for m in queued(broker)] == [True, None, None, True]
