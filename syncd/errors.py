@@ -60,6 +60,10 @@ class CatalogExistsError(PermanentError):
     """An import names a (name, version, type) that already exists."""
 
 
+class VersionNotOfferedError(PermanentError):
+    """An import names a version its upstream does not offer (no catalog is created)."""
+
+
 class StaleSnapshotError(PermanentError):
     """Upstream served data older than the catalog holds (a stale mirror or CDN node)."""
 

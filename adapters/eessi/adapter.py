@@ -12,6 +12,7 @@ from adapters.eessi.sources import source_files
 from adapters.fetch import Fetcher, FetchResult
 from syncd.config import Settings
 from syncd.domain import CatalogInfo, CatalogSnapshot, CatalogType
+from syncd.errors import VersionNotOfferedError
 
 
 class EessiAdapter:
@@ -53,10 +54,8 @@ class EessiAdapter:
                 raise schema_error(software_url, WHAT, "it lists no EESSI stack version")
             if stack not in header.stacks:
                 offered = ", ".join(header.stacks) or "none"
-                raise schema_error(
-                    software_url,
-                    WHAT,
-                    f"it has no EESSI stack version {stack!r} (it offers: {offered})",
+                raise VersionNotOfferedError(
+                    f"{software_url} has no EESSI stack version {stack!r} (it offers: {offered})"
                 )
             present = {t: (results[u], u) for t, u in ext_urls.items() if not results[u].absent}
             for ext_result, ext_url in present.values():

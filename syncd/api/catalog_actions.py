@@ -21,8 +21,11 @@ from syncd.db.tables import Catalog
 from syncd.discovery import latest_version
 from syncd.domain import CatalogType
 from syncd.errors import PermanentError, TransientError
+from syncd.logging import get_logger
 from syncd.publish import publish_import, publish_update
 from syncd.redaction import keep_stored_credentials
+
+log = get_logger(__name__)
 
 
 def get_catalog(session: Session, text: str) -> Catalog:
@@ -128,6 +131,20 @@ def enqueue_update(
     return {"status": "updating", "catalog_uuid": row.uuid.hex}
 
 
+def _check_offered(ctx: ApiContext, adapter: Any, version: str) -> None:
+    """A version the default upstream does not list is a 400 now, not an empty catalog later
+    (the worker checks again against what it downloads). Asked of the cached discover; an
+    upstream that cannot be asked now is left to the worker."""
+    offered = ctx.discover_cache.versions(adapter, ctx.fetcher)
+    if offered and version not in offered:
+        reason = (
+            f"{adapter.name} upstream offers no version {version!r} "
+            f"(it offers: {', '.join(offered)})."
+        )
+        log.warning("import_refused", name=adapter.name, version=version, reason=reason)
+        raise errors.field_error("version", reason)
+
+
 def enqueue_import(ctx: ApiContext, session: Session, body: ImportRequest) -> dict[str, Any]:
     adapter = ctx.adapters.get(body.name)
     if adapter is None:
@@ -149,6 +166,8 @@ def enqueue_import(ctx: ApiContext, session: Session, body: ImportRequest) -> di
             f"Catalog {adapter.name} {version} ({catalog_type}) already exists; "
             "refresh it with update_catalog instead."
         )
+    if body.version is not None and source is None:
+        _check_offered(ctx, adapter, body.version)
     session.close()
     try:
         publish_import(

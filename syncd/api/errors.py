@@ -97,6 +97,20 @@ def statement_timeout(timeout_ms: int) -> ApiError:
     )
 
 
+# SQLite has one writer at a time. A write waits for the lock (busy_timeout, 30 s: see
+# syncd/db/engine.py), and a sync holds it only for its set-based diff (seconds for a full
+# catalog), so this answer means a sync's diff outlasted that wait: contention, not an outage.
+SQLITE_BUSY = (
+    "The database is busy: a catalog sync holds SQLite's write lock. Nothing was changed; "
+    "try again shortly."
+)
+
+
+def _is_sqlite_lock_wait(exc: Exception) -> bool:
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
+
+
 def _message(error: dict[str, Any]) -> str:
     """DRF's wording for the pydantic errors a client can cause."""
     kind = error.get("type", "")
@@ -192,6 +206,9 @@ def install_error_handlers(app: FastAPI) -> None:
                 "api_statement_timeout", path=request.url.path, timeout_ms=timeout_ms
             )
             return await on_api_error(request, statement_timeout(timeout_ms))
+        if _is_sqlite_lock_wait(exc):
+            structlog.get_logger("syncd.api").warning("database_busy", path=request.url.path)
+            return await on_api_error(request, unavailable(SQLITE_BUSY))
         # A database that refuses connections is an outage, not a bug: say so as the broker
         # case does (503 + Retry-After) and log one line instead of a traceback per request.
         structlog.get_logger("syncd.api").warning(

@@ -21,6 +21,10 @@ DEFAULT_MAX_OVERFLOW = 10
 # round trip); one in steady use is not: a dead one fails its statement, and SQLAlchemy then
 # invalidates the whole pool, so a database restart costs the requests in flight, not more.
 PING_AFTER_IDLE_SECONDS = 5.0
+# How long a SQLite write waits for the write lock before "database is locked" (the API then
+# answers 503 saying a sync holds it). A sync holds the lock only for its set-based diff
+# (about 5 s for a first import of the full EESSI catalog), so a write rarely waits that long.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def normalize_url(url: str) -> str:
@@ -36,7 +40,9 @@ def make_engine(url: str, *, statement_timeout_ms: int = 0, **kwargs: Any) -> En
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **kwargs,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         if statement_timeout_ms > 0:
@@ -90,7 +96,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
 
 

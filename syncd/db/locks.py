@@ -4,8 +4,8 @@ PostgreSQL: a transaction-level advisory lock keyed by the catalog id, so syncs 
 catalog run one at a time while different catalogs sync in parallel; it is released by the
 commit or rollback that ends the transaction, so a crashed worker cannot leave it behind.
 SQLite has a single writer per database file anyway: the lock is the write lock itself,
-taken up front with BEGIN IMMEDIATE (a deferred BEGIN would only take it at the first
-write, after the snapshot was staged, and could then fail with "database is locked").
+taken with BEGIN IMMEDIATE. The sync stages its snapshot into temporary tables first (they
+need no lock: see sqlite_connection), so that other writers wait for the diff only.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def catalog_transaction(engine: Engine, catalog_id: int, *, timeout: float) -> I
     Commits when the block ends normally, rolls back on any exception.
     """
     if engine.dialect.name == "sqlite":
-        with _sqlite_immediate(engine, catalog_id, timeout=timeout) as conn:
+        with sqlite_connection(engine) as conn, sqlite_write_lock(conn, catalog_id, timeout):
             yield conn
         return
     with engine.begin() as conn:
@@ -79,34 +79,49 @@ def catalog_transaction(engine: Engine, catalog_id: int, *, timeout: float) -> I
 
 
 @contextmanager
-def _sqlite_immediate(engine: Engine, catalog_id: int, *, timeout: float) -> Iterator[Connection]:
+def sqlite_connection(engine: Engine) -> Iterator[Connection]:
+    """A SQLite connection whose transactions are opened explicitly (by sqlite_write_lock, or
+    a plain BEGIN), so that work on temporary tables can run before the write lock is taken."""
     with engine.connect() as conn:
         raw: Any = conn.connection.driver_connection
         old_isolation = raw.isolation_level
         # isolation_level None stops the sqlite3 module from issuing its own deferred BEGIN,
         # so that ours is the one that opens the transaction; commit()/rollback() still end it.
         raw.isolation_level = None
-        old_busy = raw.execute("PRAGMA busy_timeout").fetchone()[0]
-        raw.execute(f"PRAGMA busy_timeout = {max(int(timeout * 1000), 0)}")
         try:
-            try:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            except OperationalError as exc:
-                if isinstance(exc.orig, sqlite3.OperationalError) and "locked" in str(exc.orig):
-                    raise LockBusyError(
-                        f"catalog {catalog_id}: the SQLite database is being written by "
-                        f"another sync (write lock not acquired within {timeout:g}s)"
-                    ) from exc
-                raise
-            raw.execute(f"PRAGMA busy_timeout = {int(old_busy)}")
-            try:
-                yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+            yield conn
         finally:
             if raw.in_transaction:
                 raw.rollback()
-            raw.execute(f"PRAGMA busy_timeout = {int(old_busy)}")
             raw.isolation_level = old_isolation
+
+
+@contextmanager
+def sqlite_write_lock(conn: Connection, catalog_id: int, timeout: float) -> Iterator[None]:
+    """One transaction holding SQLite's write lock, taken up front with BEGIN IMMEDIATE (a
+    deferred BEGIN would take it at the first write and could then fail with "database is
+    locked"). Commits when the block ends normally, rolls back on any exception."""
+    raw: Any = conn.connection.driver_connection
+    old_busy = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+    raw.execute(f"PRAGMA busy_timeout = {max(int(timeout * 1000), 0)}")
+    try:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except OperationalError as exc:
+            if isinstance(exc.orig, sqlite3.OperationalError) and "locked" in str(exc.orig):
+                raise LockBusyError(
+                    f"catalog {catalog_id}: the SQLite database is being written by "
+                    f"another sync (write lock not acquired within {timeout:g}s)"
+                ) from exc
+            raise
+        raw.execute(f"PRAGMA busy_timeout = {int(old_busy)}")
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+    finally:
+        if raw.in_transaction:
+            raw.rollback()
+        raw.execute(f"PRAGMA busy_timeout = {int(old_busy)}")

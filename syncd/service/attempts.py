@@ -36,6 +36,9 @@ class _Target:
     catalog_type: str
     source_url: str
     validators: dict[str, Any]
+    # The fields an operator may also edit, as read here, before the fetch: the sync keeps
+    # any of them that differs from this when it commits (an operator's edit meanwhile).
+    operator_fields: dict[str, Any]
     snapshot_time: datetime | None  # when upstream made the data the catalog holds
 
 
@@ -124,6 +127,8 @@ def _target_columns() -> Any:
         Catalog.catalog_type,
         Catalog.source_url,
         Catalog.upstream_validators,
+        Catalog.description,
+        Catalog.metadata_.label("catalog_metadata"),
         Catalog.upstream_snapshot_at,
     )
 
@@ -137,6 +142,12 @@ def _to_target(row: Any) -> _Target:
         catalog_type=row.catalog_type,
         source_url=row.source_url or "",
         validators=dict(row.upstream_validators or {}),
+        operator_fields={
+            "description": row.description,
+            "source_url": row.source_url,
+            "metadata": row.catalog_metadata,
+            "version": row.version,
+        },
         snapshot_time=row.upstream_snapshot_at,
     )
 

@@ -1,7 +1,13 @@
 """The import command: it may create the catalog row, so it resolves and marks it race-free.
 
 Apart from update because an import can fail before any row exists (unknown adapter, upstream
-offers no version), which only the log and the counters can then record.
+offers no version, or not the one named), which only the log and the counters can then record.
+
+An import that would create a row downloads first, in both cases: without a version the
+latest snapshot names the row (asking adapter.discover first would download the same file
+twice); with a version the row is made only when the snapshot holds it, so a mistyped version
+leaves no empty catalog behind (auto-update on, failing every day) that a retry then refuses
+as "already exists". Either way the attempt syncs that snapshot: nothing is downloaded twice.
 """
 
 from __future__ import annotations
@@ -10,11 +16,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from syncd import metrics
+from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot
-from syncd.errors import UpstreamError
+from syncd.errors import SyncdError, UpstreamError, VersionNotOfferedError
 from syncd.logging import bind_job_context, get_logger
 from syncd.service.attempts import _create_or_mark, _label, _Target
 from syncd.service.failures import _failed_before_marking
@@ -40,9 +47,8 @@ def import_catalog(
 ) -> CommandResult:
     """Import (or refresh, when it exists) the catalog `name` `version` from its adapter.
 
-    version None = the latest version upstream offers: the adapter's snapshot of its latest
-    version is fetched first (one download; asking adapter.discover first would download
-    the same file twice) and names the row. The row is made by
+    version None = the latest version upstream offers, read from its snapshot (see the module
+    docstring for why the snapshot is fetched before the row exists). The row is made by
     INSERT ... ON CONFLICT DO NOTHING on (name, version, catalog_type), so racing imports
     share one row, and an import that failed earlier is completed by the next one.
     `will_retry`: the caller retries a transient failure (the worker, while its retry budget
@@ -56,35 +62,79 @@ def import_catalog(
         )
         target: _Target | None = None
         stage = "resolve"
+        fetched: CatalogSnapshot | None = None
         try:
             adapter = find_adapter(adapters, name)
-            latest: CatalogSnapshot | None = None
-            if version is None:
-                stage = "fetch"
-                latest = fetch_latest(adapter, fetcher, source)
-                version = latest.catalog.version
+            stage = "fetch"
+            version, fetched = _fetch_first(engine, adapter, fetcher, version, source)
             stage = "mark"
             target, created = _create_or_mark(engine, adapter, version, source)
             metrics.COMMANDS_RECEIVED.labels(actor=ACTOR_IMPORT, catalog=_label(target)).inc()
             return _attempt(
                 engine, adapter, fetcher, target, ACTOR_IMPORT, source or target.source_url,
                 created=created, started=started, will_retry=will_retry, force=force,
-                fetched=latest,
+                fetched=fetched,
             )  # fmt: skip
         except BaseException as exc:
             if target is None:  # no row to write to: the log line is all there is
+                _close(fetched)
                 _failed_before_marking(exc, ACTOR_IMPORT, stage, will_retry)
             raise
 
 
-def fetch_latest(adapter: Any, fetcher: Any, source: str | None) -> CatalogSnapshot:
-    """The snapshot of the latest version upstream offers (fetch_snapshot with version None),
-    unconditionally: the row, and so its validators, is not known before the version is."""
-    snapshot = fetch_snapshot(adapter, fetcher, version=None, source=source or "", validators=None)
-    if snapshot is None or not snapshot.catalog.version:
-        raise UpstreamError(
-            f"{adapter.name} upstream at {source or adapter.default_source()} offers no "
-            "catalog versions; name one with --version",
-            transient=False,
+def _fetch_first(
+    engine: Engine, adapter: Any, fetcher: Any, version: str | None, source: str | None
+) -> tuple[str, CatalogSnapshot | None]:
+    """The version the import works on, and the snapshot fetched for it before any row
+    exists (unconditionally: without a row there are no validators); None when the named
+    version's catalog exists already (its attempt then fetches conditionally on the row's
+    validators).
+
+    Raises VersionNotOfferedError when the snapshot does not hold the version named; any
+    permanent failure here is logged as `import_refused`, since no row exists to record it.
+    """
+    if version is not None and _exists(engine, adapter, version):
+        return version, None
+    try:
+        snapshot = fetch_snapshot(
+            adapter, fetcher, version=version, source=source or "", validators=None
         )
-    return snapshot
+        offered = snapshot.catalog.version if snapshot is not None else ""
+        where = source or adapter.default_source()
+        if snapshot is None or not offered:
+            _close(snapshot)
+            raise UpstreamError(
+                f"{adapter.name} upstream at {where} offers no catalog versions; "
+                "name one with --version",
+                transient=False,
+            )
+        if version is not None and offered != version:
+            _close(snapshot)
+            raise VersionNotOfferedError(
+                f"{adapter.name} upstream at {where} offers {offered}, not {version}: "
+                "no catalog was created."
+            )
+    except SyncdError as exc:
+        if not exc.transient:
+            log.warning("import_refused", name=adapter.name, version=version, reason=exc.message)
+        raise
+    return offered, snapshot
+
+
+def _exists(engine: Engine, adapter: Any, version: str) -> bool:
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(Catalog.id).where(
+                Catalog.name == adapter.name,
+                Catalog.version == version,
+                Catalog.catalog_type == str(adapter.catalog_type),
+            )
+        ).first()
+    return found is not None
+
+
+def _close(snapshot: CatalogSnapshot | None) -> None:
+    # A streaming snapshot holds the downloaded files open until its generator ends.
+    close = getattr(snapshot.packages, "close", None) if snapshot is not None else None
+    if callable(close):
+        close()

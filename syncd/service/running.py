@@ -145,7 +145,7 @@ def _sync(engine: Engine, target: _Target, snapshot: CatalogSnapshot) -> SyncSta
     # "sync_finished" and records SYNC_DURATION / ROWS_WRITTEN itself.
     from syncd.sync import sync_catalog
 
-    return sync_catalog(engine, target.id, snapshot)
+    return sync_catalog(engine, target.id, snapshot, baseline=target.operator_fields)
 
 
 def _bytes_downloaded(fetcher: Any) -> int:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import structlog
@@ -21,14 +23,21 @@ from syncd.errors import PermanentError, SyncdError, TransientError, UnknownCata
 from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ, _is_empty
 from syncd.sync.direct_copy import _direct_import
-from syncd.sync.staging import _create_staging, _drop_staging, _stage_snapshot
+from syncd.sync.records import _Staged
+from syncd.sync.sqlite_path import _sync_sqlite
+from syncd.sync.staging import _create_staging, _stage_snapshot
 from syncd.sync.stats import _record_metrics, _refresh_sqlite_statistics
 
 DIRECT_FIRST_IMPORT = True  # tests turn it off to compare with the staged path
 
 
 def sync_catalog(
-    engine: Engine, catalog_id: int, snapshot: CatalogSnapshot, *, lock_timeout: float = 30.0
+    engine: Engine,
+    catalog_id: int,
+    snapshot: CatalogSnapshot,
+    *,
+    lock_timeout: float = 30.0,
+    baseline: Mapping[str, Any] | None = None,
 ) -> SyncStats:
     """Make catalog `catalog_id` hold exactly `snapshot`, in one transaction under its lock.
 
@@ -36,7 +45,9 @@ def sync_catalog(
     catalog holds the lock for longer than `lock_timeout` seconds, UnknownCatalogError when
     the catalog row does not exist, and TransientError/PermanentError for database
     failures; whatever the snapshot's generator raises propagates unchanged. On any error
-    the catalog keeps its previous contents.
+    the catalog keeps its previous contents. `baseline`: the catalog fields an operator may
+    edit, as the caller read them when its command started (default: as read when the sync
+    starts); a field changed since then is an operator's edit and is kept.
     """
     log = structlog.get_logger().bind(
         catalog_id=catalog_id,
@@ -45,20 +56,10 @@ def sync_catalog(
     )
     started = time.perf_counter()
     try:
-        with catalog_transaction(engine, catalog_id, timeout=lock_timeout) as conn:
-            dialect = conn.dialect.name
-            now = datetime.now(UTC)
-            current = _read_catalog(conn, catalog_id)
-            if dialect == "postgresql" and DIRECT_FIRST_IMPORT and _is_empty(conn, catalog_id):
-                staged, stats, unknown_parents = _direct_import(conn, catalog_id, snapshot, now)
-                staged_at = time.perf_counter()
-            else:
-                _create_staging(conn, dialect)
-                staged = _stage_snapshot(conn, dialect, snapshot)
-                staged_at = time.perf_counter()
-                stats, unknown_parents = _Differ(conn, dialect, catalog_id, now).apply(staged)
-            catalog_written = _update_catalog(conn, catalog_id, current, snapshot, staged, now)
-            _drop_staging(conn, dialect)
+        if engine.dialect.name == "sqlite":
+            written = _sync_sqlite(engine, catalog_id, snapshot, lock_timeout, baseline)
+        else:
+            written = _sync_postgresql(engine, catalog_id, snapshot, lock_timeout, baseline)
     except SyncdError:
         raise
     except (DBAPIError, psycopg.Error, sqlite3.Error) as exc:
@@ -70,7 +71,8 @@ def sync_catalog(
                 "and wrote nothing."
             ) from exc
         raise _database_error(catalog_id, exc) from exc
-    if dialect == "sqlite" and stats.rows_written:
+    stats, staged, unknown_parents, catalog_written, staged_at = written
+    if engine.dialect.name == "sqlite" and stats.rows_written:
         _refresh_sqlite_statistics(engine, log)
     duration = time.perf_counter() - started
     cache_events.data_changed()  # committed: in-process caches (the API's) start over
@@ -110,6 +112,29 @@ def _deleted_meanwhile(engine: Engine, catalog_id: int, exc: Exception) -> bool:
     except (DBAPIError, psycopg.Error, sqlite3.Error):
         return False
     return found is None
+
+
+def _sync_postgresql(
+    engine: Engine,
+    catalog_id: int,
+    snapshot: CatalogSnapshot,
+    lock_timeout: float,
+    baseline: Mapping[str, Any] | None,
+) -> tuple[SyncStats, _Staged, int, bool, float]:
+    """(stats, staged, unknown parents, catalog row written, when staging ended)."""
+    with catalog_transaction(engine, catalog_id, timeout=lock_timeout) as conn:
+        now = datetime.now(UTC)
+        current = _read_catalog(conn, catalog_id)
+        if DIRECT_FIRST_IMPORT and _is_empty(conn, catalog_id):
+            staged, stats, unknown_parents = _direct_import(conn, catalog_id, snapshot, now)
+            staged_at = time.perf_counter()
+        else:
+            _create_staging(conn, "postgresql")
+            staged = _stage_snapshot(conn, "postgresql", snapshot)
+            staged_at = time.perf_counter()
+            stats, unknown_parents = _Differ(conn, "postgresql", catalog_id, now).apply(staged)
+        written = _update_catalog(conn, catalog_id, baseline or current, snapshot, staged, now)
+    return stats, staged, unknown_parents, written, staged_at
 
 
 def _database_error(catalog_id: int, exc: Exception) -> SyncdError:

@@ -272,29 +272,24 @@ def test_run_imports_serves_reports_and_logs(running: RunningSyncd, upstream: Fa
     queue = running.env["SYNCD_QUEUE_NAME"]
     assert _value(after_import, "syncd_dead_letter_queue_depth", queue=queue) == 0
 
-    # 2. A failed import: upstream answers 500; the command fails for good (no retries
-    #    configured), the catalog says why, and the message is dead-lettered.
+    # 2. A failed first import: upstream answers 500; the command fails for good (no retries
+    #    configured) before any catalog row exists (an import downloads before it creates
+    #    the row: no empty catalog is left behind), the log and the metrics say why, and the
+    #    message is dead-lettered.
     upstream.fault(upstream.EESSI_SOFTWARE, "500")
     _import(client, token, {"name": "EESSI", "version": "2023.06"})
 
-    def failed() -> dict[str, Any] | None:
-        rows = _catalogs(client, "EESSI")
-        return rows[0] if rows and rows[0]["update_errors"] else None
-
-    eessi = _wait_for("the failed EESSI import", failed, COMMAND_TIMEOUT)
-    assert eessi["last_successful_update"] is None
-    assert "500" in eessi["update_errors"]
-
     eessi_label = "EESSI/2023.06"
     after_failure = _wait_for(
-        "the dead letter",
+        "the dead letter of the failed EESSI import",
         lambda: (
             m
             if _value(m := _metrics(client), "syncd_dead_letter_queue_depth", queue=queue) == 1
             else None
         ),
-        10,
+        COMMAND_TIMEOUT,
     )
+    assert _catalogs(client, "EESSI") == []
     delta = _delta(after_import, after_failure)
     failed_samples = [
         dict(labels)
@@ -317,7 +312,7 @@ def test_run_imports_serves_reports_and_logs(running: RunningSyncd, upstream: Fa
     # 3. A clean stop, and logs an operator's collector can read.
     assert running.stop() == 0
     assert running.stdout_path.read_text() == ""
-    _check_logs(running.log_lines(), spack, eessi)
+    _check_logs(running.log_lines(), spack)
 
 
 def _delta(
@@ -330,7 +325,7 @@ def _delta(
     return delta
 
 
-def _check_logs(lines: list[str], spack: dict[str, Any], eessi: dict[str, Any]) -> None:
+def _check_logs(lines: list[str], spack: dict[str, Any]) -> None:
     assert lines, "syncd run printed no log lines"
     records = []
     for number, line in enumerate(lines, 1):
@@ -350,9 +345,12 @@ def _check_logs(lines: list[str], spack: dict[str, Any], eessi: dict[str, Any]) 
     assert any(r.get("logger") == "uvicorn.access" for r in records)
 
     jobs = [r for r in records if r["event"] in JOB_EVENTS]
-    # An import without a version fetches before its row exists (the version comes from that
-    # download): its fetch lines name the catalog through their message's other lines.
+    # An import that would create its catalog fetches before the row exists: its fetch lines
+    # name the catalog through their message's other lines, and a first import that failed
+    # in that fetch has no catalog at all.
+    failure = next(r for r in jobs if r["event"] == "command_failed")
     uuid_of_message = {r["message_id"]: r["catalog_uuid"] for r in jobs if r.get("catalog_uuid")}
+    assert failure["message_id"] not in uuid_of_message, "the failed first import made a row"
     by_catalog: dict[str, set[str]] = {}
     for record in jobs:
         for key in ("message_id", "actor", "catalog_name"):
@@ -360,11 +358,13 @@ def _check_logs(lines: list[str], spack: dict[str, Any], eessi: dict[str, Any]) 
         assert record["actor"] == "import_catalog"
         if record["event"] in CATALOG_KNOWN_EVENTS:
             uuid = record.get("catalog_uuid") or uuid_of_message.get(record["message_id"])
-            assert uuid, f"{record['event']} without catalog_uuid: {record}"
+            uuid = uuid or f"no row: message {record['message_id']}"
             by_catalog.setdefault(uuid, set()).add(record["event"])
     assert {"fetch_started", "fetch_finished", "command_succeeded"} <= by_catalog[spack["uuid"]]
-    assert {"fetch_started", "command_failed"} <= by_catalog[eessi["uuid"]]
-    failure = next(r for r in jobs if r["event"] == "command_failed")
+    assert {"fetch_started", "command_failed"} <= by_catalog[
+        f"no row: message {failure['message_id']}"
+    ]
+    assert set(by_catalog) == {spack["uuid"], f"no row: message {failure['message_id']}"}
     assert failure["will_retry"] is False
     assert failure["catalog_name"] == "EESSI"
     assert failure["error_class"] and failure["error"]

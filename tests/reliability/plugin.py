@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from adapters.base import register_adapter
 from syncd.config import Settings
 from syncd.domain import CatalogInfo, CatalogSnapshot, CatalogType, PackageRecord
+from syncd.errors import UpstreamError
 from tests.support.records import synthetic_packages
 
 ADAPTER_NAME = "RelTest"
@@ -38,7 +39,9 @@ class RelTestAdapter:
         return "https://reltest.invalid/catalog.json"
 
     def discover(self, fetcher: Any, source: str | None = None) -> list[str]:
-        return ["v1"]
+        # It serves any version it is asked for, so it has no list: the API then leaves the
+        # version check to the worker (which finds each version in its snapshot).
+        raise UpstreamError("RelTest serves any version and lists none", transient=False)
 
     def fetch_snapshot(
         self,

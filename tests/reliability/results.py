@@ -52,6 +52,9 @@ CASES: dict[str, str] = {
     "api_load": "Load: 50 API clients for 30 s during an import",
     "torn_reads": "API reads while syncs commit (PostgreSQL): one snapshot per response",
     "torn_reads_sqlite": "API reads while syncs commit (SQLite): one snapshot per response",
+    "operator_edit_during_sync": "An operator's PATCH while a sync of the same catalog runs",
+    "import_unknown_version": "import_catalog of a version upstream does not offer",
+    "sqlite_writes_during_sync": "SQLite: an unrelated PATCH during a full EESSI import",
 }
 
 

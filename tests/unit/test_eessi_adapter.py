@@ -20,7 +20,7 @@ from adapters.eessi import (
 from adapters.fetch import Fetcher
 from syncd.config import Settings
 from syncd.domain import CatalogType, PackageRecord
-from syncd.errors import UpstreamError
+from syncd.errors import UpstreamError, VersionNotOfferedError
 from tests.support import upstream_data
 from tests.support.fake_upstream import static_transport
 
@@ -190,7 +190,7 @@ def test_unknown_stack_is_a_permanent_error_naming_the_offered_ones(
     files: dict[str, bytes],
 ) -> None:
     adapter, fetcher = setup(files)
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(VersionNotOfferedError) as caught:
         adapter.fetch_snapshot(fetcher, version="2099.01")
     assert not caught.value.transient
     assert "2099.01" in caught.value.message and "2025.06, 2023.06" in caught.value.message

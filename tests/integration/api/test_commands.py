@@ -114,6 +114,25 @@ def test_import_source_is_checked_and_passed_on(
     assert queued(broker)[0]["source"] == "https://1.1.1.1/r.json"
 
 
+def test_import_of_a_version_upstream_does_not_offer_is_a_400(
+    client: TestClient, broker: StubBroker, staff: dict[str, str]
+) -> None:
+    # Checked against the default upstream's (cached) list: no catalog for a typo.
+    refused = client.post(IMPORT, json={"name": "EESSI", "version": "1999.01"}, headers=staff)
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "version": ["EESSI upstream offers no version '1999.01' (it offers: 2025.06, 2023.06)."]
+    }
+    # A source of the request's own may offer other versions: the worker checks that one.
+    own = client.post(
+        IMPORT,
+        json={"name": "EESSI", "version": "1999.01", "source": "https://1.1.1.1/eessi/"},
+        headers=staff,
+    )
+    assert own.status_code == 202, own.text
+    assert [m["version"] for m in queued(broker)] == ["1999.01"]
+
+
 def test_import_needs_staff(client: TestClient, user: dict[str, str]) -> None:
     assert client.post(IMPORT, json={"name": "EESSI"}).status_code == 401
     assert client.post(IMPORT, json={"name": "EESSI"}, headers=user).status_code == 403
@@ -136,7 +155,7 @@ def test_queue_failure_is_a_503(
         raise ConnectionError("broker gone")
 
     monkeypatch.setattr(broker, "enqueue", refuse)
-    response = client.post(IMPORT, json={"name": "EESSI", "version": "2099.01"}, headers=staff)
+    response = client.post(IMPORT, json={"name": "EESSI", "version": "2025.06"}, headers=staff)
     assert response.status_code == 503
     assert "not confirmed as queued" in response.json()["detail"]
     assert "broker gone" in response.json()["detail"]
@@ -264,7 +283,7 @@ def test_force_in_the_bodies_is_passed_on(
     assert client.post(update, headers=staff).status_code == 202  # no body, as Waldur sends
     assert client.post(update, json={"force": False}, headers=staff).status_code == 202
     imported = client.post(
-        IMPORT, json={"name": "EESSI", "version": "2099.01", "force": True}, headers=staff
+        IMPORT, json={"name": "EESSI", "version": "2025.06", "force": True}, headers=staff
     )
     assert imported.status_code == 202, imported.text
     assert [m.get("force") for m in queued(broker)] == [True, None, None, True]

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from syncd.cli.redrive import redrive_command
 from syncd.config import Settings
+from syncd.db.tables import Catalog
 from syncd.errors import UpstreamError
 from syncd.publish import publish_import, publish_update
 from tests.integration.worker.conftest import StartWorker
@@ -42,6 +43,16 @@ def succeeded(engine: Engine, **where: Any) -> Any:
     if row is None or row.last_successful_update is None:
         return None
     return row if row.last_successful_update >= row.last_update_attempt else None
+
+
+def existing_catalog(engine: Engine, version: str = "2.0") -> None:
+    """A Fake catalog row that has never synced: an import of its version marks it before
+    it fetches, so a failed fetch is written there (an import that would create the row
+    downloads first, and its failure leaves no row)."""
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Catalog).values(name="Fake", version=version, catalog_type="binary_runtime")
+        )
 
 
 def doc_publish() -> Any:
@@ -170,7 +181,7 @@ def test_transient_failure_is_retried_with_backoff_then_succeeds(
     broker = start_worker({"Fake": fake})
     seen_errors: list[str] = []
 
-    # A named version: its row exists before the fetch, so the failure is written there.
+    existing_catalog(pg_engine)  # a row to write errors to
     publish_import(broker, mq_settings, name="Fake", version="2.0")
 
     def done() -> Any:
@@ -193,7 +204,8 @@ def test_retries_exhausted_end_in_the_dead_letter_queue(
     fake.failures = [UpstreamError(f"HTTP 503 #{i}", transient=True) for i in range(5)]
     broker = start_worker({"Fake": fake})
 
-    publish_import(broker, mq_settings, name="Fake", version="2.0")  # a row to write errors to
+    existing_catalog(pg_engine)  # a row to write errors to
+    publish_import(broker, mq_settings, name="Fake", version="2.0")
 
     wait_until(lambda: message_count(url, f"{queue}.XQ") == 1, WAIT)
     assert fake.calls == mq_settings.max_retries + 1
@@ -292,7 +304,8 @@ def test_time_limit_interrupts_a_stuck_command_and_it_is_retried(
     broker = start_worker({"Fake": fake}, settings)
     errors: list[str] = []
 
-    publish_import(broker, settings, name="Fake", version="2.0")  # a row to write errors to
+    existing_catalog(pg_engine)  # a row to write errors to
+    publish_import(broker, settings, name="Fake", version="2.0")
 
     def interrupted() -> bool:
         row = catalog_row(pg_engine, name="Fake")

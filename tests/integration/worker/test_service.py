@@ -82,34 +82,41 @@ def test_racing_imports_make_one_row(engine: Engine, fake: FakeAdapter) -> None:
     assert contents(engine, results[0].catalog_id) == expected_contents(1)
 
 
-def test_failed_import_leaves_a_row_with_errors_and_a_retry_completes_it(
+def test_failed_import_leaves_no_new_row_and_a_retry_completes_it(
     engine: Engine, fake: FakeAdapter
 ) -> None:
-    fake.failures = [
-        UpstreamError(
+    def unavailable() -> UpstreamError:
+        return UpstreamError(
             "Fetching https://upstream.example/fake.json failed: HTTP 503 from upstream",
             transient=True,
             url="https://upstream.example/fake.json",
             status=503,
         )
-    ]
-    # A named version: the row is made before the fetch (without one, the fetch that finds
-    # the latest version comes first, and its failure leaves no row).
+
+    # An import that would create the catalog downloads first (with or without a version):
+    # its failure leaves no row behind, and the retry creates it.
+    fake.failures = [unavailable()]
     with pytest.raises(UpstreamError):
         run_import(engine, fake, version="2.0", will_retry=True)
+    assert count_catalogs(engine) == 0
+    assert run_import(engine, fake, version="2.0").created
 
+    # Of an existing catalog, the failed import is recorded on its row and the next completes it.
+    fake.generation = 2
+    fake.failures = [unavailable()]
+    with pytest.raises(UpstreamError):
+        run_import(engine, fake, version="2.0", will_retry=True)
     row = catalog_row(engine, name="Fake", version="2.0")
     assert row.update_errors == (
         "Fetching https://upstream.example/fake.json failed: HTTP 503 from upstream (will retry)"
     )
-    assert row.last_update_attempt is not None and row.last_successful_update is None
-    assert row.package_count == 0
+    assert row.last_update_attempt > row.last_successful_update
 
     result = run_import(engine, fake)
     row = catalog_row(engine, name="Fake", version="2.0")
     assert not result.created and result.changed
-    assert row.update_errors == "" and row.last_successful_update is not None
-    assert contents(engine, row.id) == expected_contents(1)
+    assert row.update_errors == "" and row.last_successful_update > row.last_update_attempt
+    assert contents(engine, row.id) == expected_contents(2)
 
 
 def test_failed_update_keeps_the_previous_data(engine: Engine, fake: FakeAdapter) -> None:
