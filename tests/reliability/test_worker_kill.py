@@ -114,6 +114,10 @@ def _kill_five_times(
     # separate process sharing 2 cores with the API, the reader and PostgreSQL, usually
     # takes longer, but not always.
     window = reference.seconds * 0.8
+    # Five deaths in one command are what SYNCD_DELIVERY_LIMIT (default 3) calls a poison
+    # message (tests/reliability/test_poison_message.py); here they stand for crashes the
+    # command must survive, so the limit is set above them.
+    env = {**env, "SYNCD_DELIVERY_LIMIT": "10"}
     for round_no in range(1, ROUNDS + 1):
         setup = prepare()
         try:
