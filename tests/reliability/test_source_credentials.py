@@ -1,7 +1,7 @@
 """Credentials in a source URL: used by the worker, shown to nobody.
 
-An import names `http://mirror-user:<secret>@127.0.0.1:PORT/...`: a fake upstream that
-records the request's Authorization header and answers 404, so the import fails with an
+A catalog whose source is `http://mirror-user:<secret>@127.0.0.1:PORT/...`: a fake upstream that
+records the request's Authorization header and answers 404, so its update fails with an
 error text that names the URL. The worker must send the credentials upstream; the API's
 `source_url` and `update_errors` (read anonymously), the API's and the worker's log lines,
 the worker's /metrics and the rejection of a message quoting such a URL must show `***`
@@ -90,13 +90,27 @@ def test_source_credentials_are_used_but_never_shown(
         try:
             wait_consumers(amqp_url, queue, timeout=90)
             with httpx.Client(base_url=api.base_url, timeout=30) as http:
-                body = {"name": "Spack", "version": "2025-11-26", "source": source}
-                posted = http.post(f"{CATALOGS}import_catalog/", json=body, headers=staff)
+                # The catalog row first (an import that fails before its row exists leaves
+                # no update_errors to read), then an update that the 404 fails.
+                created = http.post(
+                    CATALOGS,
+                    json={
+                        "name": "Spack",
+                        "version": "2025-11-26",
+                        "catalog_type": "source_package",
+                        "source_url": source,
+                    },
+                    headers=staff,
+                )
+                assert created.status_code == 201, created.text
+                posted = http.post(
+                    f"{CATALOGS}{created.json()['uuid']}/update_catalog/", headers=staff
+                )
                 assert posted.status_code == 202, posted.text
                 row = wait_until(
                     lambda: (r := catalog_row(engine, name="Spack")) and r["update_errors"] and r,
                     timeout=60,
-                    what="the failed import's update_errors",
+                    what="the failed update's update_errors",
                 )
                 listed = http.get(CATALOGS)
                 obj = http.get(f"{CATALOGS}{row['uuid'].hex}/").json()
@@ -125,8 +139,8 @@ def test_source_credentials_are_used_but_never_shown(
     }
     leaks = [where for where, text in texts.items() if SECRET in text]
     record.try_(
-        "an import of Spack from a source URL with user:password credentials, answered 404 by "
-        "a local upstream; the catalog read anonymously; a staff PUT of the object as read and "
+        "an update of a Spack catalog whose source URL has user:password credentials, "
+        "answered 404 by a local upstream; the catalog read anonymously; a staff PUT of the object as read and "
         "a PATCH of its source_url; a queue message whose actor_name is the URL"
     )
     record.figure("places searched for the secret", len(texts))
