@@ -140,8 +140,8 @@ def test_source_credentials_are_used_but_never_shown(
     leaks = [where for where, text in texts.items() if SECRET in text]
     record.try_(
         "an update of a Spack catalog whose source URL has user:password credentials, "
-        "answered 404 by a local upstream; the catalog read anonymously; a staff PUT of the object as read and "
-        "a PATCH of its source_url; a queue message whose actor_name is the URL"
+        "answered 404 by a local upstream; the catalog read anonymously; a staff PUT of the "
+        "object as read and a PATCH of its source_url; a queue message whose actor_name is the URL"
     )
     record.figure("places searched for the secret", len(texts))
     record.figure("places showing it", len(leaks))
