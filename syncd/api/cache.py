@@ -35,6 +35,8 @@ CACHED_PREFIXES = (
     "/api/marketplace-software-packages/",
     "/api/marketplace-software-versions/",
     "/api/marketplace-software-targets/",
+    "/api/marketplace-provider-offerings/",
+    "/api/marketplace-public-offerings/",
 )
 # discover answers staff only (never anonymous) and has a cache of its own.
 NOT_CACHED = ("/api/marketplace-software-catalogs/discover/",)

@@ -97,6 +97,14 @@ async def require_reader(request: Request) -> TokenIdentity | None:
     return identity
 
 
+async def require_token(request: Request) -> TokenIdentity:
+    """Any valid token; what it may do is the endpoint's to check (syncd.tokens)."""
+    identity = await _identify(request)
+    if identity is None:
+        raise errors.not_authenticated()
+    return identity
+
+
 async def require_staff(request: Request) -> TokenIdentity:
     identity = await _identify(request)
     if identity is None:
@@ -108,3 +116,4 @@ async def require_staff(request: Request) -> TokenIdentity:
 
 Reader = Annotated[TokenIdentity | None, Depends(require_reader)]
 Staff = Annotated[TokenIdentity, Depends(require_staff)]
+Caller = Annotated[TokenIdentity, Depends(require_token)]

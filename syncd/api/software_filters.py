@@ -51,6 +51,7 @@ class PackageFilters(BaseModel):
     name_exact: FilterText | None = None
     description: FilterText | None = None
     catalog_uuid: uuid_module.UUID | None = None
+    offering_uuid: uuid_module.UUID | None = None  # catalogs linked to it
     catalog_name: FilterText | None = None
     catalog_version: FilterText | None = None
     catalog_type: CatalogType | None = None
@@ -69,6 +70,7 @@ class PackageFilters(BaseModel):
 class VersionFilters(BaseModel):
     package_uuid: uuid_module.UUID | None = None
     catalog_uuid: uuid_module.UUID | None = None
+    offering_uuid: uuid_module.UUID | None = None  # catalogs linked to it
     package_name: FilterText | None = None
     version: FilterText | None = None
     version_exact: FilterText | None = None
@@ -87,6 +89,7 @@ class TargetFilters(BaseModel):
     version_uuid: uuid_module.UUID | None = None
     package_uuid: uuid_module.UUID | None = None
     catalog_uuid: uuid_module.UUID | None = None
+    offering_uuid: uuid_module.UUID | None = None  # catalogs linked to it
     cpu_family: FilterText | None = None
     cpu_microarchitecture: FilterText | None = None
     target_type: FilterText | None = None

@@ -24,6 +24,7 @@ from syncd.api.filters import (
     json_text,
     parse_ordering,
 )
+from syncd.api.offering_queries import linked_catalog_ids
 from syncd.api.software_filters import (
     _OTHER_PACKAGE,
     PACKAGE_ORDERING,
@@ -125,6 +126,8 @@ def _package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None) -> 
         where.append(icontains(Package.description, f.description))
     if f.catalog_uuid is not None:
         where.append(Catalog.uuid == f.catalog_uuid)
+    if f.offering_uuid is not None:
+        where.append(Package.catalog_id.in_(linked_catalog_ids(f.offering_uuid)))
     if f.catalog_name:
         where.append(icontains(Catalog.name, f.catalog_name))
     if f.catalog_version:
@@ -203,6 +206,8 @@ def _version_query(dialect: str, f: VersionFilters, o: Sequence[str] | None) -> 
         where.append(Package.uuid == f.package_uuid)
     if f.catalog_uuid is not None:
         where.append(Catalog.uuid == f.catalog_uuid)
+    if f.offering_uuid is not None:
+        where.append(Version.catalog_id.in_(linked_catalog_ids(f.offering_uuid)))
     if f.package_name:
         where.append(icontains(Package.name, f.package_name))
     if f.version:
@@ -263,6 +268,8 @@ def _target_query(dialect: str, f: TargetFilters, o: Sequence[str] | None) -> Se
         where.append(Package.uuid == f.package_uuid)
     if f.catalog_uuid is not None:
         where.append(Target.catalog_id == _catalog_id(f.catalog_uuid))
+    if f.offering_uuid is not None:
+        where.append(Target.catalog_id.in_(linked_catalog_ids(f.offering_uuid)))
     if f.cpu_family:
         where += [Target.target_type == CPU_TARGET_TYPE, iexact(Target.target_name, f.cpu_family)]
     if f.cpu_microarchitecture:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 
 from syncd.cli.schedule import positive_count, utc_instant
@@ -157,10 +158,25 @@ def build_parser() -> argparse.ArgumentParser:
     create = token_sub.add_parser("create", help="create a token and print its key once")
     create.add_argument("--staff", action="store_true", help="may write (create, import, ...)")
     create.add_argument("--name", default="", help="who or what the token is for")
+    create.add_argument(
+        "--offering",
+        action="append",
+        default=[],
+        type=_offering_uuid,
+        metavar="UUID",
+        help="may manage this Waldur offering's software catalogs (repeatable)",
+    )
     token_sub.add_parser("list", help="list tokens (never their keys)")
     revoke = token_sub.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("id", type=int)
     return parser
+
+
+def _offering_uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an offering uuid: {text!r}") from None
 
 
 FORCE_HELP = "accept an upstream snapshot older than the catalog's (refused otherwise)"

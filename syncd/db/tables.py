@@ -213,6 +213,38 @@ class ApiToken(Base):
     revoked: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class ApiTokenOffering(Base):
+    """An offering a non-staff token may manage the software catalogs of: syncd's form of
+    Waldur's UPDATE_OFFERING permission on the offering's organisation (syncd/tokens.py).
+    Offerings are Waldur's; syncd knows them by uuid only."""
+
+    __tablename__ = "api_token_offering"
+
+    token_id: Mapped[int] = mapped_column(
+        ForeignKey("api_token.id", ondelete="CASCADE"), primary_key=True
+    )
+    offering_uuid: Mapped[uuid_module.UUID] = mapped_column(Uuid, primary_key=True)
+
+
+class OfferingCatalog(_Identified, Base):
+    """A Waldur offering's link to a catalog (Waldur's OfferingSoftwareCatalog) and the CPU
+    families/microarchitectures and partition it is enabled for. The offering and the
+    partition are Waldur's, known here by uuid only; deleting the catalog deletes its links.
+    The packages, versions and targets lists' `offering_uuid` filter reads these rows."""
+
+    __tablename__ = "offering_catalog"
+    __table_args__ = (
+        # Waldur's unique_together (offering, catalog); it also serves lookups by offering.
+        UniqueConstraint("offering_uuid", "catalog_id", name="uq_offering_catalog_offering"),
+        Index("ix_offering_catalog_catalog_id", "catalog_id"),
+    )
+    offering_uuid: Mapped[uuid_module.UUID] = mapped_column(Uuid)
+    catalog_id: Mapped[int] = mapped_column(ForeignKey("catalog.id", ondelete="CASCADE"))
+    enabled_cpu_family: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    enabled_cpu_microarchitectures: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    partition_uuid: Mapped[uuid_module.UUID | None] = mapped_column(Uuid, nullable=True)
+
+
 class SchedulerTick(Base):
     """A claimed scheduler tick: the unique tick_id makes a tick fire at most once even if
     the leader changes while it runs."""

@@ -17,9 +17,11 @@ from tests.support.services import postgres_database
 EXPECTED_TABLES = {
     "alembic_version",
     "api_token",
+    "api_token_offering",
     "catalog",
     "command_outcome",
     "message_delivery",
+    "offering_catalog",
     "package",
     "package_parent",
     "pending_command",
