@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib.metadata import entry_points
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import ijson
 
@@ -100,7 +100,7 @@ def unregister_adapter(name: str) -> None:
     _extra_factories.pop(name, None)
 
 
-# --- helpers for streaming JSON parsers ----------------------------------------------------
+# --- helpers for adapters (streamed JSON itself: adapters/json_stream.py) ---------------
 
 
 def string_list(value: Any) -> list[str]:
@@ -179,39 +179,3 @@ def upstream_json(url: str, what: str) -> Iterator[None]:
             transient=False,
             url=url,
         ) from None
-
-
-def read_top_level(stream: IO[bytes], url: str, what: str, *, skip: str) -> dict[str, Any]:
-    """The top-level object's members except `skip` (a large map that is streamed later).
-
-    The whole document is scanned, so syntax errors (a truncated download) surface here,
-    before any record is produced. `skip` maps to True when it is present and an object.
-    """
-    found: dict[str, Any] = {}
-    builder: Any = None
-    key: str | None = None
-    with upstream_json(url, what):
-        events = ijson.parse(stream, use_float=True)
-        first = next(events, None)
-        if first is None or first[1] != "start_map":
-            raise schema_error(url, what, "the document is not a JSON object")
-        for prefix, event, value in events:
-            if prefix == "" and event == "map_key":
-                key = value
-                builder = None if key == skip else ijson.ObjectBuilder()
-                if key == skip:
-                    found[skip] = False
-                continue
-            if prefix == "" and event == "end_map":
-                break
-            if key == skip:
-                if prefix == skip and event == "start_map":
-                    found[skip] = True
-                continue
-            if builder is not None:
-                builder.event(event, value)
-                if prefix == key and event not in ("start_map", "start_array", "map_key"):
-                    found[key] = builder.value  # type: ignore[index]
-        for _ in events:  # trailing garbage is an error too
-            pass
-    return found

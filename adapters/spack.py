@@ -20,8 +20,8 @@ Records:
   location; platform/windows when categories has "windows"; external/system when it has
   "detectable"; build_system/build-tool when it has "build-tools".
 
-The 22 MB file is streamed with ijson from the fetcher's temporary file: `packages` is a
-generator that holds one package's JSON at a time.
+The 22 MB file is streamed from the fetcher's temporary file (adapters/json_stream.py: depth,
+size and time limits): `packages` is a generator that holds one package's JSON at a time.
 """
 
 from __future__ import annotations
@@ -31,18 +31,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import ijson
-
 from adapters.base import (
     no_version,
-    read_top_level,
     schema_error,
     string_list,
-    upstream_json,
     upstream_time,
     version_text,
 )
 from adapters.fetch import Fetcher, FetchResult
+from adapters.json_stream import object_members, read_top_level
 from syncd.config import Settings
 from syncd.domain import (
     CatalogInfo,
@@ -184,13 +181,12 @@ def iter_packages(result: FetchResult, url: str) -> Iterator[PackageRecord]:
     """Stream the package records of a downloaded repology.json; closes `result` at the end."""
     produced = 0
     try:
-        with result.open() as stream, upstream_json(url, WHAT):
-            # Numbers as Decimal: a version given as 2.10 keeps its text (version_text).
-            for key, package in ijson.kvitems(stream, "packages"):
-                record = package_record(key, package)
-                if record is not None:
-                    produced += 1
-                    yield record
+        # Numbers as Decimal: a version given as 2.10 keeps its text (version_text).
+        for key, package in object_members(result, url, WHAT, "packages"):
+            record = package_record(key, package)
+            if record is not None:
+                produced += 1
+                yield record
     finally:
         result.close()
     if produced == 0:
@@ -261,8 +257,7 @@ class SpackAdapter:
         )
 
     def _header(self, result: FetchResult, url: str) -> tuple[str, dict[str, Any]]:
-        with result.open() as stream:
-            header = read_top_level(stream, url, WHAT, skip="packages")
+        header = read_top_level(result, url, WHAT, skip="packages")
         if header.get("packages") is not True:
             raise schema_error(url, WHAT, "it has no 'packages' object")
         last_update = header.get("last_update")

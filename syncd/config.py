@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 DEFAULT_DATABASE_URL = "sqlite:///syncd.sqlite3"
+DEFAULT_MAX_FIELD_CHARS = 65_536
 
 
 def _bool(value: str) -> bool:
@@ -71,6 +72,7 @@ class Settings:
     fetch_read_timeout: float = 60.0
     fetch_retries: int = 3
     fetch_max_bytes: int = 256 * 1024 * 1024
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
     allowed_redirect_hosts: list[str] = field(default_factory=list)
     allow_file_sources: bool = False
     allow_private_sources: bool = False
@@ -137,7 +139,11 @@ SETTINGS_DOC: dict[str, str] = {
     "fetch_connect_timeout": "upstream connect timeout, seconds",
     "fetch_read_timeout": "upstream read timeout, seconds",
     "fetch_retries": "retries of a transient upstream failure inside one attempt",
-    "fetch_max_bytes": "largest upstream body accepted",
+    "fetch_max_bytes": "largest upstream body accepted, counted after unpacking gzip (whether "
+    "the server announced it or the file itself is gzip)",
+    "max_field_chars": "longest upstream text value stored (a description, any string inside "
+    "metadata); a longer one is cut to this length and named in the catalog's update_errors "
+    "(the sync still succeeds)",
     "allowed_redirect_hosts": "comma-separated extra hosts upstream redirects may go to",
     "allow_file_sources": "allow file:// sources (air-gapped mirrors)",
     "allow_private_sources": "allow sources on loopback/private networks",
@@ -152,6 +158,8 @@ SETTINGS_DOC: dict[str, str] = {
 POSITIVE_SECONDS = ("publish_timeout_seconds", "api_header_timeout_seconds")
 # Whole-number settings that must not be negative.
 NON_NEGATIVE = ("retention_days", "api_statement_timeout_ms")
+# Whole-number settings that must be 1 or more.
+POSITIVE = ("max_field_chars",)
 # Text settings with a fixed set of values (compared case-insensitively, stored as listed).
 CHOICES = {
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -193,6 +201,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 values[f.name] = whole = int(raw)
                 if f.name in NON_NEGATIVE and whole < 0:
                     raise ValueError(f"must be 0 or more, not {whole}")
+                if f.name in POSITIVE and whole < 1:
+                    raise ValueError(f"must be 1 or more, not {whole}")
             elif isinstance(default, float):
                 values[f.name] = number = float(raw)
                 if f.name in POSITIVE_SECONDS:

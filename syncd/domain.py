@@ -149,8 +149,9 @@ class SyncStats:
     an earlier one of the snapshot had the same key (a package name, a version's
     (version, module_version), a target's identity), `skipped` the records it could not use
     (a value too long, a build without a version), `sanitised` the values stored altered (a
-    NUL replaced). `warnings` words the last two for the catalog's update_errors: a few
-    sentences, each naming its first few examples, whatever the snapshot's size."""
+    NUL replaced), `cut` the values stored cut to SYNCD_MAX_FIELD_CHARS. `warnings` words
+    the last three for the catalog's update_errors: a few sentences, each naming its first
+    few examples, whatever the snapshot's size."""
 
     packages: KindStats = field(default_factory=KindStats)
     versions: KindStats = field(default_factory=KindStats)
@@ -159,6 +160,7 @@ class SyncStats:
     duplicates: int = 0
     skipped: int = 0
     sanitised: int = 0
+    cut: int = 0
     warnings: list[str] = field(default_factory=list)
 
     @property

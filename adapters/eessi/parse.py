@@ -1,5 +1,5 @@
-"""Streaming the downloaded files with ijson, one software at a time, so a full-size
-upstream is never held in memory; only names an extension shares are kept to the end.
+"""Streaming the downloaded files (adapters/json_stream.py), one software at a time, so a
+full-size upstream is never held in memory; only names an extension shares are kept to the end.
 """
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import ijson
-
-from adapters.base import read_top_level, schema_error, upstream_json
+from adapters.base import schema_error
 from adapters.eessi.records import _Builder, package_builder
 from adapters.eessi.shapes import eessi_module_version, stack_resolver
 from adapters.fetch import FetchResult
+from adapters.json_stream import object_members, read_top_level
 from syncd.domain import PackageRecord
 from syncd.versioning import newest_first
 
@@ -22,19 +21,13 @@ WHAT = "EESSI API software data"
 
 
 def _software_items(result: FetchResult, url: str) -> Iterator[tuple[str, Any]]:
-    with result.open() as stream, upstream_json(url, WHAT):
-        # Numbers as Decimal: a version given as 2.10 keeps its text (version_text).
-        yield from ijson.kvitems(stream, "software")
+    # Numbers as Decimal: a version given as 2.10 keeps its text (version_text).
+    return object_members(result, url, WHAT, "software")
 
 
 def _names(result: FetchResult, url: str) -> set[str]:
     """The software names of a file, scanned without building the entries."""
-    names: set[str] = set()
-    with result.open() as stream, upstream_json(url, WHAT):
-        for prefix, event, value in ijson.parse(stream):
-            if prefix == "software" and event == "map_key":
-                names.add(value)
-    return names
+    return {name for name, _ in object_members(result, url, WHAT, "software", values=False)}
 
 
 @dataclass
@@ -46,8 +39,7 @@ class _Header:
 
 def read_header(result: FetchResult, url: str) -> _Header:
     """Validate a software file and list its stack versions, latest first."""
-    with result.open() as stream:
-        top = read_top_level(stream, url, WHAT, skip="software")
+    top = read_top_level(result, url, WHAT, skip="software")
     if top.get("software") is not True:
         raise schema_error(url, WHAT, "it has no 'software' object")
     arch_map = top.get("architectures_map")

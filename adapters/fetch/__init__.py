@@ -22,7 +22,10 @@ its side and the proxy's own egress rules must keep it out of internal networks.
 
 Bodies are streamed into a temporary file (in `settings.cache_dir` when set) and parsed from
 there, so a large upstream is never one bytes object in memory. The file is deleted when the
-`FetchResult` is closed or garbage-collected.
+`FetchResult` is closed or garbage-collected. `FetchResult.open()` unpacks a file that is
+itself gzip (whatever the server announced) and counts the unpacked bytes against the same
+SYNCD_FETCH_MAX_BYTES; the result also carries the fetch deadline as the parse budget of
+adapters/json_stream.py (`parse_seconds`).
 
 Validators are kept per catalog as a dict keyed by URL:
 `{url: {"etag": ..., "last_modified": ...}}`; an optional file that was missing is

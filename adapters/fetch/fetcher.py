@@ -128,9 +128,11 @@ class Fetcher:
         except PermanentError as exc:
             raise UpstreamError(exc.message, transient=False, url=url) from None
         previous = dict((validators or {}).get(url) or {})
-        if urlsplit(url).scheme.lower() == "file":
-            return self._fetch_file(url, previous, optional)
-        return self._fetch_http(url, previous, optional)
+        fetch = self._fetch_file if urlsplit(url).scheme.lower() == "file" else self._fetch_http
+        result = fetch(url, previous, optional)
+        # Reading is bounded like receiving: the byte cap after gunzip, the deadline for parsing.
+        result.max_bytes, result.parse_seconds = self.settings.fetch_max_bytes, self.deadline
+        return result
 
     # file:// -------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import os
 import weakref
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from typing import IO, Any
 from urllib.parse import urljoin
 
 import httpx
+
+from syncd.errors import UpstreamError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ABSENT_STATUSES = {404, 410}
@@ -43,6 +46,12 @@ class FetchResult:
     path: Path | None = None
     bytes_downloaded: int = 0
     final_url: str = ""
+    # Limits of reading the body, set by the Fetcher from its settings (None: none):
+    # `max_bytes` counts the bytes `open()` hands out, after any gunzip; `parse_seconds` is
+    # the parse budget of adapters.json_stream, `parse_spent` what its passes used so far.
+    max_bytes: int | None = None
+    parse_seconds: float | None = None
+    parse_spent: float = 0.0
     _finalizer: weakref.finalize | None = field(default=None, repr=False)
 
     @property
@@ -59,19 +68,64 @@ class FetchResult:
             self._finalizer = weakref.finalize(self, _unlink, str(self.path))
 
     def open(self) -> IO[bytes]:
-        """The body as a binary stream, gunzipped when the file itself is gzip."""
+        """The body as a binary stream, gunzipped when the file itself is gzip (whatever
+        the server announced): past `max_bytes` of unpacked data it raises a permanent
+        UpstreamError, as the download does past the same number of bytes received."""
         if self.path is None:
             raise ValueError(f"{self.url}: no body (status {self.status})")
         raw = open(self.path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
-        if raw.read(2) == _GZIP_MAGIC:
+        if raw.read(2) != _GZIP_MAGIC:
             raw.seek(0)
-            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+            return raw  # its size was checked when it was received or stat()ed
         raw.seek(0)
-        return raw
+        unpacked = gzip.GzipFile(fileobj=raw, mode="rb")
+        if self.max_bytes is None:
+            return unpacked  # type: ignore[return-value]
+        return _Capped(unpacked, raw, self.max_bytes, self.url)  # type: ignore[return-value]
 
     def close(self) -> None:
         if self._finalizer is not None:
             self._finalizer()
+
+
+class _Capped(io.RawIOBase):
+    """A gunzipped body that refuses to hand out more than `limit` bytes: a small gzip can
+    unpack to gigabytes (a 2 MB body held 2 GiB of whitespace)."""
+
+    def __init__(self, unpacked: gzip.GzipFile, raw: IO[bytes], limit: int, url: str) -> None:
+        self._unpacked, self._raw, self._limit, self._url = unpacked, raw, limit, url
+        self._count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        # Never more than one byte past the limit at once, so a refusal costs no more memory
+        # than an accepted body.
+        room = self._limit - self._count + 1
+        data = self._unpacked.read(room if size < 0 else min(size, room))
+        self._count += len(data)
+        if self._count > self._limit:
+            raise UpstreamError(
+                f"{self._url} unpacks to more than the limit of {self._limit} bytes (it is "
+                "gzip; SYNCD_FETCH_MAX_BYTES counts the unpacked data); refused. If the "
+                "upstream really is this large, raise SYNCD_FETCH_MAX_BYTES.",
+                transient=False,
+                url=self._url,
+            )
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._unpacked.close()
+            self._raw.close()
+        finally:
+            super().close()
 
 
 def child_url(base: str, name: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from syncd import metrics
+from syncd.config import DEFAULT_MAX_FIELD_CHARS
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.logging import bind_job_context, get_logger
 from syncd.service.attempts import _label, _record_failure, _record_success, _Target
@@ -100,7 +101,7 @@ def _attempt(
             if snapshot is not None:
                 refuse_older(snapshot.catalog.snapshot_time, target.snapshot_time, force=force)
                 stage = "sync"
-                stats = _sync(engine, target, snapshot)
+                stats = _sync(engine, target, snapshot, fetcher)
             stage = "finish"
             _record_success(engine, target, stats)
         except BaseException as exc:
@@ -140,12 +141,25 @@ def _same_download(snapshot: CatalogSnapshot, target: _Target) -> bool:
     return True
 
 
-def _sync(engine: Engine, target: _Target, snapshot: CatalogSnapshot) -> SyncStats:
+def _sync(engine: Engine, target: _Target, snapshot: CatalogSnapshot, fetcher: Any) -> SyncStats:
     # Imported here: the sync engine is heavy and only the worker needs it. It logs
     # "sync_finished" and records SYNC_DURATION / ROWS_WRITTEN itself.
     from syncd.sync import sync_catalog
 
-    return sync_catalog(engine, target.id, snapshot, baseline=target.operator_fields)
+    return sync_catalog(
+        engine,
+        target.id,
+        snapshot,
+        baseline=target.operator_fields,
+        max_field_chars=_max_field_chars(fetcher),
+    )
+
+
+def _max_field_chars(fetcher: Any) -> int:
+    """SYNCD_MAX_FIELD_CHARS of the process, from the settings its fetcher was built with
+    (the one upstream resource every command gets)."""
+    limit = getattr(getattr(fetcher, "settings", None), "max_field_chars", None)
+    return limit if isinstance(limit, int) and limit > 0 else DEFAULT_MAX_FIELD_CHARS
 
 
 def _bytes_downloaded(fetcher: Any) -> int:

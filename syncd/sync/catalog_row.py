@@ -17,6 +17,7 @@ from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot
 from syncd.errors import PermanentError, UnknownCatalogError
 from syncd.logging import get_logger
+from syncd.sync.field_limit import cut_strings, cut_text
 from syncd.sync.nul import ESCAPED_NUL, NUL, clean_text, without_nul
 from syncd.sync.records import _Staged
 from syncd.sync.rows import _digest, _json
@@ -113,19 +114,29 @@ def _update_catalog(
 def _catalog_fields(
     snapshot: CatalogSnapshot, current: dict[str, Any], staged: _Staged
 ) -> tuple[str, str, dict[str, Any]]:
-    """The catalog's description, source_url and metadata as stored: NUL replaced, as in
-    every other upstream value (syncd/sync/nul.py), and noted."""
+    """The catalog's description, source_url and metadata as stored: cut to the field limit
+    (syncd/sync/field_limit.py) and NUL replaced (syncd/sync/nul.py), as every other
+    upstream value, and noted."""
     info = snapshot.catalog
-    fields = {"description": info.description, "source_url": info.source_url}
+    limit = staged.max_field_chars
+    description, cut = cut_text(info.description, limit)
+    if cut:
+        staged.cut("description", None)
+    fields = {"description": description, "source_url": info.source_url}
     for name, value in fields.items():
         if NUL in value:
             fields[name] = clean_text(value)
             staged.sanitise(name, None)
     metadata = info.metadata
+    if len(_json(metadata)) > limit:
+        metadata, cut = cut_strings(metadata, limit)
+        if cut:
+            staged.cut("metadata", None)
     if ESCAPED_NUL in _json(metadata):
-        metadata = without_nul(metadata)
-        if _json(metadata) != _json(info.metadata):
+        clean = without_nul(metadata)
+        if _json(clean) != _json(metadata):
             staged.sanitise("metadata", None)
+            metadata = clean
     return fields["description"], fields["source_url"] or current["source_url"], metadata
 
 

@@ -141,12 +141,16 @@ def _new_batch() -> _Batch:
 
 
 def _direct_import(
-    conn: Connection, catalog_id: int, snapshot: CatalogSnapshot, now: datetime
+    conn: Connection,
+    catalog_id: int,
+    snapshot: CatalogSnapshot,
+    now: datetime,
+    max_field_chars: int,
 ) -> tuple[_Staged, SyncStats, int]:
     """Write `snapshot` into the empty catalog; returns what the staged path would: what was
     written, the stats (all created) and the unknown parent count."""
     raw: Any = conn.connection.driver_connection
-    staged = _Staged()
+    staged = _Staged(max_field_chars=max_field_chars)
     stamp = now.isoformat()  # text: cheaper to send than a datetime per row and column
     ids: dict[str, int] = {}  # package name -> id, for the parent links
     links: list[tuple[int, str]] = []  # (child id, parent name)
@@ -173,19 +177,19 @@ def _direct_import(
                 package_id = ids[name] = package_ids.take()
                 # The package's row first: its versions may then go in later batches, so
                 # one package of 100,000 versions is never held encoded whole.
-                row = _package_row(package, homepage, len(versions), staged.sanitise)
+                row = _package_row(package, homepage, len(versions), staged)
                 put((package_id, new_uuid(), stamp, stamp, catalog_id, *row, 0), batch["package"])
                 links.extend((package_id, parent) for parent in parents)
                 pending += 1
                 for sort_index, version in enumerate(versions):
                     version_id = version_ids.take()
-                    row = _version_row(name, version, sort_index, staged.sanitise)
+                    row = _version_row(name, version, sort_index, staged)
                     put(
                         (version_id, new_uuid(), stamp, stamp, package_id, catalog_id, *row[1:]),
                         versions_out,
                     )
                     for target in version.targets:
-                        row = _target_row(name, version, target, staged.sanitise)
+                        row = _target_row(name, version, target, staged)
                         target_id = target_ids.take()
                         put(
                             (target_id, new_uuid(), stamp, stamp, version_id, catalog_id, *row[3:]),

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from syncd import cache_events
+from syncd.config import DEFAULT_MAX_FIELD_CHARS
 from syncd.db.locks import catalog_transaction
 from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot, SyncStats
@@ -38,6 +39,7 @@ def sync_catalog(
     *,
     lock_timeout: float = 30.0,
     baseline: Mapping[str, Any] | None = None,
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
 ) -> SyncStats:
     """Make catalog `catalog_id` hold exactly `snapshot`, in one transaction under its lock.
 
@@ -47,7 +49,9 @@ def sync_catalog(
     failures; whatever the snapshot's generator raises propagates unchanged. On any error
     the catalog keeps its previous contents. `baseline`: the catalog fields an operator may
     edit, as the caller read them when its command started (default: as read when the sync
-    starts); a field changed since then is an operator's edit and is kept.
+    starts); a field changed since then is an operator's edit and is kept. A text value
+    longer than `max_field_chars` is stored cut (syncd/sync/field_limit.py) and named in
+    the warnings.
     """
     log = structlog.get_logger().bind(
         catalog_id=catalog_id,
@@ -57,9 +61,13 @@ def sync_catalog(
     started = time.perf_counter()
     try:
         if engine.dialect.name == "sqlite":
-            written = _sync_sqlite(engine, catalog_id, snapshot, lock_timeout, baseline)
+            written = _sync_sqlite(
+                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars
+            )
         else:
-            written = _sync_postgresql(engine, catalog_id, snapshot, lock_timeout, baseline)
+            written = _sync_postgresql(
+                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars
+            )
     except SyncdError:
         raise
     except (DBAPIError, psycopg.Error, sqlite3.Error) as exc:
@@ -79,11 +87,14 @@ def sync_catalog(
     _record_metrics(f"{snapshot.catalog.name}/{snapshot.catalog.version}", stats, duration)
     stats.duplicates = staged.duplicates
     stats.skipped, stats.sanitised = staged.skipped, staged.sanitised
+    stats.cut = staged.cut_values
     stats.warnings = staged.warnings()
     if staged.skipped:
         log.warning("records_skipped", count=staged.skipped, first=staged.skipped_examples)
     if staged.sanitised:
         log.warning("values_sanitised", count=staged.sanitised, first=staged.sanitised_examples)
+    if staged.cut_values:
+        log.warning("values_cut", count=staged.cut_values, first=staged.cut_examples)
     if staged.duplicates:
         log.warning("duplicate_records", count=staged.duplicates, first=staged.duplicate_examples)
     log.info(
@@ -120,17 +131,20 @@ def _sync_postgresql(
     snapshot: CatalogSnapshot,
     lock_timeout: float,
     baseline: Mapping[str, Any] | None,
+    max_field_chars: int,
 ) -> tuple[SyncStats, _Staged, int, bool, float]:
     """(stats, staged, unknown parents, catalog row written, when staging ended)."""
     with catalog_transaction(engine, catalog_id, timeout=lock_timeout) as conn:
         now = datetime.now(UTC)
         current = _read_catalog(conn, catalog_id)
         if DIRECT_FIRST_IMPORT and _is_empty(conn, catalog_id):
-            staged, stats, unknown_parents = _direct_import(conn, catalog_id, snapshot, now)
+            staged, stats, unknown_parents = _direct_import(
+                conn, catalog_id, snapshot, now, max_field_chars
+            )
             staged_at = time.perf_counter()
         else:
             _create_staging(conn, "postgresql")
-            staged = _stage_snapshot(conn, "postgresql", snapshot)
+            staged = _stage_snapshot(conn, "postgresql", snapshot, max_field_chars)
             staged_at = time.perf_counter()
             stats, unknown_parents = _Differ(conn, "postgresql", catalog_id, now).apply(staged)
         written = _update_catalog(conn, catalog_id, baseline or current, snapshot, staged, now)

@@ -1,6 +1,7 @@
 """Which of a snapshot's records are written, shared by both write paths so that they keep
-the same rows: no NUL (syncd/sync/nul.py), schema length limits, first of a key wins, and a
-bounded account of what was left out or altered.
+the same rows: no NUL (syncd/sync/nul.py), schema length limits, the field limit
+(syncd/sync/field_limit.py), first of a key wins, and a bounded account of what was left out
+or altered.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from syncd.config import DEFAULT_MAX_FIELD_CHARS
 from syncd.db.tables import Package, Target, Version
 from syncd.domain import CatalogSnapshot, PackageRecord, TargetRecord, VersionRecord
 from syncd.sync.nul import NUL, clean_text
@@ -98,6 +100,9 @@ class _Staged:
     duplicate_examples: list[str] = field(default_factory=list)
     sanitised: int = 0
     sanitised_examples: list[str] = field(default_factory=list)
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+    cut_values: int = 0
+    cut_examples: list[str] = field(default_factory=list)
 
     def skip(self, why: str) -> None:
         self.skipped += 1
@@ -116,6 +121,18 @@ class _Staged:
         if len(self.sanitised_examples) < _EXAMPLES:
             self.sanitised_examples.append(f"{_where(package, version, target)} {field_}")
 
+    def cut(
+        self,
+        field_: str,
+        package: str | None,
+        version: str | None = None,
+        target: tuple[str, str, str] | None = None,
+    ) -> None:
+        """A value stored cut to max_field_chars (syncd/sync/field_limit.py)."""
+        self.cut_values += 1
+        if len(self.cut_examples) < _EXAMPLES:
+            self.cut_examples.append(f"{_where(package, version, target)} {field_}")
+
     def warnings(self) -> list[str]:
         """The update_errors sentences of a sync that succeeded with data left out or
         altered (duplicates are not among them: they are the upstream's own collapses)."""
@@ -124,6 +141,12 @@ class _Staged:
             found.append(
                 f"{self.sanitised} upstream values held NUL characters, stored with U+FFFD in "
                 f"their place: {_listed(self.sanitised_examples, self.sanitised)}."
+            )
+        if self.cut_values:
+            found.append(
+                f"{self.cut_values} upstream values were longer than {self.max_field_chars} "
+                "characters (SYNCD_MAX_FIELD_CHARS), stored cut to that length: "
+                f"{_listed(self.cut_examples, self.cut_values)}."
             )
         if self.skipped:
             found.append(

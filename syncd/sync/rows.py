@@ -5,13 +5,13 @@ first import and a later diff agree on every hash and refreshing unchanged data 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Protocol
 
 from syncd.domain import PackageRecord, TargetRecord, VersionRecord
+from syncd.sync.field_limit import cut_strings, cut_text
 from syncd.sync.nul import ESCAPED_NUL, without_nul
 
 # Rows buffered in Python before they are sent to staging: bounds memory, keeps statements few.
@@ -28,8 +28,28 @@ _encode = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
 ).encode
 
-# Told where a NUL was replaced: (field, package name, version, target key).
-Note = Callable[[str, str, "str | None", "tuple[str, str, str] | None"], None]
+
+class Notes(Protocol):
+    """Where values were stored altered (syncd/sync/records.py's _Staged): NUL replaced
+    (syncd/sync/nul.py), or cut to `max_field_chars` (syncd/sync/field_limit.py)."""
+
+    max_field_chars: int
+
+    def sanitise(
+        self,
+        field_: str,
+        package: str | None,
+        version: str | None = None,
+        target: tuple[str, str, str] | None = None,
+    ) -> None: ...
+
+    def cut(
+        self,
+        field_: str,
+        package: str | None,
+        version: str | None = None,
+        target: tuple[str, str, str] | None = None,
+    ) -> None: ...
 
 
 def _json(value: Any) -> str:
@@ -45,19 +65,26 @@ def _json(value: Any) -> str:
 
 def _clean_json(
     value: Any,
-    note: Note,
+    notes: Notes,
     field: str,
     package: str,
     version: str | None = None,
     target: tuple[str, str, str] | None = None,
 ) -> str:
-    """`_json(value)`, with NUL replaced (syncd/sync/nul.py) and `note` told where. The
-    encoder escapes NUL, so one substring search of the text finds it at any depth."""
+    """`_json(value)`, with NUL replaced (syncd/sync/nul.py) and strings cut to the field
+    limit (syncd/sync/field_limit.py), `notes` told where. The encoder escapes NUL, so one
+    substring search of the text finds it at any depth; and no string is longer than the
+    text that holds it, so a short text needs no further look."""
     text_ = _json(value)
+    if len(text_) > notes.max_field_chars:
+        value, cut = cut_strings(value, notes.max_field_chars)
+        if cut:
+            notes.cut(field, package, version, target)
+            text_ = _json(value)
     if ESCAPED_NUL in text_:
         clean = _json(without_nul(value))
         if clean != text_:
-            note(field, package, version, target)
+            notes.sanitise(field, package, version, target)
             return clean
     return text_
 
@@ -75,16 +102,19 @@ def _iso(value: date | None) -> str | None:
 
 
 def _package_row(
-    package: PackageRecord, homepage: str | None, version_count: int, note: Note
+    package: PackageRecord, homepage: str | None, version_count: int, notes: Notes
 ) -> tuple:
     name = package.name
-    categories = _clean_json(package.categories, note, "categories", name)
-    licenses = _clean_json(package.licenses, note, "licenses", name)
-    maintainers = _clean_json(package.maintainers, note, "maintainers", name)
-    own = (package.name, package.description, homepage, package.is_extension)
+    categories = _clean_json(package.categories, notes, "categories", name)
+    licenses = _clean_json(package.licenses, notes, "licenses", name)
+    maintainers = _clean_json(package.maintainers, notes, "maintainers", name)
+    description, cut = cut_text(package.description, notes.max_field_chars)
+    if cut:
+        notes.cut("description", name)
+    own = (package.name, description, homepage, package.is_extension)
     return (
         package.name,
-        package.description,
+        description,
         homepage,
         categories,
         licenses,
@@ -95,11 +125,11 @@ def _package_row(
     )
 
 
-def _version_row(package_name: str, version: VersionRecord, sort_index: int, note: Note) -> tuple:
+def _version_row(package_name: str, version: VersionRecord, sort_index: int, notes: Notes) -> tuple:
     released = _iso(version.release_date)
     number = version.version
-    dependencies = _clean_json(version.dependencies, note, "dependencies", package_name, number)
-    meta = _clean_json(version.metadata, note, "metadata", package_name, number)
+    dependencies = _clean_json(version.dependencies, notes, "dependencies", package_name, number)
+    meta = _clean_json(version.metadata, notes, "metadata", package_name, number)
     own = (version.version, version.module_version, released)
     return (
         package_name,
@@ -114,12 +144,12 @@ def _version_row(package_name: str, version: VersionRecord, sort_index: int, not
 
 
 def _target_row(
-    package_name: str, version: VersionRecord, target: TargetRecord, note: Note
+    package_name: str, version: VersionRecord, target: TargetRecord, notes: Notes
 ) -> tuple:
     number, key = version.version, target.key
-    meta = _clean_json(target.metadata, note, "metadata", package_name, number, key)
+    meta = _clean_json(target.metadata, notes, "metadata", package_name, number, key)
     gpus = _clean_json(
-        target.gpu_architectures, note, "gpu_architectures", package_name, number, key
+        target.gpu_architectures, notes, "gpu_architectures", package_name, number, key
     )
     own = (target.target_type, target.target_name, target.target_subtype, target.location)
     return (

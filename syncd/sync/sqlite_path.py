@@ -28,6 +28,7 @@ def _sync_sqlite(
     snapshot: CatalogSnapshot,
     lock_timeout: float,
     baseline: Mapping[str, Any] | None,
+    max_field_chars: int,
 ) -> tuple[SyncStats, _Staged, int, bool, float]:
     """(stats, staged, unknown parents, catalog row written, when staging ended)."""
     with sqlite_connection(engine) as conn:
@@ -37,7 +38,7 @@ def _sync_sqlite(
             # One transaction for the staging rows (not one per row); it writes only the
             # temp database, so it holds no lock other writers wait for.
             conn.exec_driver_sql("BEGIN")
-            staged = _stage_snapshot(conn, "sqlite", snapshot)
+            staged = _stage_snapshot(conn, "sqlite", snapshot, max_field_chars)
             conn.exec_driver_sql("COMMIT")
             staged_at = time.perf_counter()
             with sqlite_write_lock(conn, catalog_id, lock_timeout):

@@ -143,17 +143,19 @@ class _Loader:
         self._raw.executemany(sql, rows)
 
 
-def _stage_snapshot(conn: Connection, dialect: str, snapshot: CatalogSnapshot) -> _Staged:
+def _stage_snapshot(
+    conn: Connection, dialect: str, snapshot: CatalogSnapshot, max_field_chars: int
+) -> _Staged:
     loader = _Loader(conn, dialect)
-    staged = _Staged()
+    staged = _Staged(max_field_chars=max_field_chars)
     for package in _kept_packages(snapshot, staged):
         name = package.name
         homepage, versions, parents = _keep(staged, package)
         for sort_index, version in enumerate(versions):
-            loader.add("stage_version", _version_row(name, version, sort_index, staged.sanitise))
+            loader.add("stage_version", _version_row(name, version, sort_index, staged))
             for target in version.targets:
-                loader.add("stage_target", _target_row(name, version, target, staged.sanitise))
-        loader.add("stage_package", _package_row(package, homepage, len(versions), staged.sanitise))
+                loader.add("stage_target", _target_row(name, version, target, staged))
+        loader.add("stage_package", _package_row(package, homepage, len(versions), staged))
         for parent in parents:
             loader.add("stage_parent", (name, parent))
     loader.flush()

@@ -220,6 +220,8 @@ def fetcher_for(up: FakeUpstream, **overrides: Any) -> tuple[Settings, Fetcher]:
         ("wrong_schema", {}, False, "does not look like"),
         ("oversized", {}, False, "SYNCD_FETCH_MAX_BYTES"),
         ("redirect", {}, False, "SYNCD_ALLOWED_REDIRECT_HOSTS"),
+        ("deep_nesting", {"depth": 100}, False, "more than 32 levels deep"),
+        ("gzip_body", {"padding": 4_000_000}, False, "SYNCD_FETCH_MAX_BYTES counts the unpacked"),
     ],
 )
 @pytest.mark.parametrize("adapter_name", ["Spack", "EESSI"])

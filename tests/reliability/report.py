@@ -72,7 +72,24 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render(data: dict[str, Any], results_file: str) -> str:
+# Hand-written sections of the page (one-off measurements, not suite results): kept from
+# the page being replaced, after the summary.
+KEPT_SECTIONS = ("## Hostile inputs",)
+
+
+def kept_sections(page: str) -> str:
+    """The KEPT_SECTIONS of an existing page, each up to the next "## " heading."""
+    kept = []
+    for heading in KEPT_SECTIONS:
+        start = page.find("\n" + heading + "\n")
+        if start < 0:
+            continue
+        end = page.find("\n## ", start + 1)
+        kept.append(page[start + 1 : end if end >= 0 else len(page)].rstrip() + "\n")
+    return "\n".join(kept)
+
+
+def render(data: dict[str, Any], results_file: str, kept: str = "") -> str:
     cases: dict[str, Any] = data.get("cases", {})
     machine = data.get("machine", {})
     out = [
@@ -96,6 +113,8 @@ def render(data: dict[str, Any], results_file: str) -> str:
         outcome = OUTCOME.get(entry.get("outcome", ""), entry.get("outcome", "?"))
         out.append(f"| {title} | {outcome} | {_cell(key)} | {entry.get('duration_s', '')} |")
     out.append("")
+    if kept:
+        out.append(kept)
     for case in order:
         entry = cases.get(case)
         if entry is None:
@@ -145,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         shown = str(args.results.resolve().relative_to(REPO_ROOT))
     except ValueError:
         shown = str(args.results)
-    args.out.write_text(render(data, shown))
+    kept = kept_sections(args.out.read_text()) if args.out.exists() else ""
+    args.out.write_text(render(data, shown, kept))
     print(f"wrote {args.out}")
     return 0
 

@@ -80,7 +80,23 @@ FAULTS = [
         {"redirect_host": "evil.invalid"},
     ),
     Fault("changed ETag, identical content", "changed_etag", None, "", new_content=False),
+    Fault(
+        "JSON nesting 40,000 arrays (80 KB)",
+        "deep_nesting",
+        False,
+        "more than 32 levels deep",
+        {"depth": 40_000},
+    ),
+    Fault(
+        "gzip body (no Content-Encoding) of 256 MiB in 256 KB",
+        "gzip_body",
+        False,
+        "unpacks to more than the limit",
+        {"padding": GIB // 4},
+    ),
 ]
+# Faults whose cost is in reading the body, not in receiving it: peak memory recorded.
+MEMORY_FAULTS = {"oversized", "deep_nesting", "gzip_body"}
 
 
 def _spack_variant(base: bytes, n: int) -> bytes:
@@ -210,7 +226,7 @@ def test_upstream_faults(
                 outcome["update_errors"] = row["update_errors"][:160]
                 if isinstance(exc, UpstreamError) and exc.retry_after:
                     outcome["retry_after"] = exc.retry_after
-            if fault.kind == "oversized":
+            if fault.kind in MEMORY_FAULTS:
                 outcome["peak RSS growth (MB)"] = round(growth, 1)
                 if growth >= 64:
                     problems.setdefault(fault.label, []).append(
@@ -234,8 +250,9 @@ def test_upstream_faults(
     held = (
         f"{transient} transient faults -> update_errors ending '(will retry)', a retry; "
         f"{permanent} permanent ones -> a clear update_errors and no retry; the previous "
-        "catalog kept row for row every time; the 1 GiB bodies were cut at the "
-        f"{SIZE_CAP // 2**20} MiB cap while streaming; a changed ETag over identical content "
+        "catalog kept row for row every time; the 1 GiB bodies (on the wire or unpacked "
+        f"from gzip) were cut at the {SIZE_CAP // 2**20} MiB cap while streaming; nesting "
+        "deeper than 32 levels was refused while parsing; a changed ETag over identical content "
         "wrote no rows; after each fault the next update succeeded and cleared update_errors"
     )
     record.hold(held if not problems else f"all but {len(problems)} faults: " + held)

@@ -39,6 +39,10 @@ Faults (`fault(path, kind, times=None, **options)`), see FAULTS:
   "redirect"        302 to the same path on `redirect_host` (default "localhost", which is
                     a different host from 127.0.0.1 for the redirect check)
   "changed_etag"    identical content, but a new ETag on every response (no 304 ever)
+  "deep_nesting"    the JSON with a first top-level member `key` (default "nested") that
+                    nests `depth` (default 40,000) arrays: 2 bytes per level
+  "gzip_body"       the content as a gzip body *without* Content-Encoding (a .json.gz
+                    served as is), followed by a gzip member of `padding` (default 0) spaces
 
 As a pytest fixture: `from tests.support.fake_upstream import fake_upstream` in a test module
 (or a conftest) and take `fake_upstream` as an argument; it yields a started FakeUpstream.
@@ -53,8 +57,10 @@ import contextlib
 import dataclasses
 import gzip
 import hashlib
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
@@ -81,6 +87,8 @@ FAULTS = (
     "oversized",
     "redirect",
     "changed_etag",
+    "deep_nesting",
+    "gzip_body",
 )
 EXTENSION_TYPES = ("python", "r", "perl", "octave", "ruby", "component")
 
@@ -393,6 +401,16 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if kind == "invalid_json":
             return self._simple(record, 200, b"<html><body>Maintenance</body></html>", ETag=etag)
+        if kind == "deep_nesting":
+            plain = gzip.decompress(f.content) if f.gzipped else f.content
+            depth = int(opts.get("depth", 40_000))
+            member = b'{"' + str(opts.get("key", "nested")).encode() + b'":'
+            nested = member + b"[" * depth + b"]" * depth + b","
+            return self._simple(record, 200, nested + plain.lstrip()[1:], ETag=etag)
+        if kind == "gzip_body":
+            data = f.content if f.gzipped else gzip.compress(f.content, mtime=0)
+            padding = _spaces_gzip(int(opts.get("padding", 0)))
+            return self._simple(record, 200, data + padding, ETag=etag)
         data = f.content
         encoded = f.gzipped and "gzip" in self.headers.get("Accept-Encoding", "")
         if f.gzipped and not encoded:
@@ -446,6 +464,26 @@ class _Handler(BaseHTTPRequestHandler):
             piece = chunk[: size - sent]
             self._body(record, piece)
             sent += len(piece)
+
+
+def _spaces_gzip(count: int) -> bytes:
+    """A gzip member of `count` spaces, made without compressing them all: one MiB of spaces
+    deflated once and ended with a full flush (which makes the piece independent of what
+    came before) is valid anywhere after another such piece, so it is repeated."""
+    if count <= 0:
+        return b""
+    block = b" " * (1 << 20)
+    whole, rest = divmod(count, len(block))
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: the header is ours
+    piece = packer.compress(block) + packer.flush(zlib.Z_FULL_FLUSH)
+    tail = packer.compress(block[:rest]) + packer.flush()
+    crc = 0
+    for _ in range(whole):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(block[:rest], crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    trailer = struct.pack("<II", crc, count & 0xFFFFFFFF)
+    return header + piece * whole + tail + trailer
 
 
 def static_transport(

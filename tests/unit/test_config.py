@@ -72,3 +72,10 @@ def test_retention_days_is_off_by_default_and_never_negative() -> None:
     assert load_settings({"SYNCD_RETENTION_DAYS": "90"}).retention_days == 90
     with pytest.raises(ValueError, match="SYNCD_RETENTION_DAYS: must be 0 or more, not -1"):
         load_settings({"SYNCD_RETENTION_DAYS": "-1"})
+
+
+def test_max_field_chars_is_65536_by_default_and_at_least_1() -> None:
+    assert load_settings({}).max_field_chars == 65_536
+    assert load_settings({"SYNCD_MAX_FIELD_CHARS": "1000"}).max_field_chars == 1000
+    with pytest.raises(ValueError, match="SYNCD_MAX_FIELD_CHARS: must be 1 or more, not 0"):
+        load_settings({"SYNCD_MAX_FIELD_CHARS": "0"})

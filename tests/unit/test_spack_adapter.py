@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
 
 import adapters.spack as spack_module
-from adapters.fetch import Fetcher
+from adapters.fetch import Fetcher, FetchResult
 from adapters.spack import SpackAdapter, catalog_label, flatten_urls, package_record
 from syncd.config import Settings
 from syncd.domain import CatalogType, PackageRecord
@@ -209,3 +209,53 @@ def test_numeric_versions_keep_their_text_and_null_ones_are_named(doc: dict[str,
         "a version entry: no version upstream",
         "a version entry: version true upstream is not a version",
     ]
+
+
+class _CountingReads:
+    """A body stream that records the size of every read (and offers no readinto, so that
+    any parser reads through `read`)."""
+
+    def __init__(self, stream: IO[bytes], reads: list[int]) -> None:
+        self._stream, self.reads = stream, reads
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.reads.append(len(data))
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> _CountingReads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def test_a_long_summary_is_read_in_growing_pieces(
+    doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """yajl lexes an unfinished token again from its start at every read, so 64 KiB reads of
+    a 4 MiB string lex it 64 times over: quadratic (4/8/16/32 MiB took 0.1/0.4/1.7/6.4 s).
+    Reads that grow with the open token lex it a bounded number of times: linear. Counted,
+    not timed (the timings: docs/reliability.md, Hostile inputs)."""
+    size = 4 * 1024 * 1024
+    name = sorted(doc["packages"])[0]
+    doc["packages"][name]["summary"] = "x" * size
+    passes: list[list[int]] = []
+    opened = FetchResult.open
+
+    def counting_open(self: FetchResult) -> IO[bytes]:
+        passes.append([])
+        return _CountingReads(opened(self), passes[-1])  # type: ignore[return-value]
+
+    monkeypatch.setattr(FetchResult, "open", counting_open)
+    packages = snapshot_packages(json.dumps(doc).encode())
+    assert len(packages[name].description) == size
+    assert passes
+    for reads in passes:
+        # What the parser is handed again while the string is open: the bytes before each
+        # read (the string is nearly the whole body). 64 KiB reads: about 128 MiB here.
+        relexed = sum(sum(reads[:i]) for i in range(1, len(reads)))
+        assert relexed <= 4 * size, reads
