@@ -105,7 +105,8 @@ SETTINGS_DOC: dict[str, str] = {
     "api_host": "address the HTTP API binds to",
     "api_port": "port of the HTTP API",
     "anonymous_read": "whether GET/HEAD need no token",
-    "max_body_bytes": "largest request body the API accepts",
+    "max_body_bytes": "largest request body the API accepts from a token holder (an anonymous "
+    "write is answered 401 without its body being read)",
     "discover_cache_seconds": "how long discover results are cached",
     "public_url": "base URL used for `url` fields; empty = taken from the request",
     "api_threads": "threads that run the API's handlers; the API's database pool keeps as "

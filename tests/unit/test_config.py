@@ -72,3 +72,23 @@ def test_retention_days_is_off_by_default_and_never_negative() -> None:
     assert load_settings({"SYNCD_RETENTION_DAYS": "90"}).retention_days == 90
     with pytest.raises(ValueError, match="SYNCD_RETENTION_DAYS: must be 0 or more, not -1"):
         load_settings({"SYNCD_RETENTION_DAYS": "-1"})
+
+
+def test_cors_origins_are_off_by_default_and_checked() -> None:
+    assert load_settings({}).cors_origins == []
+    listed = load_settings(
+        {
+            "SYNCD_CORS_ORIGINS": "https://waldur.example.org, http://127.0.0.1:8080",
+            "SYNCD_CORS_ALLOW_CREDENTIALS": "true",
+        }
+    )
+    assert listed.cors_origins == ["https://waldur.example.org", "http://127.0.0.1:8080"]
+    assert load_settings({"SYNCD_CORS_ORIGINS": "*"}).cors_origins == ["*"]
+    for bad in ("https://waldur.example.org/", "waldur.example.org", "null", "*,https://a.b"):
+        with pytest.raises(ValueError, match="SYNCD_CORS_ORIGINS"):
+            load_settings({"SYNCD_CORS_ORIGINS": bad})
+
+
+def test_any_origin_never_goes_with_credentials() -> None:
+    with pytest.raises(ValueError, match="SYNCD_CORS_ALLOW_CREDENTIALS"):
+        load_settings({"SYNCD_CORS_ORIGINS": "*", "SYNCD_CORS_ALLOW_CREDENTIALS": "true"})
