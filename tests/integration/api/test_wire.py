@@ -194,3 +194,14 @@ def test_create_app_builds_what_it_is_not_given(sqlite_url: str) -> None:
     with TestClient(app) as client:
         assert client.get(CATALOGS).status_code == 200
         assert client.get("/health").status_code == 200
+
+
+def test_a_token_checked_while_the_database_is_down_is_a_503() -> None:
+    """The body limit checks a write's token before reading its body; a database that
+    refuses connections then gets the app's own answer (503), not Starlette's bare 500."""
+    down = "postgresql+psycopg://postgres@127.0.0.1:1/syncd_down"
+    app = create_app(Settings(database_url=down), broker=object(), adapters={}, fetcher=object())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        write = client.post(CATALOGS, json={"name": "x"}, headers={"Authorization": "Token k"})
+    assert write.status_code == 503, write.text
+    assert write.headers["Retry-After"] and "unavailable" in write.json()["detail"]
