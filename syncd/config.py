@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
@@ -48,6 +49,8 @@ class Settings:
     api_cache_seconds: float = 2.0
     api_statement_timeout_ms: int = 5_000
     api_header_timeout_seconds: float = 10.0
+    cors_origins: list[str] = field(default_factory=list)
+    cors_allow_credentials: bool = False
 
     refresh_interval_seconds: int = 86_400
     tick_seconds: int = 86_400
@@ -104,7 +107,8 @@ SETTINGS_DOC: dict[str, str] = {
     "api_host": "address the HTTP API binds to",
     "api_port": "port of the HTTP API",
     "anonymous_read": "whether GET/HEAD need no token",
-    "max_body_bytes": "largest request body the API accepts",
+    "max_body_bytes": "largest request body the API accepts from a token holder (an anonymous "
+    "write is answered 401 without its body being read)",
     "discover_cache_seconds": "how long discover results are cached",
     "public_url": "base URL used for `url` fields; empty = taken from the request",
     "api_threads": "threads that run the API's handlers; the API's database pool keeps as "
@@ -117,6 +121,12 @@ SETTINGS_DOC: dict[str, str] = {
     "10 terms (400 past them)",
     "api_header_timeout_seconds": "how long a client may take to send a request's headers "
     "before the API answers 408 and closes the connection",
+    "cors_origins": "comma-separated origins (`https://waldur.example.org`) whose web pages may "
+    "call the API from a browser (CORS: preflight OPTIONS answered, X-Result-Count, Link and "
+    "Retry-After readable); `*` = any origin, without credentials; empty = no CORS headers",
+    "cors_allow_credentials": "whether those pages may also send cookies or HTTP "
+    "authentication (`Access-Control-Allow-Credentials`); a token in the Authorization header "
+    "needs no credentials; refused together with `*`",
     "refresh_interval_seconds": "a catalog is due for auto-update when its last attempt is older",
     "tick_seconds": "scheduler tick period (ignored when tick_cron is set)",
     "tick_cron": "crontab expression (UTC) for the scheduler tick, e.g. '0 3 * * *'; read "
@@ -185,6 +195,34 @@ def check_positive_seconds(value: float) -> None:
         raise ValueError(f"must be a positive number of seconds, not {value}")
 
 
+# A browser's Origin header: scheme, host and optional port, nothing else.
+_ORIGIN = re.compile(r"https?://[^/?#\s]+", re.IGNORECASE)
+
+
+def check_cors(origins: list[str], allow_credentials: bool) -> None:
+    """ValueError for a CORS setting that would let pages read what they must not.
+
+    `*` never goes with credentials: it would let any site send a user's cookies and read the
+    answers (browsers refuse `*` with credentials, so servers that allow both echo the
+    caller's origin instead, which is the same hole). An origin is `scheme://host[:port]`,
+    as browsers send it; "null" (sandboxed frames, file:// pages) is never one."""
+    if "*" in origins:
+        if len(origins) > 1:
+            raise ValueError("SYNCD_CORS_ORIGINS: `*` stands alone (it already allows any origin)")
+        if allow_credentials:
+            raise ValueError(
+                "SYNCD_CORS_ALLOW_CREDENTIALS cannot be true while SYNCD_CORS_ORIGINS is `*`: "
+                "any site could then send a user's credentials; list the origins instead"
+            )
+        return
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ValueError(
+                f"SYNCD_CORS_ORIGINS: {origin!r} is not an origin; write scheme://host[:port] "
+                "with no path or trailing slash (https://waldur.example.org)"
+            )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from SYNCD_* variables; a malformed value is a clear ValueError."""
     env = os.environ if environ is None else environ
@@ -215,4 +253,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 values[f.name] = raw
         except ValueError as exc:
             raise ValueError(f"{env_name(f.name)}: {exc}") from None
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    check_cors(settings.cors_origins, settings.cors_allow_credentials)
+    return settings

@@ -16,8 +16,10 @@ from sqlalchemy import Engine
 from syncd import cache_events
 from syncd.api.cache import ResponseCache, ResponseCacheMiddleware
 from syncd.api.deps import ApiContext
+from syncd.api.docs_page import install_docs
 from syncd.api.errors import install_error_handlers
 from syncd.api.header_timeout import protocol_with_header_timeout
+from syncd.api.headers import install_response_headers
 from syncd.api.limits import BodyLimitMiddleware
 from syncd.api.methods import install_methods
 from syncd.api.operations import router as operations_router
@@ -110,7 +112,7 @@ def create_app(
         description=DESCRIPTION,
         version="0.1.0",
         openapi_url="/api/schema/",
-        docs_url="/api/docs/",
+        docs_url=None,  # install_docs: served without a CDN
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -129,13 +131,16 @@ def create_app(
     app.include_router(offerings_router)
     app.include_router(public_offerings_router)
     app.include_router(operations_router)
-    # Inside the body limit: a method the URL does not serve is refused without its body.
-    install_methods(app)
+    install_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outside the body limit: a method the URL does not serve is refused without its body.
+    install_methods(app)
     if cache is not None:
         # Outermost of ours: a hit skips routing, dependencies and the database.
         app.add_middleware(ResponseCacheMiddleware, cache=cache)
     app.state.response_cache = cache
+    # Around everything above, Starlette's 500 included: nosniff, and CORS when configured.
+    install_response_headers(app, settings)
     _strip_validation_errors(app)
     return app
 

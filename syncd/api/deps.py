@@ -83,15 +83,27 @@ def _authenticate(ctx: ApiContext, key: str) -> TokenIdentity:
     return identity
 
 
-async def _identify(request: Request) -> TokenIdentity | None:
+# Scope key of the caller's identity once known: the body limit authenticates a write before
+# reading its body (syncd/api/limits.py), and the endpoint's dependency reuses the answer.
+IDENTITY_KEY = "syncd.identity"
+
+
+async def identify(request: Request) -> TokenIdentity | None:
+    """The caller: None when anonymous; a 401 ApiError for a malformed or invalid token."""
+    if IDENTITY_KEY in request.scope:
+        known: TokenIdentity | None = request.scope[IDENTITY_KEY]
+        return known
     key = _token_key(request)
-    if key is None:
-        return None  # anonymous callers cost no database query and no thread hop
-    return await run_in_threadpool(_authenticate, request.app.state.ctx, key)
+    # Anonymous callers cost no database query and no thread hop.
+    identity = (
+        None if key is None else await run_in_threadpool(_authenticate, request.app.state.ctx, key)
+    )
+    request.scope[IDENTITY_KEY] = identity
+    return identity
 
 
 async def require_reader(request: Request) -> TokenIdentity | None:
-    identity = await _identify(request)
+    identity = await identify(request)
     if identity is None and not request.app.state.ctx.settings.anonymous_read:
         raise errors.not_authenticated()
     return identity
@@ -106,7 +118,7 @@ async def require_token(request: Request) -> TokenIdentity:
 
 
 async def require_staff(request: Request) -> TokenIdentity:
-    identity = await _identify(request)
+    identity = await identify(request)
     if identity is None:
         raise errors.not_authenticated()
     if not identity.is_staff:

@@ -28,6 +28,7 @@ def _timeout_answer() -> bytes:
     body = json.dumps({"detail": "Request headers not received in time."}).encode()
     head = (
         "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        "x-content-type-options: nosniff\r\n"  # as every answer of the app (api/headers.py)
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode() + body
@@ -78,6 +79,21 @@ class HeaderTimeoutProtocol(H11Protocol):
                 seconds=self.header_timeout,
             )
             self.transport.write(_timeout_answer())
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, with nosniff as every answer."""
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"connection", b"close"),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=msg.encode("ascii")),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event))  # type: ignore[arg-type]
         self.transport.close()
 
 

@@ -151,6 +151,15 @@ def json_response(
     return Response(body, status_code=status_code, headers=headers, media_type="application/json")
 
 
+def headers_only(headers: dict[str, str], status_code: int = 200) -> Response:
+    """A HEAD answer whose GET body was never rendered: the GET's status and headers, no
+    body, and no Content-Length (0 would be a claim about the GET's body, which is not
+    known; HTTP lets a HEAD answer leave it out)."""
+    response = Response(status_code=status_code, headers=headers)
+    del response.headers["content-length"]
+    return response
+
+
 def _plausible(number: int | None, size: int | None) -> bool:
     """A page number that may exist (a wild one is refused after counting, never sent to the
     database as an OFFSET it may not represent)."""
@@ -185,7 +194,7 @@ def paginated(
         headers = list_headers(request, base, page)
         if request.method == "HEAD":
             session.close()
-            return Response(status_code=200, headers=headers)
+            return headers_only(headers)
         rows = list(read(session, query.limit(page.size).offset(page.offset)))
     else:
         wanted = Page(number=1 if number is None else number, size=page_size(size), count=0)

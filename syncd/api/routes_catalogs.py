@@ -23,7 +23,14 @@ from syncd.api.catalog_actions import (
 )
 from syncd.api.deps import Context, DbSession, Reader, Staff
 from syncd.api.filters import icontains, parse_ordering
-from syncd.api.pagination import PageParam, PageSizeParam, json_response, paginated, select_fields
+from syncd.api.pagination import (
+    PageParam,
+    PageSizeParam,
+    headers_only,
+    json_response,
+    paginated,
+    select_fields,
+)
 from syncd.api.routing import head_too, list_route
 from syncd.api.schemas import (
     ERROR_RESPONSES,
@@ -189,7 +196,7 @@ def discover_catalogs(ctx: Context, _staff: Staff) -> Response:
     operation_id="marketplace_software_catalogs_discover_count",
 )
 def head_discover(ctx: Context, _staff: Staff) -> Response:
-    return Response(status_code=200, headers={"X-Result-Count": str(len(ctx.adapters))})
+    return headers_only({"X-Result-Count": str(len(ctx.adapters))})
 
 
 @router.post(

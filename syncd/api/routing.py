@@ -46,8 +46,8 @@ def head_too(router: APIRouter, path: str) -> Callable[[Handler], Handler]:
         @functools.wraps(handler)  # FastAPI reads the parameters through __wrapped__
         def head(*args: Any, **kwargs: Any) -> Response:
             answer = handler(*args, **kwargs)
-            headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
-            return Response(status_code=answer.status_code, headers=headers)
+            # The GET's headers as they are, Content-Length included: its true length.
+            return Response(status_code=answer.status_code, headers=dict(answer.headers))
 
         router.head(path, response_class=Response, include_in_schema=False)(head)
         return handler

@@ -79,3 +79,23 @@ def test_max_field_chars_is_65536_by_default_and_at_least_1() -> None:
     assert load_settings({"SYNCD_MAX_FIELD_CHARS": "1000"}).max_field_chars == 1000
     with pytest.raises(ValueError, match="SYNCD_MAX_FIELD_CHARS: must be 1 or more, not 0"):
         load_settings({"SYNCD_MAX_FIELD_CHARS": "0"})
+
+
+def test_cors_origins_are_off_by_default_and_checked() -> None:
+    assert load_settings({}).cors_origins == []
+    listed = load_settings(
+        {
+            "SYNCD_CORS_ORIGINS": "https://waldur.example.org, http://127.0.0.1:8080",
+            "SYNCD_CORS_ALLOW_CREDENTIALS": "true",
+        }
+    )
+    assert listed.cors_origins == ["https://waldur.example.org", "http://127.0.0.1:8080"]
+    assert load_settings({"SYNCD_CORS_ORIGINS": "*"}).cors_origins == ["*"]
+    for bad in ("https://waldur.example.org/", "waldur.example.org", "null", "*,https://a.b"):
+        with pytest.raises(ValueError, match="SYNCD_CORS_ORIGINS"):
+            load_settings({"SYNCD_CORS_ORIGINS": bad})
+
+
+def test_any_origin_never_goes_with_credentials() -> None:
+    with pytest.raises(ValueError, match="SYNCD_CORS_ALLOW_CREDENTIALS"):
+        load_settings({"SYNCD_CORS_ORIGINS": "*", "SYNCD_CORS_ALLOW_CREDENTIALS": "true"})

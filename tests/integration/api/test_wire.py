@@ -3,13 +3,14 @@ the OpenAPI document and the interactive docs."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from syncd.api.app import create_app
-from syncd.api.limits import MAX_JSON_DEPTH, json_depth
+from syncd.api.limits import MAX_JSON_DEPTH, nested_deeper_than
 from syncd.config import Settings
 from tests.integration.api.conftest import CATALOGS, PACKAGES, TARGETS, VERSIONS, Sample
 
@@ -51,10 +52,49 @@ def test_deeply_nested_json_is_refused(client: TestClient, staff: dict[str, str]
     assert client.post(CATALOGS, json=shallow, headers=staff).status_code == 201
 
 
-def test_json_depth_ignores_brackets_in_strings() -> None:
-    assert json_depth(b'{"a": "' + b"[" * 100 + b'"}') <= 1
-    assert json_depth(b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1)) == 33
-    assert json_depth(b'["\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["]') <= 1
+def _nested(depth: int, inner: str = "1") -> str:
+    return (
+        '{"a":' * (depth // 2)
+        + "[" * (depth - depth // 2)
+        + inner
+        + "]" * (depth - depth // 2)
+        + "}" * (depth // 2)
+    )
+
+
+def test_json_depth_is_exact_for_valid_json() -> None:
+    """The native check agrees with a walk of the parsed document, strings and escapes
+    included, at the limit and one past it, in every encoding json.loads reads."""
+    limit = MAX_JSON_DEPTH
+    for depth in (limit - 1, limit, limit + 1, 5 * limit):
+        for inner in ("1", '"[[[{{{"', '"\\\\"', '"\\"[[[["', '["x", {"b": "]]]}}}"}]'):
+            text = _nested(depth, inner)
+            json.loads(text)  # valid
+            deepest = depth + (2 if inner.startswith("[") else 0)
+            for encoding in ("utf-8", "utf-16", "utf-32-le"):
+                assert nested_deeper_than(text.encode(encoding)) == (deepest > limit), (
+                    depth,
+                    inner,
+                    encoding,
+                )
+    wide = "[" + ",".join(_nested(limit) for _ in range(2_000)) + "]"
+    assert nested_deeper_than(wide.encode()) is True  # one level more than each member
+    assert nested_deeper_than(("[" + ",".join(["[]"] * 50_000) + "]").encode()) is False
+
+
+def test_json_depth_of_invalid_json_bounds_the_parser() -> None:
+    """Openers never closed count as nesting (the parser recurses into them before it
+    fails); brackets inside strings never do."""
+    assert nested_deeper_than(b"{" * 33 + b" " * 1_000) is True
+    assert nested_deeper_than(b"{" * 32 + b" " * 1_000) is False
+    assert nested_deeper_than(b'{"a": "' + b"[" * 100 + b'"}') is False
+    assert nested_deeper_than(b'["\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["]') is False
+    assert nested_deeper_than(b"]" * 100 + b"[" * 100) is True
+    # Read as json.loads reads it: after a UTF-16 BOM, "[[" is one character, no bracket;
+    # an odd length does not decode at all (the parser fails before any nesting).
+    assert nested_deeper_than(b"\xff\xfe" + b"[" * 100) is False
+    assert nested_deeper_than(b"\xff\xfe" + b"[" * 101) is False
+    assert nested_deeper_than(b"\xff\xfe" + "[".encode("utf-16-le") * 33) is True
 
 
 def test_unknown_path_and_method(client: TestClient, sample: Sample) -> None:
@@ -154,3 +194,14 @@ def test_create_app_builds_what_it_is_not_given(sqlite_url: str) -> None:
     with TestClient(app) as client:
         assert client.get(CATALOGS).status_code == 200
         assert client.get("/health").status_code == 200
+
+
+def test_a_token_checked_while_the_database_is_down_is_a_503() -> None:
+    """The body limit checks a write's token before reading its body; a database that
+    refuses connections then gets the app's own answer (503), not Starlette's bare 500."""
+    down = "postgresql+psycopg://postgres@127.0.0.1:1/syncd_down"
+    app = create_app(Settings(database_url=down), broker=object(), adapters={}, fetcher=object())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        write = client.post(CATALOGS, json={"name": "x"}, headers={"Authorization": "Token k"})
+    assert write.status_code == 503, write.text
+    assert write.headers["Retry-After"] and "unavailable" in write.json()["detail"]
