@@ -111,7 +111,7 @@ async def require_reader(request: Request) -> TokenIdentity | None:
 
 async def require_token(request: Request) -> TokenIdentity:
     """Any valid token; what it may do is the endpoint's to check (syncd.tokens)."""
-    identity = await _identify(request)
+    identity = await identify(request)
     if identity is None:
         raise errors.not_authenticated()
     return identity
