@@ -72,7 +72,24 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render(data: dict[str, Any], results_file: str) -> str:
+# Sections written by hand into the page: kept, as they are, when the page is rendered again
+# (after the summary table).
+KEPT_SECTIONS = ("## Hostile inputs",)
+
+
+def kept_sections(previous: str) -> str:
+    """The hand-written sections of the previous page, each up to the next `## ` heading."""
+    kept = []
+    for heading in KEPT_SECTIONS:
+        start = previous.find(f"\n{heading}\n")
+        if start < 0:
+            continue
+        end = previous.find("\n## ", start + len(heading) + 2)
+        kept.append(previous[start + 1 : end if end >= 0 else len(previous)].rstrip() + "\n")
+    return "\n".join(kept)
+
+
+def render(data: dict[str, Any], results_file: str, kept: str = "") -> str:
     cases: dict[str, Any] = data.get("cases", {})
     machine = data.get("machine", {})
     out = [
@@ -96,6 +113,8 @@ def render(data: dict[str, Any], results_file: str) -> str:
         outcome = OUTCOME.get(entry.get("outcome", ""), entry.get("outcome", "?"))
         out.append(f"| {title} | {outcome} | {_cell(key)} | {entry.get('duration_s', '')} |")
     out.append("")
+    if kept:
+        out.append(kept)
     for case in order:
         entry = cases.get(case)
         if entry is None:
@@ -145,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         shown = str(args.results.resolve().relative_to(REPO_ROOT))
     except ValueError:
         shown = str(args.results)
-    args.out.write_text(render(data, shown))
+    previous = args.out.read_text() if args.out.exists() else ""
+    args.out.write_text(render(data, shown, kept_sections(previous)))
     print(f"wrote {args.out}")
     return 0
 
