@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from syncd.db.tables import Catalog
@@ -88,24 +88,31 @@ def _is_newer(candidate: str, current: str) -> bool:
 
 
 def existing_versions(session: Session, name: str, catalog_type: str) -> list[str]:
+    """The versions of the adapter's catalogs, the most recently modified first (names
+    compared as the unique index compares them: case-insensitive)."""
     rows = session.execute(
-        select(Catalog.version).where(Catalog.name == name, Catalog.catalog_type == catalog_type)
+        select(Catalog.version)
+        .where(func.lower(Catalog.name) == func.lower(name), Catalog.catalog_type == catalog_type)
+        .order_by(Catalog.modified.desc(), Catalog.id.desc())
     )
     return [version for (version,) in rows]
 
 
 def discover_entry(adapter: Any, latest: str | None, existing: list[str]) -> dict[str, Any]:
-    existing_version = _newest(existing)
+    """`existing_version` is Waldur's: the most recently modified catalog's. `update_available`
+    is syncd's: upstream's latest is newer, by the adapter's version semantics, than every
+    catalog held (Waldur: latest != existing_version). So it is false where Waldur says true
+    when the latest is already imported while an older catalog was modified since, and when
+    what is held is newer than upstream's latest (a mirror ahead, an upstream rolled back)."""
+    newest = _newest(existing)
     return {
         "name": adapter.name,
         "catalog_type": str(adapter.catalog_type),
         "latest_version": latest,
         "existing": bool(existing),
-        "existing_version": existing_version,
+        "existing_version": existing[0] if existing else None,
         "update_available": bool(
-            latest is not None
-            and existing_version is not None
-            and _is_newer(latest, existing_version)
+            latest is not None and newest is not None and _is_newer(latest, newest)
         ),
     }
 

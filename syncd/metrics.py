@@ -75,6 +75,11 @@ SCRAPE_ERRORS = Counter(
 )
 
 
+# The `actor` label of a message that names no actor syncd runs (a rejected message): the
+# actor_name of a message is a producer's arbitrary string, so every such message shares
+# this one fixed value instead of making a series of its own.
+INVALID_ACTOR = "invalid"
+
 # The `catalog` label of a failure before any catalog row exists (a rejected message, an
 # unknown adapter or uuid): the names a message carries are a producer's arbitrary strings,
 # and one series each would grow without bound.

@@ -22,6 +22,7 @@ from dramatiq.common import dq_name
 from syncd.config import Settings
 from syncd.errors import InvalidMessageError, TransientError
 from syncd.metrics import COMMANDS_PUBLISHED
+from syncd.names import formatting_problem
 
 ACTOR_IMPORT = "import_catalog"
 ACTOR_UPDATE = "update_catalog"
@@ -81,6 +82,20 @@ def _text(max_length: int, *, nullable: bool) -> Callable[[Any], str | None]:
     return check
 
 
+def _catalog_name(max_length: int) -> Callable[[Any], str | None]:
+    """A catalog name: text as `_text` checks it, without invisible or bidirectional
+    formatting characters (syncd.names: the API and the CLI refuse the same)."""
+    check_text = _text(max_length, nullable=False)
+
+    def check(value: Any) -> str | None:
+        problem = check_text(value)
+        if problem is None and formatting_problem(value):
+            return "contains invisible or bidirectional formatting characters"
+        return problem
+
+    return check
+
+
 def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else f"must be true or false, not {_json_type(value)}"
 
@@ -109,7 +124,7 @@ def _catalog_uuid(value: Any) -> str | None:
 # the catalog table. docs/message.schema.json says the same; a test keeps them in agreement.
 ACTOR_KWARGS: dict[str, dict[str, tuple[bool, Callable[[Any], str | None]]]] = {
     ACTOR_IMPORT: {
-        "name": (True, _text(100, nullable=False)),
+        "name": (True, _catalog_name(100)),
         "version": (False, _text(50, nullable=True)),
         "source": (False, _text(2000, nullable=True)),
         "force": (False, _boolean),

@@ -16,12 +16,13 @@ from adapters.fetch import check_source_allowed
 from syncd.api import errors, representation
 from syncd.api.deps import ApiContext
 from syncd.api.schemas import CatalogCreate, ImportRequest
+from syncd.api.url_field import INVALID_URL, is_valid_url
 from syncd.config import Settings
 from syncd.db.tables import Catalog
-from syncd.discovery import latest_version
 from syncd.domain import CatalogType
 from syncd.errors import PermanentError, TransientError
 from syncd.logging import get_logger
+from syncd.names import same_name
 from syncd.publish import publish_import, publish_update
 from syncd.redaction import keep_stored_credentials
 
@@ -41,22 +42,29 @@ def get_catalog(session: Session, text: str) -> Catalog:
 
 
 def check_source(url: str | None, settings: Settings, field: str = "source_url") -> None:
-    """A source the fetcher would refuse (scheme, private network, file://) is a 400 now
-    rather than a failed import later."""
+    """A text that is no URL is DRF URLField's 400; a source the fetcher would refuse
+    (scheme, private network, file://) is a 400 now rather than a failed import later."""
     if not url:
         return
+    if not is_valid_url(url):
+        raise errors.field_error(field, INVALID_URL)
     try:
         check_source_allowed(url, settings)
     except PermanentError as exc:
         raise errors.field_error(field, exc.message) from None
 
 
+def _same_name(session: Session, name: str, catalog_type: str) -> list[Catalog]:
+    """The catalogs of this type whose name is `name` as syncd.names compares names
+    (normalised, case-insensitive). Compared here rather than with SQL lower(), which folds
+    only ASCII on SQLite; the unique index on lower(name) is the database's backstop."""
+    rows = session.execute(select(Catalog).where(Catalog.catalog_type == catalog_type))
+    return [row for row in rows.scalars() if same_name(row.name, name)]
+
+
 def _find(session: Session, name: str, version: str, catalog_type: str) -> Catalog | None:
-    return session.execute(
-        select(Catalog).where(
-            Catalog.name == name, Catalog.version == version, Catalog.catalog_type == catalog_type
-        )
-    ).scalar_one_or_none()
+    found = [row for row in _same_name(session, name, catalog_type) if row.version == version]
+    return found[0] if found else None
 
 
 def _ensure_unique(session: Session, row: Catalog) -> None:
@@ -66,9 +74,10 @@ def _ensure_unique(session: Session, row: Catalog) -> None:
 
 
 def _reject_nulls(body: BaseModel) -> None:
-    # PATCH fields are optional, not nullable: DRF refuses an explicit null.
+    # Fields are optional, not nullable: DRF refuses an explicit null, metadata included
+    # (Waldur's metadata is a JSONField with null=False).
     for field in body.model_fields_set:
-        if field != "metadata" and getattr(body, field) is None:
+        if getattr(body, field) is None:
             raise errors.field_error(field, "This field may not be null.")
 
 
@@ -81,7 +90,7 @@ def apply_fields(row: Catalog, body: BaseModel, settings: Settings) -> None:
     check_source(values.get("source_url"), settings)
     for field, value in values.items():
         if field == "metadata":
-            row.metadata_ = value if value is not None else {}
+            row.metadata_ = value
         elif field == "catalog_type":
             row.catalog_type = CatalogType(value).value
         else:
@@ -145,27 +154,39 @@ def _check_offered(ctx: ApiContext, adapter: Any, version: str) -> None:
         raise errors.field_error("version", reason)
 
 
-def enqueue_import(ctx: ApiContext, session: Session, body: ImportRequest) -> dict[str, Any]:
-    adapter = ctx.adapters.get(body.name)
-    if adapter is None:
-        known = ", ".join(sorted(ctx.adapters)) or "none"
-        raise errors.field_error(
-            "name", f'"{body.name}" is not a registered adapter. Registered: {known}.'
-        )
-    source = body.source_url or body.source
-    check_source(source, ctx.settings, "source_url" if body.source_url else "source")
+def _adapter(ctx: ApiContext, name: str) -> Any:
+    """The registered adapter called `name` (as syncd.names compares names); a 400 naming
+    the registered ones when there is none."""
+    for key, adapter in ctx.adapters.items():
+        if same_name(key, name):
+            return adapter
+    known = ", ".join(sorted(ctx.adapters)) or "none"
+    raise errors.field_error("name", f'"{name}" is not a registered adapter. Registered: {known}.')
+
+
+def _check_new(session: Session, adapter: Any, body: ImportRequest) -> None:
+    """Waldur's rule for its body (no version): a catalog of this name and type must not
+    exist yet. syncd's extension: a body naming a version that does not exist yet imports
+    that version as another catalog of the name (README, "import_catalog")."""
     catalog_type = str(adapter.catalog_type)
-    version = body.version
-    if version is None and source is None:
-        # The latest version of the default upstream (cached). A request naming its own
-        # source is not pre-checked: that source may offer other versions than the default
-        # one, and asking it here would mean downloading it in the request.
-        version = latest_version(adapter, ctx.fetcher, cache=ctx.discover_cache)
-    if version and _find(session, adapter.name, version, catalog_type) is not None:
+    if body.version is None:
+        if _same_name(session, adapter.name, catalog_type):
+            raise errors.general_error(
+                f"A catalog with name={adapter.name} and type={catalog_type} already exists."
+            )
+        return
+    if _find(session, adapter.name, body.version, catalog_type) is not None:
         raise errors.general_error(
-            f"Catalog {adapter.name} {version} ({catalog_type}) already exists; "
+            f"Catalog {adapter.name} {body.version} ({catalog_type}) already exists; "
             "refresh it with update_catalog instead."
         )
+
+
+def enqueue_import(ctx: ApiContext, session: Session, body: ImportRequest) -> dict[str, Any]:
+    adapter = _adapter(ctx, body.name)
+    source = body.source_url or body.source
+    check_source(source, ctx.settings, "source_url" if body.source_url else "source")
+    _check_new(session, adapter, body)
     if body.version is not None and source is None:
         _check_offered(ctx, adapter, body.version)
     session.close()

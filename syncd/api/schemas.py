@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from syncd.domain import CatalogType
+from syncd.names import normalize_name
 
 _INPUT = ConfigDict(extra="ignore")
 
@@ -71,20 +72,37 @@ FilterText = Annotated[str, StringConstraints(max_length=MAX_FILTER_CHARS), Afte
 
 # A request body's text field, as Waldur's serializers declare them: CharField or a subclass.
 CharField = Annotated[str, BeforeValidator(_trim), AfterValidator(_text)]
+
+
+def _catalog_text(value: Any) -> Any:
+    # syncd.names: trimmed as DRF trims, NFKC-normalised, no invisible or bidirectional
+    # formatting characters. Before the length checks, which then count the normalised text.
+    return normalize_name(value) if isinstance(value, str) else value
+
+
+# A catalog's name or version: the CharField above, normalised so that names that look alike
+# are one name (the API, the CLI and the messages apply the same rule).
+CatalogText = Annotated[str, BeforeValidator(_catalog_text), AfterValidator(_text)]
+
+# Waldur's SoftwareCatalog.source_url is a models.URLField: Django's default max_length.
+MAX_SOURCE_URL_CHARS = 200
 JsonValue = Annotated[Any, AfterValidator(_json)]
 
 
 class CatalogCreate(BaseModel):
     model_config = _INPUT
 
-    name: CharField = Field(
-        min_length=1, max_length=100, description="Catalog name (e.g. EESSI, Spack)"
+    name: CatalogText = Field(
+        min_length=1,
+        max_length=100,
+        description="Catalog name (e.g. EESSI, Spack); names that differ only in case, "
+        "width or surrounding spaces are the same name",
     )
-    version: CharField = Field(
+    version: CatalogText = Field(
         min_length=1, max_length=50, description="Catalog version (e.g. 2023.06)"
     )
     catalog_type: CatalogType = CatalogType.BINARY_RUNTIME
-    source_url: CharField = Field(default="", max_length=2000)
+    source_url: CharField = Field(default="", max_length=MAX_SOURCE_URL_CHARS)
     description: CharField = ""
     metadata: JsonValue = None
     auto_update_enabled: bool = True
@@ -96,10 +114,10 @@ class CatalogPatch(BaseModel):
 
     model_config = _INPUT
 
-    name: CharField | None = Field(default=None, min_length=1, max_length=100)
-    version: CharField | None = Field(default=None, min_length=1, max_length=50)
+    name: CatalogText | None = Field(default=None, min_length=1, max_length=100)
+    version: CatalogText | None = Field(default=None, min_length=1, max_length=50)
     catalog_type: CatalogType | None = None
-    source_url: CharField | None = Field(default=None, max_length=2000)
+    source_url: CharField | None = Field(default=None, max_length=MAX_SOURCE_URL_CHARS)
     description: CharField | None = None
     metadata: JsonValue = None
     auto_update_enabled: bool | None = None
@@ -115,15 +133,19 @@ FORCE_DESCRIPTION = (
 class ImportRequest(BaseModel):
     model_config = _INPUT
 
-    name: CharField = Field(
+    name: CatalogText = Field(
         min_length=1, max_length=100, description="A registered adapter (EESSI, Spack, ...)"
     )
-    version: CharField | None = Field(
-        default=None, max_length=50, description="Upstream version; latest if omitted"
+    version: CatalogText | None = Field(
+        default=None,
+        max_length=50,
+        description="Upstream version; latest if omitted (Waldur's body: then a catalog of "
+        "this name and type must not exist yet). A version that does not exist yet imports "
+        "another catalog of this name (a syncd extension)",
     )
-    source_url: CharField | None = Field(default=None, max_length=2000)
+    source_url: CharField | None = Field(default=None, max_length=MAX_SOURCE_URL_CHARS)
     source: CharField | None = Field(
-        default=None, max_length=2000, description="Alias of source_url"
+        default=None, max_length=MAX_SOURCE_URL_CHARS, description="Alias of source_url"
     )
     force: bool = Field(default=False, description=FORCE_DESCRIPTION)
 

@@ -17,7 +17,7 @@ from dramatiq.errors import ConnectionClosed
 
 from syncd.errors import InvalidMessageError
 from syncd.logging import get_logger
-from syncd.metrics import COMMANDS_FAILED, UNKNOWN_CATALOG
+from syncd.metrics import COMMANDS_FAILED, INVALID_ACTOR, UNKNOWN_CATALOG
 from syncd.publish import ACTOR_KWARGS, decode_message
 
 log = get_logger(__name__)
@@ -99,7 +99,7 @@ def log_rejected(
     # Labels from a fixed set only: a producer's arbitrary actor names would each make a
     # series (and a lone surrogate in one would break every later /metrics scrape).
     COMMANDS_FAILED.labels(
-        actor=actor if actor in ACTOR_KWARGS else "unknown",
+        actor=actor if actor in ACTOR_KWARGS else INVALID_ACTOR,
         catalog=UNKNOWN_CATALOG,
         error=error,
         will_retry="false",

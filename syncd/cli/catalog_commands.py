@@ -11,13 +11,14 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 
 from syncd.cli.common import _adapters, _close, _engine, _error, _fetcher
 from syncd.cli.waiting import _report, _states, wait_for_outcome
 from syncd.config import Settings
 from syncd.db.tables import Catalog
 from syncd.errors import NoAdapterError, SyncdError, TransientError
+from syncd.names import normalize_name
 
 
 def _run_here(settings: Settings, engine: Engine, run: Callable[[Any, Any], Any], what: str) -> int:
@@ -74,7 +75,14 @@ def import_command(settings: Settings, args: argparse.Namespace) -> int:
     from syncd import service
     from syncd.publish import publish_import
 
-    name, version, source, force = args.name, args.version, args.source, args.force
+    version, source, force = args.version, args.source, args.force
+    try:
+        # The name rule of the API and the messages (syncd.names): trimmed, NFKC, no
+        # invisible or bidirectional formatting characters.
+        name = normalize_name(args.name)
+    except ValueError as exc:
+        _error(f"catalog name {args.name!r}: {exc}")
+        return 1
     what = f"import of {name}{' ' + version if version else ''}"
     adapters = _adapters(settings)
     try:
@@ -99,7 +107,9 @@ def import_command(settings: Settings, args: argparse.Namespace) -> int:
                 ),
                 what,
             )
-        where = (Catalog.name == adapter.name) & (Catalog.catalog_type == str(adapter.catalog_type))
+        where = (func.lower(Catalog.name) == func.lower(adapter.name)) & (
+            Catalog.catalog_type == str(adapter.catalog_type)
+        )
         if version is not None:
             where = where & (Catalog.version == version)
         return _publish_and_follow(

@@ -35,7 +35,7 @@ def discover_command(settings: Settings, args: argparse.Namespace) -> int:
     if not entries:
         print("no adapters are installed")
         return 0
-    header = ("NAME", "TYPE", "LATEST UPSTREAM", "NEWEST IMPORTED", "UPDATE")
+    header = ("NAME", "TYPE", "LATEST UPSTREAM", "LAST MODIFIED", "UPDATE")
     rows = [
         (
             e["name"],

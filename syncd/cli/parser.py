@@ -19,9 +19,14 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.cli.common import _error
     from syncd.db.migrate import upgrade
 
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except RuntimeError as exc:  # a migration that refuses the data it found says why
+        _error(str(exc))
+        return 1
     print(f"database at revision head: {_redacted(settings.database_url)}")
     return 0
 

@@ -74,6 +74,14 @@ class Catalog(_Identified, Base):
     __tablename__ = "catalog"
     __table_args__ = (
         UniqueConstraint("name", "version", "catalog_type", name="uq_catalog_name_version_type"),
+        # Names that differ only in case are one catalog name (syncd.names; migration 0009).
+        Index(
+            "uq_catalog_lower_name_version_type",
+            text("lower(name)"),
+            "version",
+            "catalog_type",
+            unique=True,
+        ),
     )
     name: Mapped[str] = mapped_column(String(100), index=True)
     version: Mapped[str] = mapped_column(String(50))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncd.cache_events import data_changed
@@ -63,8 +63,9 @@ def _create_or_mark(
     engine: Engine, adapter: Any, version: str, source: str | None
 ) -> tuple[_Target, bool]:
     """Make the catalog row if it is not there, and mark this attempt on it, in one
-    transaction. ON CONFLICT DO NOTHING on the unique (name, version, catalog_type): of two
-    racing imports one inserts, the other finds the row; neither fails."""
+    transaction. ON CONFLICT DO NOTHING on the unique (lower(name), version, catalog_type)
+    (and any other unique index): of two racing imports one inserts, the other finds the row;
+    neither fails. A row whose name differs only in case (made by hand) is that catalog."""
     key = {
         "name": adapter.name,
         "version": version,
@@ -81,23 +82,29 @@ def _create_or_mark(
                 last_update_attempt=stamp,
                 update_errors="",
             )
-            .on_conflict_do_nothing(index_elements=["name", "version", "catalog_type"])
+            .on_conflict_do_nothing()
             .returning(Catalog.id)
         )
         # RETURNING yields the row only when this INSERT made it (rowcount is not reliable
         # across drivers for INSERT ... ON CONFLICT).
         created = inserted.first() is not None
         values: dict[str, Any] = {"last_update_attempt": stamp, "update_errors": ""}
-        where = (
-            (Catalog.name == key["name"])
-            & (Catalog.version == key["version"])
-            & (Catalog.catalog_type == key["catalog_type"])
-        )
+        where = same_catalog(key["name"], key["version"], key["catalog_type"])
         if not created:
             conn.execute(update(Catalog).where(where).values(**values))
         row = conn.execute(_target_columns().where(where)).one()
     log.info("catalog_created" if created else "attempt_started", catalog_uuid=row.uuid.hex)
     return _to_target(row), created
+
+
+def same_catalog(name: str, version: str, catalog_type: str) -> Any:
+    """The WHERE clause of the catalog (name, version, type), names compared as the unique
+    index on lower(name) compares them (migration 0009)."""
+    return (
+        (func.lower(Catalog.name) == func.lower(name))
+        & (Catalog.version == version)
+        & (Catalog.catalog_type == catalog_type)
+    )
 
 
 def _mark(engine: Engine, catalog_uuid: str) -> _Target:

@@ -23,7 +23,7 @@ from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot
 from syncd.errors import SyncdError, UpstreamError, VersionNotOfferedError
 from syncd.logging import bind_job_context, get_logger
-from syncd.service.attempts import _create_or_mark, _label, _Target
+from syncd.service.attempts import _create_or_mark, _label, _Target, same_catalog
 from syncd.service.failures import _failed_before_marking
 from syncd.service.resolving import find_adapter
 from syncd.service.running import CommandResult, _attempt, fetch_snapshot
@@ -124,11 +124,7 @@ def _fetch_first(
 def _exists(engine: Engine, adapter: Any, version: str) -> bool:
     with engine.connect() as conn:
         found = conn.execute(
-            select(Catalog.id).where(
-                Catalog.name == adapter.name,
-                Catalog.version == version,
-                Catalog.catalog_type == str(adapter.catalog_type),
-            )
+            select(Catalog.id).where(same_catalog(adapter.name, version, str(adapter.catalog_type)))
         ).first()
     return found is not None
 

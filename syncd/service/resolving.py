@@ -10,14 +10,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from syncd.errors import NoAdapterError
+from syncd.names import same_name
 
 
 def find_adapter(adapters: Mapping[str, Any], name: str) -> Any:
-    """The adapter called `name` (exact, else case-insensitive); NoAdapterError if none."""
+    """The adapter called `name` (exact, else as syncd.names compares catalog names: trimmed,
+    NFKC, case-insensitive); NoAdapterError if none."""
     if name in adapters:
         return adapters[name]
     for key, adapter in adapters.items():
-        if key.lower() == name.lower():
+        if same_name(key, name):
             return adapter
     installed = ", ".join(sorted(adapters)) or "none"
     raise NoAdapterError(f"No loader configuration found for {name} (installed: {installed}).")

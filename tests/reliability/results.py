@@ -52,6 +52,7 @@ CASES: dict[str, str] = {
     "fetch_refuses_private": "Worker's fetcher refuses private sources",
     "malformed_messages": "Malformed AMQP messages",
     "message_metrics": "Hostile messages against /metrics and the delay queue",
+    "metrics_flood": "A flood of junk messages against the worker's /metrics",
     "publisher_reconnect": "API publisher connection closed by RabbitMQ",
     "source_credentials": "Credentials in a source URL",
     "api_load": "Load: 50 API clients for 30 s during an import",

@@ -133,8 +133,9 @@ def test_bad_messages_keep_metrics_working_and_bounded(
     assert 1 <= len(failed) <= 4, failed
     assert 1 <= len(received) <= 2, received
     assert all("\\ud800" not in line and "actor_" not in line for line in failed), failed
+    assert any('actor="invalid"' in line for line in failed), failed
     record.hold(
-        '/metrics answered 200 afterwards; unknown actors are labelled actor="unknown" and '
+        '/metrics answered 200 afterwards; unknown actors are labelled actor="invalid" and '
         'failures without a catalog row catalog="", so the bad messages made at most 4 '
         "series, not one each"
     )

@@ -33,10 +33,10 @@ def test_import_puts_the_command_on_the_queue(
     assert queued(broker) == [{"actor": "import_catalog", "name": "EESSI", "version": "2025.06"}]
 
 
-def test_import_without_version_checks_the_latest(
-    client: TestClient, broker: StubBroker, sample: Sample, staff: dict[str, str]
+def test_import_without_version_of_a_new_name(
+    client: TestClient, broker: StubBroker, staff: dict[str, str]
 ) -> None:
-    # EESSI's latest upstream is 2025.06; 2023.06 exists: another stack version is allowed.
+    # No EESSI catalog yet: Waldur's body imports the latest upstream offers.
     response = client.post(IMPORT, json={"name": "EESSI"}, headers=staff)
     assert response.status_code == 202, response.text
     # Waldur's answer, exactly: no "version" key when the request named none.
@@ -50,15 +50,21 @@ def test_import_of_an_existing_version_is_a_400(
     response = client.post(IMPORT, json={"name": "EESSI", "version": "2023.06"}, headers=staff)
     assert response.status_code == 400
     assert "EESSI 2023.06 (binary_runtime) already exists" in response.json()[0]
-    # Spack's latest upstream (2026.07.01) is the one that exists.
-    latest = client.post(IMPORT, json={"name": "Spack"}, headers=staff)
-    assert latest.status_code == 400
-    assert "Spack 2026.07.01 (source_package) already exists" in latest.json()[0]
+    # Without a version (Waldur's body), any Spack catalog makes it a 400, with or without a
+    # source of the request's own.
+    for body in ({"name": "Spack"}, {"name": "Spack", "source_url": "https://1.1.1.1/r.json"}):
+        latest = client.post(IMPORT, json=body, headers=staff)
+        assert latest.status_code == 400
+        assert latest.json() == [
+            "A catalog with name=Spack and type=source_package already exists."
+        ]
     assert queued(broker) == []
-    # From a source of its own (a mirror that may hold other versions): not judged by what
-    # the default upstream offers.
+    # A version that does not exist yet, from a source of its own (a mirror that may hold
+    # other versions): not judged by what the default upstream offers.
     mirrored = client.post(
-        IMPORT, json={"name": "Spack", "source_url": "https://1.1.1.1/r.json"}, headers=staff
+        IMPORT,
+        json={"name": "Spack", "version": "2026.08.01", "source_url": "https://1.1.1.1/r.json"},
+        headers=staff,
     )
     assert mirrored.status_code == 202, mirrored.text
     assert queued(broker)[0]["source"] == "https://1.1.1.1/r.json"
@@ -242,7 +248,8 @@ def test_discover_compares_versions_semantically(
     )
     spack = client.get(DISCOVER, headers=staff).json()[1]
     # "10.0" > "9.1" although it is smaller as a string; the newest existing one is compared.
-    assert spack["existing_version"] == "9.1"
+    # existing_version is Waldur's: the most recently modified catalog (2.0, made last).
+    assert spack["existing_version"] == "2.0"
     assert spack["update_available"] is True
     eessi = client.get(DISCOVER, headers=staff).json()[0]
     assert eessi == {
