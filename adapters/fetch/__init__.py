@@ -14,7 +14,10 @@ for `source_url` too), and every connection goes through `PinnedTransport`/`Pinn
 which resolve the host once more, keep only the addresses the same policy
 (`address_allowed`) accepts and connect to exactly those IPs. A name that answers a public
 address to the check and an internal one to the connection (DNS rebinding), directly or as
-a redirect target, is refused with the same permanent error. With
+a redirect target, is refused with the same permanent error. The policy admits global
+unicast addresses only; an IPv6 address that carries an IPv4 one (NAT64 64:ff9b::/96 and
+64:ff9b:1::/48, 6to4 2002::/16, IPv4-mapped, -compatible and -translated) is judged by that
+IPv4 address, and site-local fec0::/10 is refused. With
 SYNCD_ALLOW_PRIVATE_SOURCES every address passes, but connections are still pinned. Proxies
 from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY) are honoured; through a
 proxy the proxy resolves the upstream, so there syncd's up-front check is the only check on
