@@ -3,7 +3,7 @@ Guarantees: vetted URLs and addresses only, bounded time and size, every failure
 Does not parse bodies and never touches the database or the queue.
 
 A `Fetcher` wraps one `httpx.Client` (thread-safe; one per process) and adds what upstream
-catalogs need: connect/read timeouts and an overall deadline, bounded retries of transient
+catalogs need: connect/read timeouts, one deadline per whole fetch, bounded retries of transient
 failures (connect errors, timeouts, dropped connections, 429 and 5xx, honouring a capped
 Retry-After), gzip, a maximum body size, redirects only to the same host or to
 `settings.allowed_redirect_hosts`, conditional requests, `file://` sources for air-gapped
@@ -33,6 +33,10 @@ remembered as `{url: {"absent": True}}`. `fetch(url, validators=...)` looks its 
 in that dict and returns the new entry in `FetchResult.validators`. `newest_last_modified`
 reads the snapshot time of a source that states none from such a dict (a file's mtime for
 file:// sources).
+
+The deadline (`deadline.py`) covers every connect, response-header read and body read of
+every attempt and redirect, pinned or through a proxy: an upstream that trickles its status
+line or headers a byte at a time fails at the deadline like a slow body does.
 
 Every failure is a `syncd.errors.UpstreamError` whose `transient` flag drives the retry
 decision and whose message says which URL, what happened and what an operator can do.
