@@ -48,7 +48,9 @@ def _is_public(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         if address.is_site_local:  # fec0::/10: deprecated, but still routed inside sites
             return False
-        address = embedded_ipv4(address) or address
+        carried = embedded_ipv4(address)
+        if carried is not None:
+            return _is_public(carried)
     return address.is_global and not address.is_multicast
 
 

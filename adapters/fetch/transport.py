@@ -13,7 +13,9 @@ from syncd.config import Settings
 
 # httpx internals: httpx 0.28's HTTPTransport takes no network backend and a Client given
 # its own transport reads no proxy variables. Both gaps are bridged here and only here; the
-# tests in tests/unit/test_fetch_pinning.py fail if httpx changes either.
+# tests in tests/unit/test_fetch_pinning.py fail if httpx changes either (and
+# test_trickled_headers_through_a_proxy_hit_the_deadline in tests/integration/test_fetcher.py
+# if a proxy pool's network backend moves).
 
 
 class PinnedTransport(httpx.HTTPTransport):
