@@ -50,7 +50,7 @@ def _is_public(address: IPAddress) -> bool:
             return False
         carried = embedded_ipv4(address)
         if carried is not None:
-            return _is_public(carried)
+            address = carried
     return address.is_global and not address.is_multicast
 
 
