@@ -3,7 +3,7 @@ Guarantees: vetted URLs and addresses only, bounded time and size, every failure
 Does not parse bodies and never touches the database or the queue.
 
 A `Fetcher` wraps one `httpx.Client` (thread-safe; one per process) and adds what upstream
-catalogs need: connect/read timeouts and an overall deadline, bounded retries of transient
+catalogs need: connect/read timeouts, one deadline per whole fetch, bounded retries of transient
 failures (connect errors, timeouts, dropped connections, 429 and 5xx, honouring a capped
 Retry-After), gzip, a maximum body size, redirects only to the same host or to
 `settings.allowed_redirect_hosts`, conditional requests, `file://` sources for air-gapped
@@ -14,7 +14,10 @@ for `source_url` too), and every connection goes through `PinnedTransport`/`Pinn
 which resolve the host once more, keep only the addresses the same policy
 (`address_allowed`) accepts and connect to exactly those IPs. A name that answers a public
 address to the check and an internal one to the connection (DNS rebinding), directly or as
-a redirect target, is refused with the same permanent error. With
+a redirect target, is refused with the same permanent error. The policy admits global
+unicast addresses only; an IPv6 address that carries an IPv4 one (NAT64 64:ff9b::/96 and
+64:ff9b:1::/48, 6to4 2002::/16, IPv4-mapped, -compatible and -translated) is judged by that
+IPv4 address, and site-local fec0::/10 is refused. With
 SYNCD_ALLOW_PRIVATE_SOURCES every address passes, but connections are still pinned. Proxies
 from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY) are honoured; through a
 proxy the proxy resolves the upstream, so there syncd's up-front check is the only check on
@@ -33,6 +36,10 @@ remembered as `{url: {"absent": True}}`. `fetch(url, validators=...)` looks its 
 in that dict and returns the new entry in `FetchResult.validators`. `newest_last_modified`
 reads the snapshot time of a source that states none from such a dict (a file's mtime for
 file:// sources).
+
+The deadline (`deadline.py`) covers every connect, response-header read and body read of
+every attempt and redirect, pinned or through a proxy: an upstream that trickles its status
+line or headers a byte at a time fails at the deadline like a slow body does.
 
 Every failure is a `syncd.errors.UpstreamError` whose `transient` flag drives the retry
 decision and whose message says which URL, what happened and what an operator can do.

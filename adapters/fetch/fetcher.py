@@ -16,7 +16,8 @@ from urllib.request import url2pathname
 
 import httpx
 
-from adapters.fetch.errors import _certificate_refused, _status_error
+from adapters.fetch.deadline import deadline_at
+from adapters.fetch.errors import _status_error, bad_location, deadline_error, transport_error
 from adapters.fetch.pinning import AddressRefused
 from adapters.fetch.policy import check_source_allowed, parse_source
 from adapters.fetch.results import _ABSENT_STATUSES, FetchResult, Validators, _validators_of
@@ -29,7 +30,8 @@ MAX_REDIRECTS = 5
 # back (transient, with retry_after) and the worker's own backoff takes over.
 DEFAULT_MAX_RETRY_AFTER = 30.0
 # Without an overall deadline a server that drips one byte per read-timeout would hold a
-# worker forever; the deadline is this many read timeouts.
+# worker forever; the deadline of one fetch (connect, headers, body, retries) is this many
+# read timeouts.
 DEADLINE_READ_TIMEOUTS = 10
 _REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 _USER_AGENT = "syncd (HPC software catalog sync; +https://github.com/)"
@@ -171,19 +173,23 @@ class Fetcher:
 
     def _fetch_http(self, url: str, previous: dict[str, Any], optional: bool) -> FetchResult:
         attempts = 1 + max(0, self.settings.fetch_retries)
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._attempt(url, previous, optional)
-            except UpstreamError as exc:
-                if not exc.transient or attempt == attempts:
-                    if exc.transient and attempts > 1:
-                        exc.message = f"{exc.message} (gave up after {attempts} attempts)"
-                        exc.args = (exc.message,)
-                    raise
-                wait = self._backoff(attempt, exc.retry_after)
-                if wait is None:
-                    raise
-                self._sleep(wait)
+        started = time.monotonic()
+        # One deadline for the whole fetch, retries included: every connect, header and body
+        # read waits at most until it (deadline.py), so no drip or trickle outlasts it.
+        with deadline_at(started + self.deadline):
+            for attempt in range(1, attempts + 1):
+                try:
+                    return self._attempt(url, previous, optional, started)
+                except UpstreamError as exc:
+                    if not exc.transient or attempt == attempts:
+                        if exc.transient and attempts > 1:
+                            exc.message = f"{exc.message} (gave up after {attempts} attempts)"
+                            exc.args = (exc.message,)
+                        raise
+                    wait = self._backoff(attempt, exc.retry_after)
+                    if wait is None or time.monotonic() + wait - started >= self.deadline:
+                        raise
+                    self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float | None:
@@ -192,14 +198,15 @@ class Fetcher:
             return retry_after if retry_after <= self.max_retry_after else None
         return float(min(0.5 * 2 ** (attempt - 1), self.max_retry_after))
 
-    def _attempt(self, url: str, previous: dict[str, Any], optional: bool) -> FetchResult:
+    def _attempt(
+        self, url: str, previous: dict[str, Any], optional: bool, started: float
+    ) -> FetchResult:
         headers = {}
         if previous.get("etag"):
             headers["If-None-Match"] = str(previous["etag"])
         if previous.get("last_modified"):
             headers["If-Modified-Since"] = str(previous["last_modified"])
         current = url
-        started = time.monotonic()
         for _hop in range(MAX_REDIRECTS + 1):
             try:
                 with self._client.stream("GET", current, headers=headers) as response:
@@ -210,7 +217,7 @@ class Fetcher:
                         continue
                     return self._receive(url, current, response, previous, optional, started)
             except httpx.HTTPError as exc:
-                raise self._transport_error(url, current, exc) from None
+                raise transport_error(url, current, exc, self.settings, self.deadline) from None
             except AddressRefused as exc:
                 # The name resolved differently when connecting than when it was checked
                 # (DNS rebinding, or a short TTL): refused like the check would, not retried.
@@ -237,7 +244,7 @@ class Fetcher:
             target = urljoin(current, location)
             host = parse_source(target).hostname or ""
         except (ValueError, PermanentError) as exc:
-            raise _bad_location(url, exc) from None
+            raise bad_location(url, exc) from None
         origin = urlsplit(url).hostname or ""
         allowed = {origin.lower(), *(h.lower() for h in self.settings.allowed_redirect_hosts)}
         if host.lower() not in allowed:
@@ -325,13 +332,7 @@ class Fetcher:
                     if received > limit:
                         raise self._too_large(url, received, partial=True)
                     if time.monotonic() - started > self.deadline:
-                        raise UpstreamError(
-                            f"{url}: the download took longer than {self.deadline:g} s "
-                            f"({received} bytes so far); the upstream is too slow. "
-                            "Raise SYNCD_FETCH_READ_TIMEOUT if it is always this slow.",
-                            transient=True,
-                            url=url,
-                        )
+                        raise deadline_error(url, current, self.deadline, received)
                     handle.write(chunk)
         except BaseException:
             result.close()
@@ -350,50 +351,3 @@ class Fetcher:
             transient=False,
             url=url,
         )
-
-    def _transport_error(self, url: str, current: str, exc: httpx.HTTPError) -> UpstreamError:
-        s = self.settings
-        where = current if current == url else f"{current} (redirected from {url})"
-        if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-            message = (
-                f"Timed out after {s.fetch_connect_timeout:g} s connecting to {where}; the "
-                "upstream is unreachable or slow. Check network, DNS and proxy."
-            )
-        elif isinstance(exc, httpx.TimeoutException):
-            message = (
-                f"Timed out after {s.fetch_read_timeout:g} s waiting for data from {where}; "
-                "the upstream stalled. Raise SYNCD_FETCH_READ_TIMEOUT if it is "
-                "just slow."
-            )
-        elif isinstance(exc, httpx.ConnectError) and _certificate_refused(exc):
-            # Retrying cannot help: the certificate stays wrong until someone fixes it.
-            return UpstreamError(
-                f"The TLS certificate of {where} could not be verified ({exc}). Check that "
-                "the source URL names the host the certificate is for; a mirror with a "
-                "private CA needs that CA in SSL_CERT_FILE.",
-                transient=False,
-                url=url,
-            )
-        elif isinstance(exc, httpx.ConnectError):
-            message = (
-                f"Could not connect to {where}: {exc}. Check the source URL, network, DNS "
-                "and proxy settings."
-            )
-        elif isinstance(exc, httpx.RemoteProtocolError) and "location header" in str(exc):
-            return _bad_location(url, exc)  # httpx parses a redirect's Location itself
-        elif isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
-            message = f"The connection to {where} broke before the whole body arrived ({exc})."
-        elif isinstance(exc, httpx.DecodingError):
-            message = f"{where} sent a body that could not be decoded ({exc})."
-        elif isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-            return UpstreamError(
-                f"{where} is not a URL syncd can fetch ({exc}).", transient=False, url=url
-            )
-        else:
-            message = f"Fetching {where} failed: {type(exc).__name__}: {exc}."
-        return UpstreamError(message, transient=True, url=url)
-
-
-def _bad_location(url: str, exc: Exception) -> UpstreamError:
-    # A redirect to a malformed URL stays malformed: permanent, not retried.
-    return UpstreamError(f"{url} redirected to an invalid URL: {exc}", transient=False, url=url)

@@ -19,23 +19,60 @@ ALLOWED_SCHEMES = ("http", "https", "file")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+# IPv6 forms that carry an IPv4 address in their last 32 bits: a host, translator or tunnel
+# delivers what is sent to them to that IPv4 address, so they are judged by it. Python's
+# is_global passes most of them (64:ff9b::a9fe:a9fe reaches 169.254.169.254 through NAT64).
+_IPV4_IN_LAST_32_BITS = tuple(
+    ipaddress.IPv6Network(prefix)
+    for prefix in (
+        "::ffff:0:0/96",  # IPv4-mapped
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT)
+        "::/96",  # IPv4-compatible (deprecated; also holds :: and ::1)
+        "64:ff9b::/96",  # NAT64, the well-known prefix
+        "64:ff9b:1::/48",  # NAT64, the local-use prefix, with a /96 inside it as DNS64 uses
+    )
+)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 transition form delivers to (6to4's 2002::/16 and the
+    prefixes above); None for an IPv6 address of its own."""
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in prefix for prefix in _IPV4_IN_LAST_32_BITS):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_site_local:  # fec0::/10: deprecated, but still routed inside sites
+            return False
+        carried = embedded_ipv4(address)
+        if carried is not None:
+            address = carried
     return address.is_global and not address.is_multicast
 
 
+def describe_address(address: IPAddress) -> str:
+    """The address as a refusal names it, with the IPv4 address it carries, if any."""
+    carried = embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+    return f"{address} (which carries {carried})" if carried is not None else str(address)
+
+
 def address_allowed(address: IPAddress, settings: Settings) -> bool:
-    """The SSRF policy for one address: global unicast only, unless the operator allows
-    private sources. The one definition both the URL check (`check_source_allowed`) and
-    the connection (`PinnedBackend`) apply."""
+    """The SSRF policy for one address: global unicast only, judging an IPv6 form that
+    carries an IPv4 address (NAT64, 6to4, mapped, compatible) by that IPv4 address, unless
+    the operator allows private sources. The one definition both the URL check
+    (`check_source_allowed`) and the connection (`PinnedBackend`) apply."""
     return settings.allow_private_sources or _is_public(address)
 
 
 def _refusal(host: str, addresses: str) -> str:
     return (
-        f"{host} resolves to {addresses}, a loopback, private or link-local address; an "
-        "operator can allow internal upstreams with SYNCD_ALLOW_PRIVATE_SOURCES=true."
+        f"{host} resolves to {addresses}, a loopback, private, link-local or other "
+        "non-public address; an operator can allow internal upstreams with "
+        "SYNCD_ALLOW_PRIVATE_SOURCES=true."
     )
 
 
@@ -125,4 +162,6 @@ def check_source_allowed(url: str, settings: Settings) -> None:
         return
     for address in _addresses(host):
         if not address_allowed(address, settings):
-            raise PermanentError(f"Source {url!r} is refused: {_refusal(host, str(address))}")
+            raise PermanentError(
+                f"Source {url!r} is refused: {_refusal(host, describe_address(address))}"
+            )

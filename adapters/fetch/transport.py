@@ -7,16 +7,20 @@ from __future__ import annotations
 import httpcore
 import httpx
 
+from adapters.fetch.deadline import DeadlineBackend
 from adapters.fetch.pinning import PinnedBackend
 from syncd.config import Settings
 
 # httpx internals: httpx 0.28's HTTPTransport takes no network backend and a Client given
 # its own transport reads no proxy variables. Both gaps are bridged here and only here; the
-# tests in tests/unit/test_fetch_pinning.py fail if httpx changes either.
+# tests in tests/unit/test_fetch_pinning.py fail if httpx changes either (and
+# test_trickled_headers_through_a_proxy_hit_the_deadline in tests/integration/test_fetcher.py
+# if a proxy pool's network backend moves).
 
 
 class PinnedTransport(httpx.HTTPTransport):
-    """httpx's HTTPTransport whose connections go through a `PinnedBackend`."""
+    """httpx's HTTPTransport whose connections go through a `PinnedBackend`, and whose
+    every network wait ends at the fetch deadline (`DeadlineBackend`)."""
 
     def __init__(
         self,
@@ -40,7 +44,10 @@ class PinnedTransport(httpx.HTTPTransport):
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=PinnedBackend(settings, inner),
+            # Under the pinned backend, so each address it dials is bounded by the deadline.
+            network_backend=PinnedBackend(
+                settings, DeadlineBackend(inner if inner is not None else httpcore.SyncBackend())
+            ),
         )
 
 
@@ -58,6 +65,21 @@ def environment_proxy_mounts() -> dict[str, httpx.BaseTransport | None]:
     from httpx._utils import get_environment_proxies  # private: see the note above
 
     return {
-        pattern: None if proxy is None else httpx.HTTPTransport(proxy=proxy)
+        pattern: None if proxy is None else _with_deadline(httpx.HTTPTransport(proxy=proxy))
         for pattern, proxy in get_environment_proxies().items()
     }
+
+
+def _with_deadline(transport: httpx.HTTPTransport) -> httpx.HTTPTransport:
+    """`transport` with its connections to the proxy bounded by the fetch deadline, as the
+    pinned ones are: httpcore's proxy pools keep their network backend in the private
+    `_network_backend`, which is wrapped here."""
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if not isinstance(backend, httpcore.NetworkBackend):
+        raise RuntimeError(
+            "httpcore's proxy pool no longer keeps its network backend in `_network_backend`; "
+            "adapters/fetch/transport.py must be adapted to this httpx version."
+        )
+    pool._network_backend = DeadlineBackend(backend)  # type: ignore[union-attr]
+    return transport

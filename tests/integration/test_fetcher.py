@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -164,6 +165,46 @@ def test_slow_drip_within_the_read_timeout_hits_the_deadline(up: FakeUpstream) -
     with pytest.raises(UpstreamError) as caught:
         fetcher.fetch(up.url(PATH))
     assert caught.value.transient and "took longer than 0.3 s" in caught.value.message
+
+
+def test_trickled_response_headers_hit_the_deadline(up: FakeUpstream) -> None:
+    """Each header byte arrives well within the read timeout, so only a deadline over the
+    whole request (headers included) ends the fetch; no attempt is made after it."""
+    up.fault(PATH, "slow_headers", delay=0.05, header_bytes=400)  # 20 s of headers
+    fetcher = Fetcher(up.settings(fetch_read_timeout=1.0, fetch_retries=3), deadline=1.0)
+    started = time.monotonic()
+    with pytest.raises(UpstreamError) as caught:
+        fetcher.fetch(up.url(PATH))
+    seconds = time.monotonic() - started
+    fetcher.close()
+    assert caught.value.transient
+    assert "took longer than 1 s, the deadline for the whole request" in caught.value.message
+    assert "response headers" in caught.value.message
+    assert seconds < 1.0 + 1.0, f"the fetch took {seconds:.1f} s with a 1 s deadline"
+    assert [r.fault for r in up.requests_for(PATH)] == ["slow_headers"]
+
+
+def test_trickled_headers_through_a_proxy_hit_the_deadline(
+    up: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a proxy named in the environment the deadline holds too. The fake upstream
+    plays the proxy: the request line names the absolute URL, which is the path it serves."""
+    target = "http://upstream.test/data/file.json"
+    up.set_file(target, BODY)
+    up.fault(target, "slow_headers", delay=0.05, header_bytes=400)
+    for name in ("ALL_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", up.base_url)
+    fetcher = Fetcher(up.settings(fetch_read_timeout=1.0, fetch_retries=0), deadline=1.0)
+    started = time.monotonic()
+    with pytest.raises(UpstreamError) as caught:
+        fetcher.fetch(target)
+    seconds = time.monotonic() - started
+    fetcher.close()
+    assert caught.value.transient and "the deadline" in caught.value.message
+    assert seconds < 1.0 + 1.0, f"the fetch took {seconds:.1f} s with a 1 s deadline"
+    assert [r.fault for r in up.requests_for(target)] == ["slow_headers"]
 
 
 def test_truncated_transfer_is_transient(up: FakeUpstream) -> None:

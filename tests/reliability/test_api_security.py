@@ -314,6 +314,11 @@ REFUSED_BY_DEFAULT = [
     "http://0x7f000001/x.json",
     "http://0.0.0.0:8000/",
     "http://127.1/x.json",
+    "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+    "http://[64:ff9b::a00:1]/x.json",
+    "http://[2002:a9fe:a9fe::1]/x.json",
+    "http://[::127.0.0.1]/x.json",
+    "http://[fec0::1]/x.json",
 ]
 REFUSED_ALWAYS = [
     "ftp://example.org/x.json",
@@ -393,7 +398,8 @@ def test_source_url_schemes_and_private_hosts(
     assert all(s == 201 for s in allowed.values()), allowed
     assert all(s == 400 for s in still_refused.values()), still_refused
     record.try_(
-        f"{len(REFUSED_BY_DEFAULT)} file:// and private/loopback/link-local/encoded-IP URLs, "
+        f"{len(REFUSED_BY_DEFAULT)} file:// and private, loopback, link-local, encoded-IP or "
+        "IPv6-transition URLs, "
         f"{len(REFUSED_ALWAYS)} other schemes or malformed URLs, on create, import_catalog "
         "and PATCH; then the same with SYNCD_ALLOW_FILE_SOURCES/ALLOW_PRIVATE_SOURCES on"
     )

@@ -29,6 +29,9 @@ Faults (`fault(path, kind, times=None, **options)`), see FAULTS:
   "429"             HTTP 429 with Retry-After: `retry_after` (seconds, default 1)
   "slow"            the body dripped `drip_bytes` (default 64) every `delay` s (default 0.2)
   "stall"           nothing sent for `delay` s (default 5) before the response
+  "slow_headers"    the status line at once, then the headers one byte every `delay` s
+                    (default 1): a padding header of `header_bytes` bytes (default 600),
+                    then the real headers and the body at once
   "truncated_json"  a complete HTTP response whose JSON body is cut in half
   "truncated_body"  Content-Length of the whole body, half of it sent, connection closed
   "invalid_json"    an HTML page instead of JSON
@@ -80,6 +83,7 @@ FAULTS = (
     "429",
     "slow",
     "stall",
+    "slow_headers",
     "truncated_json",
     "truncated_body",
     "invalid_json",
@@ -425,6 +429,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if encoded:
             headers["Content-Encoding"] = "gzip"
+        if kind == "slow_headers":
+            return self._slow_headers(record, headers, data, opts)
         self._head(record, 200, headers)
         if kind == "truncated_body":
             self._body(record, data[: len(data) // 2])
@@ -439,6 +445,26 @@ class _Handler(BaseHTTPRequestHandler):
                 if self.upstream._stopping.wait(delay):
                     return
             return
+        self._body(record, data)
+
+    def _slow_headers(
+        self, record: RecordedRequest, headers: Mapping[str, str], data: bytes, opts: Any
+    ) -> None:
+        """A status line, then a header trickled byte by byte: every read gets a byte well
+        within its timeout, while the response as a whole never arrives in time."""
+        delay = float(opts.get("delay", 1.0))
+        padding = b"X-Padding: " + b"p" * int(opts.get("header_bytes", 600)) + b"\r\n"
+        record.status = 200
+        self.wfile.write(b"HTTP/1.0 200 OK\r\n")
+        self.wfile.flush()
+        for i in range(len(padding)):
+            if self.upstream._stopping.wait(delay):
+                return
+            self.wfile.write(padding[i : i + 1])
+            self.wfile.flush()
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
         self._body(record, data)
 
     def _not_modified(self, f: _File, etag: str) -> bool:

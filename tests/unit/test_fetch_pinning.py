@@ -124,14 +124,40 @@ def test_unresolvable_name_is_a_connect_error(monkeypatch: pytest.MonkeyPatch) -
         PinnedBackend(STRICT, Recorder()).connect_tcp("nowhere.test", 80)
 
 
+# IPv6 transition forms: the IPv4 address they deliver to decides (address -> allowed).
+TRANSITION_FORMS = {
+    "64:ff9b::a9fe:a9fe": False,  # NAT64 of 169.254.169.254
+    "64:ff9b::a00:1": False,  # NAT64 of 10.0.0.1
+    "64:ff9b:1::7f00:1": False,  # local-use NAT64 of 127.0.0.1
+    "2002:a9fe:a9fe::1": False,  # 6to4 of 169.254.169.254
+    "::127.0.0.1": False,  # IPv4-compatible
+    "::ffff:0:a00:1": False,  # IPv4-translated 10.0.0.1
+    "fec0::1": False,  # site-local
+    "64:ff9b::5db8:d70e": True,  # NAT64 of PUBLIC
+    "2002:5db8:d70e::1": True,  # 6to4 of PUBLIC
+}
+
+
 @pytest.mark.parametrize(
     "address",
-    ["127.0.0.1", "10.1.2.3", "100.64.0.1", "0.0.0.0", "224.0.0.1", "::1", "fe80::1", PUBLIC],
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "::1",
+        "fe80::1",
+        PUBLIC,
+        *TRANSITION_FORMS,
+    ],
 )
 def test_check_and_connection_apply_one_policy(
     monkeypatch: pytest.MonkeyPatch, address: str
 ) -> None:
     FakeDNS(monkeypatch, host=[[address]])
+    expected = TRANSITION_FORMS.get(address, address == PUBLIC)
+    assert address_allowed(ipaddress.ip_address(address), STRICT) is expected
     for settings in (STRICT, OPEN):
         allowed = address_allowed(ipaddress.ip_address(address), settings)
         try:
@@ -184,3 +210,19 @@ def test_environment_proxies_are_mounted(monkeypatch: pytest.MonkeyPatch) -> Non
     mounts = environment_proxy_mounts()
     assert isinstance(mounts["https://"], httpx.HTTPTransport)
     assert mounts["all://*mirror.example.org"] is None  # None = the pinned transport
+
+
+@pytest.mark.parametrize("address", [a for a, allowed in TRANSITION_FORMS.items() if not allowed])
+def test_rebinding_to_an_ipv6_form_of_an_internal_address_is_refused_at_connect(
+    monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    """The name answers a public address to the check, then an IPv6 form that carries an
+    internal one to the connection: the connection is refused like the check would."""
+    dns = FakeDNS(monkeypatch, rebind=[[PUBLIC], [address]])
+    fetcher = Fetcher(Settings(fetch_retries=3), sleep=lambda _s: None)
+    with fetcher, pytest.raises(UpstreamError) as caught:
+        fetcher.fetch("http://rebind.test/latest/meta-data/")
+    assert not caught.value.transient
+    assert f"{address} when connecting" in caught.value.message
+    assert "SYNCD_ALLOW_PRIVATE_SOURCES" in caught.value.message
+    assert len(dns.lookups) == 2  # the check and one connect: not retried
