@@ -117,8 +117,8 @@ SETTINGS_DOC: dict[str, str] = {
     "process; writes through the process clear it); 0 = off",
     "api_statement_timeout_ms": "longest one database statement of an API request may run; "
     "a read that takes longer is cancelled in the database and answered 503 (deleting a "
-    "catalog is exempt); 0 = no limit. Text filters are capped at 200 characters and `o` at "
-    "10 terms (400 past them)",
+    "catalog is exempt); 0 = no limit. Text filters are capped at 200 characters, "
+    "multi-valued filters at 50 values and `o` at 10 terms (400 past them)",
     "api_header_timeout_seconds": "how long a client may take to send a request's headers "
     "before the API answers 408 and closes the connection",
     "cors_origins": "comma-separated origins (`https://waldur.example.org`) whose web pages may "

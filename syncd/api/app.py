@@ -40,7 +40,8 @@ DESCRIPTION = (
 
 
 def _strip_validation_errors(app: FastAPI) -> None:
-    """FastAPI documents a 422 on every route; this API answers 400 instead (DRF's shape)."""
+    """FastAPI documents a 422 on every route; this API answers 400 instead (DRF's shape).
+    The same pass marks the list query parameters as repeated keys."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -50,12 +51,24 @@ def _strip_validation_errors(app: FastAPI) -> None:
         for path in schema.get("paths", {}).values():
             for operation in path.values():
                 operation.get("responses", {}).pop("422", None)
+                _explode_array_parameters(operation)
         for name in ("HTTPValidationError", "ValidationError"):
             schema.get("components", {}).get("schemas", {}).pop(name, None)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _explode_array_parameters(operation: dict[str, Any]) -> None:
+    """A list query parameter arrives as repeated keys (`?cpu_family=a&cpu_family=b`, as
+    Waldur's generated clients send a list): say so (OpenAPI's default, made explicit)."""
+    for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema", {})
+        kinds = [schema, *schema.get("anyOf", [])]
+        if parameter.get("in") == "query" and any(k.get("type") == "array" for k in kinds):
+            parameter.setdefault("style", "form")
+            parameter.setdefault("explode", True)
 
 
 def create_app(

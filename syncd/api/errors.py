@@ -131,6 +131,13 @@ def _message(error: dict[str, Any]) -> str:
         return f"Ensure this value has at most {limit} characters (it has {length})."
     if kind == "string_too_long" or (kind == "too_long" and text):
         return f"Ensure this field has no more than {ctx.get('max_length')} characters."
+    if kind == "too_long":
+        # A list (a multi-valued filter): DRF's ListField wording, as for `o`.
+        return f"Ensure this field has no more than {ctx.get('max_length')} elements."
+    if kind == "enum" and in_query:
+        # A choice filter: django-filter's form field answers with Django's ChoiceField.
+        value = error.get("input")
+        return f"Select a valid choice. {value} is not one of the available choices."
     if kind == "enum":
         return f'"{error.get("input")}" is not a valid choice.'
     if kind in {"bool_parsing", "bool_type"}:

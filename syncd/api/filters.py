@@ -1,8 +1,8 @@
 """Query building blocks shared by the list endpoints.
 
 The JSON helpers are the one place that knows how PostgreSQL (JSONB) and SQLite (JSON1)
-differ: list membership and emptiness are spelled differently on each. Ordering parses the
-`o` parameter the way django-filter's OrderingFilter does.
+differ: list membership, containment and emptiness are spelled differently on each.
+Ordering parses the `o` parameter the way django-filter's OrderingFilter does.
 """
 
 from __future__ import annotations
@@ -28,6 +28,41 @@ def json_array_contains(column: Any, value: str, dialect: str) -> ColumnElement[
         return type_coerce(column, JSONB).contains([value])
     elements = func.json_each(column).table_valued("value").alias("elements")
     return exists(select(1).select_from(elements).where(elements.c.value == value))
+
+
+def json_list_at_contains(column: Any, key: str, value: str, dialect: str) -> ColumnElement[bool]:
+    """The JSON list under `key` of the object in `column` has `value` as an element (Django's
+    `column__key__contains=[value]`)."""
+    if dialect == "postgresql":
+        return type_coerce(column, JSONB)[key].contains([value])
+    elements = _list_at(column, key)
+    return exists(select(1).select_from(elements).where(elements.c.value == value))
+
+
+def json_list_at_has_object(
+    column: Any, key: str, field: str, value: str, dialect: str
+) -> ColumnElement[bool]:
+    """The JSON list under `key` of the object in `column` has an object whose `field` is
+    `value` (Django's `column__key__contains=[{field: value}]`)."""
+    if dialect == "postgresql":
+        return type_coerce(column, JSONB)[key].contains([{field: value}])
+    elements = _list_at(column, key)
+    return exists(
+        select(1)
+        .select_from(elements)
+        .where(
+            elements.c.type == "object",
+            func.json_extract(elements.c.value, f"$.{field}") == value,
+        )
+    )
+
+
+def _list_at(column: Any, key: str) -> Any:
+    """SQLite: the elements of the list under `key` (none when it is absent or not a list,
+    as JSONB containment finds nothing there)."""
+    path = f'$."{key}"'
+    listed = func.iif(func.json_type(column, path) == "array", column, None)
+    return func.json_each(listed, path).table_valued("value", "type").alias("elements")
 
 
 def json_array_nonempty(column: Any, dialect: str) -> ColumnElement[bool]:
@@ -59,12 +94,15 @@ MAX_ORDER_TERMS = 10
 def parse_ordering(
     values: Sequence[str] | None, allowed: Mapping[str, Sequence[Any]] | Mapping[str, Any]
 ) -> list[UnaryExpression[Any]] | None:
-    """`o=name&o=-version` or `o=name,-version` into ORDER BY clauses; None when absent.
+    """`o=name,-version` into ORDER BY clauses; None when absent or empty.
 
+    Repeated keys (`o=name&o=-version`): the last one counts, as django-filter's
+    OrderingFilter reads one value (Django's QueryDict.get) and splits it at commas.
     `allowed` maps a public field name to the columns it sorts by (ascending form). An unknown
     field, or more than MAX_ORDER_TERMS terms, is a 400 in DRF's words.
     """
-    names = [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+    last = values[-1] if values else ""
+    names = [part.strip() for part in last.split(",") if part.strip()]
     if not names:
         return None
     if len(names) > MAX_ORDER_TERMS:

@@ -22,6 +22,7 @@ from syncd.api.catalog_actions import (
     save_catalog,
 )
 from syncd.api.deps import Context, DbSession, Reader, Staff
+from syncd.api.filter_params import FilterBool, FilterCatalogType
 from syncd.api.filters import icontains, parse_ordering
 from syncd.api.pagination import (
     PageParam,
@@ -69,7 +70,9 @@ ORDERING = {
 }
 DEFAULT_ORDER = [Catalog.name, Catalog.catalog_type, Catalog.version]
 ORDER_HELP = (
-    "Comma-separated or repeated: " + ", ".join(sorted(ORDERING)) + " (prefix - for descending)"
+    "Comma-separated: "
+    + ", ".join(sorted(ORDERING))
+    + " (prefix - for descending); of repeated keys the last counts, as in Waldur"
 )
 
 OrderParam = Annotated[list[str] | None, Query(description=ORDER_HELP)]
@@ -133,8 +136,8 @@ def list_catalogs(
     name: FilterText | None = None,
     version: FilterText | None = None,
     description: FilterText | None = None,
-    catalog_type: CatalogType | None = None,
-    auto_update_enabled: bool | None = None,
+    catalog_type: FilterCatalogType = None,
+    auto_update_enabled: FilterBool = None,
     o: OrderParam = None,
     page: PageParam = None,
     page_size: PageSizeParam = None,

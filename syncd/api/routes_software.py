@@ -46,21 +46,37 @@ from syncd.db.tables import Package, Target, Version
 router = APIRouter(prefix="/api")
 
 
-def _order_help(allowed: dict[str, Any]) -> str:
+def _order_help(allowed: dict[str, Any], default: str) -> str:
     return (
-        "Comma-separated or repeated: " + ", ".join(sorted(allowed)) + " (prefix - for descending)"
+        "Comma-separated: "
+        + ", ".join(sorted(allowed))
+        + " (prefix - for descending); of repeated keys the last counts, as in Waldur; default: "
+        + default
     )
 
 
 PackageOrder = Annotated[
     list[str] | None,
     Query(
-        description=_order_help(PACKAGE_ORDERING)
-        + "; default: name, case-insensitively (same names: the earlier stored first)"
+        description=_order_help(
+            PACKAGE_ORDERING, "name, case-insensitively (same names: the earlier stored first)"
+        )
     ),
 ]
-VersionOrder = Annotated[list[str] | None, Query(description=_order_help(VERSION_ORDERING))]
-TargetOrder = Annotated[list[str] | None, Query(description=_order_help(TARGET_ORDERING))]
+VersionOrder = Annotated[
+    list[str] | None,
+    Query(
+        description=_order_help(
+            VERSION_ORDERING,
+            "package (as the package list), then version, oldest first; `version` compares "
+            "by the upstream's version semantics, not as strings",
+        )
+    ),
+]
+TargetOrder = Annotated[
+    list[str] | None,
+    Query(description=_order_help(TARGET_ORDERING, "newest first (-created)")),
+]
 
 
 def _dialect(session: Session) -> str:

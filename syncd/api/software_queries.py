@@ -21,6 +21,8 @@ from syncd.api.filters import (
     iexact,
     json_array_contains,
     json_array_nonempty,
+    json_list_at_contains,
+    json_list_at_has_object,
     json_text,
     parse_ordering,
 )
@@ -37,6 +39,7 @@ from syncd.api.software_filters import (
     _package_has_target,
     _target_conditions,
     _version_has_target,
+    any_of,
 )
 from syncd.db.tables import Catalog, Package, PackageParent, Target, Version
 
@@ -54,19 +57,23 @@ def columns(entity: Any) -> list[Any]:
 
 
 # The default order: by name, case-insensitively, then by id (the catalog imported first
-# first). Served by the index on lower(name): a page reads its rows, not all packages.
+# first), as Waldur's ["name", "id"]. Served by the index on lower(name): a page reads its
+# rows, not all packages.
 PACKAGE_DEFAULT_ORDER = [func.lower(Package.name).asc()]
-# Versions and targets follow their packages' order, then Spack/EESSI version order. On the
-# same index: the database walks packages by lower(name) and each package's versions
-# (targets) through their unique index, so a page reads a few rows instead of joining and
-# sorting all 44k versions (0.5 ms instead of 240 ms for the first page of full Spack).
-VERSION_DEFAULT_ORDER = [func.lower(Package.name).asc(), Version.sort_index.asc()]
-TARGET_DEFAULT_ORDER = [
-    *VERSION_DEFAULT_ORDER,
-    Target.target_type.asc(),
-    Target.target_name.asc(),
-    Target.target_subtype.asc(),
+# Waldur's ["package", "version", "module_version", "id"]: versions follow their packages'
+# order, then the version, oldest first, by the upstream's version semantics (as `o=version`;
+# Waldur compares strings), then the module version. The database walks packages by
+# lower(name) and each package's versions through their unique index, so a page reads a few
+# rows instead of joining and sorting all 44k versions (0.5 ms instead of 240 ms for the
+# first page of full Spack).
+VERSION_DEFAULT_ORDER = [
+    func.lower(Package.name).asc(),
+    Package.id.asc(),
+    Version.sort_index.desc(),
+    Version.module_version.asc(),
 ]
+# Waldur's ["-created", "id"]: newest first.
+TARGET_DEFAULT_ORDER = [Target.created.desc()]
 
 
 def _unfiltered(f: BaseModel) -> bool:
@@ -170,17 +177,32 @@ def _package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None) -> 
         where.append(json_array_contains(Package.categories, f.category, dialect))
     if f.license:
         where.append(json_array_contains(Package.licenses, f.license, dialect))
-    if f.toolchain_name:
-        where.append(
-            exists(
-                select(1).where(
-                    Version.package_id == Package.id,
-                    json_text(Version.metadata_, "toolchain", "name") == f.toolchain_name,
-                )
-            )
-        )
+    # Each condition on versions is its own EXISTS, as each of Waldur's filter() calls is.
+    for condition in _version_conditions(dialect, f):
+        where.append(exists(select(1).where(Version.package_id == Package.id, condition)))
     ordering = parse_ordering(o, PACKAGE_ORDERING) or PACKAGE_DEFAULT_ORDER
     return query.where(*where).order_by(*ordering, Package.id)
+
+
+def _version_conditions(dialect: str, f: PackageFilters) -> list[ColumnElement[bool]]:
+    """The package filters that look into a version's metadata, one condition each."""
+    conditions: list[ColumnElement[bool]] = []
+    if f.toolchain_name:
+        conditions.append(json_text(Version.metadata_, "toolchain", "name") == f.toolchain_name)
+    if f.toolchain_families_compatibility:
+        conditions.append(_toolchain_family(dialect, f.toolchain_families_compatibility))
+    for field, value in (("type", f.extension_type), ("name", f.extension_name)):
+        if value:
+            conditions.append(
+                json_list_at_has_object(Version.metadata_, "extensions", field, value, dialect)
+            )
+    return conditions
+
+
+def _toolchain_family(dialect: str, value: str) -> ColumnElement[bool]:
+    return json_list_at_contains(
+        Version.metadata_, "toolchain_families_compatibility", value, dialect
+    )
 
 
 def version_query(dialect: str, f: VersionFilters, o: Sequence[str] | None = None) -> Select:
@@ -231,6 +253,8 @@ def _version_query(dialect: str, f: VersionFilters, o: Sequence[str] | None) -> 
         where.append(json_text(Version.metadata_, "toolchain", "name") == f.toolchain_name)
     if f.toolchain_version:
         where.append(json_text(Version.metadata_, "toolchain", "version") == f.toolchain_version)
+    if f.toolchain_families_compatibility:
+        where.append(_toolchain_family(dialect, f.toolchain_families_compatibility))
     if f.release_date_after is not None:
         where.append(Version.release_date >= f.release_date_after)
     if f.release_date_before is not None:
@@ -270,12 +294,16 @@ def _target_query(dialect: str, f: TargetFilters, o: Sequence[str] | None) -> Se
         where.append(Target.catalog_id == _catalog_id(f.catalog_uuid))
     if f.offering_uuid is not None:
         where.append(Target.catalog_id.in_(linked_catalog_ids(f.offering_uuid)))
+    # Case-insensitive here, as Waldur's target filters are (iexact).
     if f.cpu_family:
-        where += [Target.target_type == CPU_TARGET_TYPE, iexact(Target.target_name, f.cpu_family)]
+        where += [
+            Target.target_type == CPU_TARGET_TYPE,
+            any_of(Target.target_name, f.cpu_family, ignore_case=True),
+        ]
     if f.cpu_microarchitecture:
         where += [
             Target.target_type == CPU_TARGET_TYPE,
-            iexact(Target.target_subtype, f.cpu_microarchitecture),
+            any_of(Target.target_subtype, f.cpu_microarchitecture, ignore_case=True),
         ]
     if f.target_type:
         where.append(iexact(Target.target_type, f.target_type))

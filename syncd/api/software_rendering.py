@@ -20,6 +20,12 @@ from syncd.api import representation
 from syncd.api.software_filters import _OTHER_PACKAGE
 from syncd.db.tables import PackageParent, Target, Version
 
+# A package's versions and a version's targets as Waldur nests them (its models' default
+# orderings, which its prefetches keep): versions oldest first (by the upstream's version
+# semantics, where Waldur compares strings), then module version; targets newest first.
+NESTED_VERSION_ORDER = [Version.sort_index.desc(), Version.module_version, Version.id]
+NESTED_TARGET_ORDER = [Target.created.desc(), Target.id]
+
 
 @dataclass(frozen=True)
 class _CatalogRef:
@@ -34,7 +40,7 @@ def _catalog_ref(row: Any) -> _CatalogRef:
 
 
 def _version_names(session: Session, package_ids: Iterable[int]) -> dict[int, list[str]]:
-    """Version strings per package, newest first, for the nested package objects."""
+    """Version strings per package, in NESTED_VERSION_ORDER, for the nested package objects."""
     ids = list(set(package_ids))
     found: dict[int, list[str]] = defaultdict(list)
     if not ids:
@@ -52,7 +58,7 @@ def _version_names_statement() -> Select:
     return (
         select(Version.package_id, Version.version)
         .where(Version.package_id.in_(bindparam("ids", expanding=True)))
-        .order_by(Version.package_id, Version.sort_index, Version.id)
+        .order_by(Version.package_id, *NESTED_VERSION_ORDER)
     )
 
 
@@ -107,9 +113,7 @@ def render_packages(session: Session, base: str, rows: list[Any]) -> list[dict[s
 def _nested_versions(session: Session, package_id: int) -> list[dict[str, Any]]:
     versions = list(
         session.execute(
-            select(Version)
-            .where(Version.package_id == package_id)
-            .order_by(Version.sort_index, Version.id)
+            select(Version).where(Version.package_id == package_id).order_by(*NESTED_VERSION_ORDER)
         ).scalars()
     )
     targets: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -117,7 +121,7 @@ def _nested_versions(session: Session, package_id: int) -> list[dict[str, Any]]:
         for target in session.execute(
             select(Target)
             .where(Target.version_id.in_([v.id for v in versions]))
-            .order_by(Target.target_type, Target.target_name, Target.target_subtype, Target.id)
+            .order_by(*NESTED_TARGET_ORDER)
         ).scalars():
             targets[target.version_id].append(representation.nested_target(target))
     return [representation.nested_version(v, targets.get(v.id, [])) for v in versions]

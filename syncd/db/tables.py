@@ -208,6 +208,10 @@ class Target(_Identified, Base):
     content_hash: Mapped[str] = mapped_column(String(64), default="")
 
 
+# The target list's default order, Waldur's ["-created", "id"] (migration 0010).
+Index("ix_target_created_desc_id", Target.created.desc(), Target.id)
+
+
 class ApiToken(Base):
     """An API token; only the SHA-256 of the key is stored."""
 

@@ -85,17 +85,34 @@ def api(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api
             yield Api(server.base_url, str(make_url(db_url).database), server)
 
 
-def _text_filters(schema: dict[str, Any]) -> list[tuple[str, str, int | None]]:
-    """(path, parameter, maxLength) of every free-text query parameter of every GET route."""
-    found = []
+def _filters(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(path, parameter, schema option) of every filter of every GET route."""
     for path, operations in schema["paths"].items():
         for param in operations.get("get", {}).get("parameters", []):
             if param["in"] != "query" or param["name"] in {"o", "field"}:
                 continue
             for option in param["schema"].get("anyOf", [param["schema"]]):
-                if option.get("type") == "string" and "format" not in option:
-                    found.append((path, param["name"], option.get("maxLength")))
+                yield path, param["name"], option
+
+
+def _text_filters(schema: dict[str, Any]) -> list[tuple[str, str, int | None]]:
+    """(path, parameter, maxLength) of every free-text query parameter of every GET route,
+    the values of a multi-valued filter included."""
+    found = []
+    for path, name, option in _filters(schema):
+        text = option.get("items", {}) if option.get("type") == "array" else option
+        if text.get("type") == "string" and "format" not in text:
+            found.append((path, name, text.get("maxLength")))
     return found
+
+
+def _list_filters(schema: dict[str, Any]) -> list[tuple[str, str, int | None]]:
+    """(path, parameter, maxItems) of every multi-valued filter (repeated keys)."""
+    return [
+        (path, name, option.get("maxItems"))
+        for path, name, option in _filters(schema)
+        if option.get("type") == "array"
+    ]
 
 
 def _active_statements(db_name: str) -> int:
@@ -123,7 +140,8 @@ def test_no_anonymous_request_costs_more_than_the_limit(
     message = f"The query took longer than {TIMEOUT_MS} ms and was cancelled; narrow the filters."
     with httpx.Client(base_url=api.url, timeout=20) as http:
         # 1. Every free-text filter the API publishes is capped, and past the cap refused.
-        filters = _text_filters(http.get("/api/schema/").json())
+        document = http.get("/api/schema/").json()
+        filters = _text_filters(document)
         uncapped = [(path, name) for path, name, cap in filters if cap is None]
         assert not uncapped, f"text filters without a length cap: {uncapped}"
         for path, name, cap in filters:
@@ -133,6 +151,14 @@ def test_no_anonymous_request_costs_more_than_the_limit(
             assert r.json() == {
                 name: [f"Ensure this value has at most {cap} characters (it has 2000)."]
             }
+        # 1b. So is the number of values of a multi-valued filter.
+        lists = _list_filters(document)
+        assert lists and all(cap is not None for _path, _name, cap in lists), lists
+        for path, name, cap in lists:
+            assert cap is not None
+            r = http.get(path, params=[(name, f"v{i}") for i in range(cap + 1)])
+            assert r.status_code == 400, (path, name, r.status_code, r.text[:200])
+            assert r.json() == {name: [f"Ensure this field has no more than {cap} elements."]}
         # 2. Many ordering terms: refused before any SQL.
         for path in LISTS.values():
             r = http.get(path, params={"o": ",".join(["created"] * 510)})
@@ -176,7 +202,8 @@ def test_no_anonymous_request_costs_more_than_the_limit(
     worst_after = max(row["seconds"] for row in after)
     record.try_(
         f"{len(filters)} text filters (every free-text query parameter the OpenAPI document "
-        f"publishes) with 2,000 characters; `o` with 510 terms on the {len(LISTS)} lists"
+        f"publishes) with 2,000 characters; {len(lists)} multi-valued filters with one value "
+        f"past their cap; `o` with 510 terms on the {len(LISTS)} lists"
     )
     record.try_(
         f"the worst values the caps let through on {ROWS:,} packages and targets whose text is "
@@ -186,7 +213,8 @@ def test_no_anonymous_request_costs_more_than_the_limit(
     )
     record.hold(
         "every text filter has a cap and past it answers 400 in Django's words, naming the "
-        "parameter; 11+ `o` terms answer 400"
+        "parameter; so does every multi-valued filter past its number of values; 11+ `o` "
+        "terms answer 400"
     )
     record.hold(
         f"each worst request was cancelled in PostgreSQL at the limit and answered 503 "
@@ -194,6 +222,7 @@ def test_no_anonymous_request_costs_more_than_the_limit(
         "syncd_api_statement_timeouts_total counted each; nothing kept running"
     )
     record.figure("text filters capped", len(filters))
+    record.figure("multi-valued filters capped", len(lists))
     record.figure("statement limit (ms)", TIMEOUT_MS)
     record.figure("worst anonymous request after (s)", worst_after)
     record.figure("hung-up request: database busy after the client left (s)", outlived)

@@ -30,6 +30,7 @@ PACKAGES = "/api/marketplace-software-packages/"
 VERSIONS = "/api/marketplace-software-versions/"
 # Snapshot name -> (modules, the versions of every package, newest first). Each module
 # "mod-i" has an extension "ext-i", whose list entry embeds its parent with its versions.
+# Versions newest first, as an adapter hands them over; the API nests them oldest first.
 SNAPSHOTS = {"small": (15, ["a2", "a1"]), "large": (30, ["b3", "b2", "b1"])}
 READS = 300  # responses checked per backend
 MIN_SYNCS = 20  # and at least this many commits while reading
@@ -64,7 +65,7 @@ def _package_list_from(body: list[dict[str, Any]], count: int) -> str | None:
             and all(p["version_count"] == len(versions) for p in body)
             and all(
                 [parent["versions"] for parent in p["parent_softwares"]]
-                == ([versions] if p["is_extension"] else [])
+                == ([versions[::-1]] if p["is_extension"] else [])
                 for p in body
             )
         ):
@@ -77,9 +78,9 @@ def _package_from(body: dict[str, Any], _count: int) -> str | None:
     for name, (_, versions) in SNAPSHOTS.items():
         if (
             body["version_count"] == len(versions)
-            and [v["version"] for v in body["versions"]] == versions
+            and [v["version"] for v in body["versions"]] == versions[::-1]
             and all(len(v["targets"]) == 1 for v in body["versions"])
-            and [e["versions"] for e in body["extensions"]] == [versions]
+            and [e["versions"] for e in body["extensions"]] == [versions[::-1]]
         ):
             return name
     return None

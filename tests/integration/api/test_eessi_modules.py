@@ -45,12 +45,13 @@ def test_modules_are_objects_and_builds_are_versions(client: TestClient, engine:
     import_old_format(engine)
     atk = one(client, PACKAGES, name_exact="ATK")
     detail = client.get(f"{PACKAGES}{atk['uuid']}/").json()
+    # Oldest first, as Waldur nests them (same version: by module version).
     assert [v["module_version"] for v in detail["versions"]] == [
-        "2.38.0-GCCcore-13.2.0",
-        "2.38.0-GCCcore-12.3.0",
         "2.38.0-GCCcore-12.2.0",
+        "2.38.0-GCCcore-12.3.0",
+        "2.38.0-GCCcore-13.2.0",
     ]
-    nested = detail["versions"][2]
+    nested = detail["versions"][0]
     assert nested["module"] == module("ATK/2.38.0-GCCcore-12.2.0")
     assert nested["modulename"] == "ATK/2.38.0-GCCcore-12.2.0"
     assert nested["required_modules"] == [
