@@ -47,6 +47,9 @@ class Settings:
     api_cache_seconds: float = 2.0
     api_statement_timeout_ms: int = 5_000
     api_header_timeout_seconds: float = 10.0
+    api_send_timeout_seconds: float = 30.0
+    api_pool_timeout_seconds: float = 5.0
+    api_cache_wait_seconds: float = 5.0
 
     refresh_interval_seconds: int = 86_400
     tick_seconds: int = 86_400
@@ -115,6 +118,12 @@ SETTINGS_DOC: dict[str, str] = {
     "10 terms (400 past them)",
     "api_header_timeout_seconds": "how long a client may take to send a request's headers "
     "before the API answers 408 and closes the connection",
+    "api_send_timeout_seconds": "how long an answer may wait for a client that does not read "
+    "it (the connection's write buffer stays full) before the API drops the connection",
+    "api_pool_timeout_seconds": "how long a request waits for a database connection of the "
+    "API's pool before it is answered 503 with Retry-After",
+    "api_cache_wait_seconds": "how long an anonymous read waits for the same read in "
+    "progress to fill the response cache before it computes its own answer",
     "refresh_interval_seconds": "a catalog is due for auto-update when its last attempt is older",
     "tick_seconds": "scheduler tick period (ignored when tick_cron is set)",
     "tick_cron": "crontab expression (UTC) for the scheduler tick, e.g. '0 3 * * *'; read "
@@ -149,7 +158,13 @@ SETTINGS_DOC: dict[str, str] = {
 
 
 # Settings that are a number of seconds which must be positive and finite.
-POSITIVE_SECONDS = ("publish_timeout_seconds", "api_header_timeout_seconds")
+POSITIVE_SECONDS = (
+    "publish_timeout_seconds",
+    "api_header_timeout_seconds",
+    "api_send_timeout_seconds",
+    "api_pool_timeout_seconds",
+    "api_cache_wait_seconds",
+)
 # Whole-number settings that must not be negative.
 NON_NEGATIVE = ("retention_days", "api_statement_timeout_ms")
 # Text settings with a fixed set of values (compared case-insensitively, stored as listed).

@@ -43,6 +43,8 @@ CASES: dict[str, str] = {
     "api_cache_refused_writes": "Refused writes (401, 405, 400) and the response cache",
     "api_drf_methods": "OPTIONS, 405 Allow and trimmed text fields, as DRF answers",
     "api_header_timeout": "Clients that never finish their request headers",
+    "api_slow_readers": "Slow anonymous readers: the database pool, /health and send timeout",
+    "api_slow_reader_cache": "One slow reader filling the response cache for a URL",
     "delete_during_sync": "Catalog deleted through the API during a PostgreSQL sync",
     "fetch_refuses_private": "Worker's fetcher refuses private sources",
     "malformed_messages": "Malformed AMQP messages",
