@@ -9,12 +9,14 @@ client does not read waits in two places, and each gets the same deadline, `send
   its receive window shut, for that long;
 - the transport's write buffer, once the kernel's is full: the transport tells the protocol
   when it passes the high-water mark (pause_writing) and when it drains below the low-water
-  mark (resume_writing); a timer runs in between, and when it fires the connection is reset
-  (SO_LINGER 0: neither the process nor the kernel keeps the unsent bytes).
+  mark (resume_writing). A timer runs in between; when it fires and the buffer has not
+  shrunk since it was armed, the connection is reset (SO_LINGER 0: neither the process nor
+  the kernel keeps the unsent bytes), else it is armed again.
 
 Either way the awaiting writers are released, as uvicorn does for any lost connection, and
-their answers discarded; one `response_send_timeout` line is logged. A client that reads,
-however slowly, keeps its connection: the deadline bounds a stall, not a transfer.
+their answers discarded; one `response_send_timeout` line is logged. As nginx's send_timeout,
+the deadline bounds a stall, not a transfer: a client that takes some of its answer within
+every `send_timeout` keeps its connection, however big the answer.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class DeadlineProtocol(HeaderTimeoutProtocol):
     send_timeout: float = 30.0  # set per server by `protocol_with_deadlines`
 
     _send_timer: asyncio.TimerHandle | None = None
+    _unsent_when_armed = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -53,7 +56,7 @@ class DeadlineProtocol(HeaderTimeoutProtocol):
     def pause_writing(self) -> None:
         super().pause_writing()
         if self._send_timer is None:
-            self._send_timer = self.loop.call_later(self.send_timeout, self._send_expired)
+            self._arm_send_timer()
 
     def resume_writing(self) -> None:
         self._stop_send_timer()
@@ -70,8 +73,15 @@ class DeadlineProtocol(HeaderTimeoutProtocol):
             self._send_timer.cancel()
             self._send_timer = None
 
+    def _arm_send_timer(self) -> None:
+        self._unsent_when_armed = self.transport.get_write_buffer_size()
+        self._send_timer = self.loop.call_later(self.send_timeout, self._send_expired)
+
     def _send_expired(self) -> None:
         self._send_timer = None
+        if self.transport.get_write_buffer_size() < self._unsent_when_armed:
+            self._arm_send_timer()  # the client took some: slow, not stalled
+            return
         self._log_timeout(by="server", unsent_bytes=self.transport.get_write_buffer_size())
         sock = self.transport.get_extra_info("socket")
         if sock is not None:

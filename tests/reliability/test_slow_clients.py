@@ -348,3 +348,39 @@ def test_a_slow_reader_does_not_stall_the_cached_url(
         f"server dropped after {SEND_TIMEOUT:g} s"
     )
     record.summarize(f"5 readers of the URL a slow client fills: 200 in at most {slowest:.2f} s")
+
+
+def test_a_slow_client_that_keeps_reading_gets_its_whole_answer(api: SlowApi) -> None:
+    """The send deadline drops stalled clients, not slow ones: a client taking its 6 MB
+    answer at 256 kB/s (the server's buffers stay full for far longer than the deadline)
+    gets all of it."""
+    path = f"{BIG_LIST}&page=1&o=name"  # a URL of this test's own
+    rate = 256 * 1024  # bytes per second
+    sock = _slow_connection(api.port, [path])
+    received = bytearray()
+    started = time.monotonic()
+    try:
+        sock.settimeout(SEND_TIMEOUT + 10)
+        while True:
+            head, _, body = bytes(received).partition(b"\r\n\r\n")
+            if body and len(body) >= _content_length(head):
+                break
+            chunk = sock.recv(8192)
+            assert chunk, f"the server closed the connection after {len(received)} bytes"
+            received += chunk
+            ahead = len(received) / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    finally:
+        sock.close()
+    seconds = time.monotonic() - started
+    assert received.startswith(b"HTTP/1.1 200"), bytes(received[:200])
+    assert seconds > 2 * SEND_TIMEOUT, f"{seconds:.1f} s: the answer was not slow enough"
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    raise AssertionError(f"no Content-Length in {head[:300]!r}")
