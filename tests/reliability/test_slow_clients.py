@@ -374,6 +374,7 @@ def test_a_slow_client_that_keeps_reading_gets_its_whole_answer(api: SlowApi) ->
     finally:
         sock.close()
     seconds = time.monotonic() - started
+    print(f"slow but reading: {len(received):,} bytes in {seconds:.1f} s")
     assert received.startswith(b"HTTP/1.1 200"), bytes(received[:200])
     assert seconds > 2 * SEND_TIMEOUT, f"{seconds:.1f} s: the answer was not slow enough"
 
