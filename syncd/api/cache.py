@@ -214,7 +214,7 @@ class ResponseCacheMiddleware:
     ) -> None:
         """Run the app for this request. A 200 is held back until its body is complete, kept
         and published, and only then sent; any other answer is published as no entry and
-        passed through. A body larger than an entry may be is sent as it comes."""
+        passed through. A body too large to keep is sent as it comes."""
         held: list[Message] = []
         size = 0
 
