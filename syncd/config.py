@@ -46,10 +46,10 @@ class Settings:
     api_threads: int = 40
     api_cache_seconds: float = 2.0
     api_statement_timeout_ms: int = 5_000
-    api_header_timeout_seconds: float = 10.0
     api_send_timeout_seconds: float = 30.0
     api_pool_timeout_seconds: float = 5.0
     api_cache_wait_seconds: float = 5.0
+    api_header_timeout_seconds: float = 10.0
 
     refresh_interval_seconds: int = 86_400
     tick_seconds: int = 86_400
@@ -116,14 +116,15 @@ SETTINGS_DOC: dict[str, str] = {
     "a read that takes longer is cancelled in the database and answered 503 (deleting a "
     "catalog is exempt); 0 = no limit. Text filters are capped at 200 characters and `o` at "
     "10 terms (400 past them)",
-    "api_header_timeout_seconds": "how long a client may take to send a request's headers "
-    "before the API answers 408 and closes the connection",
-    "api_send_timeout_seconds": "how long an answer may wait for a client that does not read "
-    "it (the connection's write buffer stays full) before the API drops the connection",
+    "api_send_timeout_seconds": "how long a client may take none of its answer (the "
+    "connection's buffers stay full) before the API resets the connection; a client that "
+    "keeps reading, however slowly, keeps it",
     "api_pool_timeout_seconds": "how long a request waits for a database connection of the "
     "API's pool before it is answered 503 with Retry-After",
     "api_cache_wait_seconds": "how long an anonymous read waits for the same read in "
     "progress to fill the response cache before it computes its own answer",
+    "api_header_timeout_seconds": "how long a client may take to send a request's headers "
+    "before the API answers 408 and closes the connection",
     "refresh_interval_seconds": "a catalog is due for auto-update when its last attempt is older",
     "tick_seconds": "scheduler tick period (ignored when tick_cron is set)",
     "tick_cron": "crontab expression (UTC) for the scheduler tick, e.g. '0 3 * * *'; read "

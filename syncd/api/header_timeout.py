@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -33,7 +34,7 @@ def _timeout_answer() -> bytes:
 
 
 class HeaderTimeoutProtocol(H11Protocol):
-    header_timeout: float = 10.0  # set per server (see send_timeout.protocol_with_deadlines)
+    header_timeout: float = 10.0  # set per server by `protocol_with_header_timeout`
 
     _header_timer: asyncio.TimerHandle | None = None
 
@@ -78,3 +79,8 @@ class HeaderTimeoutProtocol(H11Protocol):
             )
             self.transport.write(_timeout_answer())
         self.transport.close()
+
+
+def protocol_with_header_timeout(seconds: float) -> type[Any]:
+    """uvicorn's `http=` protocol class with a header deadline of `seconds`."""
+    return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": seconds})
