@@ -48,6 +48,9 @@ class Settings:
     api_threads: int = 40
     api_cache_seconds: float = 2.0
     api_statement_timeout_ms: int = 5_000
+    api_send_timeout_seconds: float = 30.0
+    api_pool_timeout_seconds: float = 5.0
+    api_cache_wait_seconds: float = 5.0
     api_header_timeout_seconds: float = 10.0
     cors_origins: list[str] = field(default_factory=list)
     cors_allow_credentials: bool = False
@@ -119,6 +122,13 @@ SETTINGS_DOC: dict[str, str] = {
     "a read that takes longer is cancelled in the database and answered 503 (deleting a "
     "catalog is exempt); 0 = no limit. Text filters are capped at 200 characters, "
     "multi-valued filters at 50 values and `o` at 10 terms (400 past them)",
+    "api_send_timeout_seconds": "how long a client may take none of its answer (the "
+    "connection's buffers stay full) before the API resets the connection; a client that "
+    "keeps reading, however slowly, keeps it",
+    "api_pool_timeout_seconds": "how long a request waits for a database connection of the "
+    "API's pool before it is answered 503 with Retry-After",
+    "api_cache_wait_seconds": "how long an anonymous read waits for the same read in "
+    "progress to fill the response cache before it computes its own answer",
     "api_header_timeout_seconds": "how long a client may take to send a request's headers "
     "before the API answers 408 and closes the connection",
     "cors_origins": "comma-separated origins (`https://waldur.example.org`) whose web pages may "
@@ -165,7 +175,13 @@ SETTINGS_DOC: dict[str, str] = {
 
 
 # Settings that are a number of seconds which must be positive and finite.
-POSITIVE_SECONDS = ("publish_timeout_seconds", "api_header_timeout_seconds")
+POSITIVE_SECONDS = (
+    "publish_timeout_seconds",
+    "api_header_timeout_seconds",
+    "api_send_timeout_seconds",
+    "api_pool_timeout_seconds",
+    "api_cache_wait_seconds",
+)
 # Whole-number settings that must not be negative.
 NON_NEGATIVE = ("retention_days", "api_statement_timeout_ms")
 # Whole-number settings that must be 1 or more.

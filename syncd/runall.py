@@ -39,7 +39,7 @@ def run_all(settings: Settings, host: str | None = None, port: int | None = None
     from syncd import scheduler as scheduler_module
     from syncd import worker as worker_module
     from syncd.api.app import create_app
-    from syncd.api.header_timeout import protocol_with_header_timeout
+    from syncd.api.send_timeout import protocol_with_deadlines
     from syncd.broker import make_broker, resume_pending
     from syncd.db.engine import make_engine
     from syncd.db.migrate import upgrade
@@ -81,7 +81,9 @@ def run_all(settings: Settings, host: str | None = None, port: int | None = None
                 port=bind_port,
                 log_config=uvicorn_log_config(),
                 timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-                http=protocol_with_header_timeout(settings.api_header_timeout_seconds),
+                http=protocol_with_deadlines(
+                    settings.api_header_timeout_seconds, settings.api_send_timeout_seconds
+                ),
             )
         )
         # uvicorn handles SIGINT/SIGTERM while it serves and re-raises them once it has

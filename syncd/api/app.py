@@ -18,7 +18,6 @@ from syncd.api.cache import ResponseCache, ResponseCacheMiddleware
 from syncd.api.deps import ApiContext
 from syncd.api.docs_page import install_docs
 from syncd.api.errors import install_error_handlers
-from syncd.api.header_timeout import protocol_with_header_timeout
 from syncd.api.headers import install_response_headers
 from syncd.api.limits import BodyLimitMiddleware
 from syncd.api.methods import install_methods
@@ -27,6 +26,7 @@ from syncd.api.routes_catalogs import router as catalogs_router
 from syncd.api.routes_offerings import public_router as public_offerings_router
 from syncd.api.routes_offerings import router as offerings_router
 from syncd.api.routes_software import router as software_router
+from syncd.api.send_timeout import protocol_with_deadlines
 from syncd.config import Settings
 from syncd.db.engine import make_engine, make_session_factory
 from syncd.discovery import DiscoverCache
@@ -83,9 +83,11 @@ def create_app(
     if engine is None:
         # One connection per handler thread (see lifespan): none is opened per request.
         # Every statement is time-limited: an anonymous filter must not tie up the database.
+        # A request that cannot get a connection soon is answered 503 (see errors.py).
         engine = make_engine(
             settings.database_url,
             pool_size=settings.api_threads,
+            pool_timeout=settings.api_pool_timeout_seconds,
             statement_timeout_ms=settings.api_statement_timeout_ms,
         )
     if broker is None:
@@ -150,7 +152,9 @@ def create_app(
     install_methods(app)
     if cache is not None:
         # Outermost of ours: a hit skips routing, dependencies and the database.
-        app.add_middleware(ResponseCacheMiddleware, cache=cache)
+        app.add_middleware(
+            ResponseCacheMiddleware, cache=cache, wait_seconds=settings.api_cache_wait_seconds
+        )
     app.state.response_cache = cache
     # Around everything above, Starlette's 500 included: nosniff, and CORS when configured.
     install_response_headers(app, settings)
@@ -184,5 +188,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         port=port if port is not None else settings.api_port,
         log_config=None,  # uvicorn keeps our structlog handlers (see syncd.logging)
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-        http=protocol_with_header_timeout(settings.api_header_timeout_seconds),
+        http=protocol_with_deadlines(
+            settings.api_header_timeout_seconds, settings.api_send_timeout_seconds
+        ),
     )

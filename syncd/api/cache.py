@@ -16,8 +16,13 @@ Misses are filled once: while one request computes the answer for a key, the req
 that key that arrive meanwhile wait for it instead of each running the same queries (when an
 entry expires under 50 clients, up to 50 identical queries would otherwise compete for the
 same cores). A waiter joins only a fill that began after the last clear, so it never gets an
-answer older than a write it could have seen; when the fill yields no entry (not a 200, a
-client that went away) each waiter computes its own answer.
+answer older than a write it could have seen; when the fill yields no entry (not a 200, an
+app that failed) each waiter computes its own answer.
+
+The fill completes its entry, and hands it to the waiters, before it sends the answer to its
+own client: a client that reads slowly, or never, delays only itself. A waiter also gives up
+after SYNCD_API_CACHE_WAIT_SECONDS and computes its own answer, so a fill that is slow to
+compute (a busy database) delays the others by that much at most.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -125,9 +131,10 @@ def _key(scope: Scope, method: str) -> Key | None:
 
 
 class ResponseCacheMiddleware:
-    def __init__(self, app: ASGIApp, cache: ResponseCache) -> None:
+    def __init__(self, app: ASGIApp, cache: ResponseCache, wait_seconds: float = 5.0) -> None:
         self.app = app
         self.cache = cache
+        self.wait_seconds = wait_seconds
         # Fills in progress, by key and the cache generation they began in. Touched only on
         # the event loop's thread, so no lock.
         self._filling: dict[tuple[Key, int], asyncio.Future[Entry | None]] = {}
@@ -148,15 +155,20 @@ class ResponseCacheMiddleware:
         if entry is None:
             filling = self._filling.get((key, self.cache.generation))
             if filling is not None:
-                # shield: a waiter that goes away must not cancel the fill the others await.
-                entry = await asyncio.shield(filling)
+                entry = await self._wait_for(filling)
         if entry is not None:
-            await send(
-                {"type": "http.response.start", "status": entry.status, "headers": entry.headers}
-            )
-            await send({"type": "http.response.body", "body": entry.body})
+            await self._send_entry(entry, send)
             return
         await self._fill(key, scope, receive, send)
+
+    async def _wait_for(self, filling: asyncio.Future[Entry | None]) -> Entry | None:
+        """The entry a fill in progress yields; None when it yields none or takes too long
+        (the caller then computes its own answer)."""
+        # shield: a waiter that goes away or times out must not cancel what others await.
+        try:
+            return await asyncio.wait_for(asyncio.shield(filling), self.wait_seconds)
+        except TimeoutError:
+            return None
 
     async def _write(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run a write; clear the cache once it answered 2xx (after the handler committed).
@@ -181,36 +193,70 @@ class ResponseCacheMiddleware:
         flight = (key, generation)
         done: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
         owner = self._filling.setdefault(flight, done) is done
-        entry: Entry | None = None
-        try:
-            entry = await self._compute(key, generation, scope, receive, send)
-        finally:
-            if owner:
+
+        def publish(entry: Entry | None) -> None:
+            """Hand the outcome to the waiters (once), before this request's own send."""
+            if owner and not done.done():
                 del self._filling[flight]
                 done.set_result(entry)
 
+        try:
+            await self._compute(key, generation, scope, receive, send, publish)
+        finally:
+            publish(None)  # the app failed or was cancelled before it answered
+
     async def _compute(
-        self, key: Key, generation: int, scope: Scope, receive: Receive, send: Send
-    ) -> Entry | None:
-        """Run the app for this request; the entry to keep and share, or None."""
-        status = 0
-        headers: list[tuple[bytes, bytes]] = []
-        chunks: list[bytes] = []
-        complete = False
+        self,
+        key: Key,
+        generation: int,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        publish: Callable[[Entry | None], None],
+    ) -> None:
+        """Run the app for this request. A 200 is held back until its body is complete, kept
+        and published, and only then sent; any other answer is published as no entry and
+        passed through. A body too large to keep is sent as it comes."""
+        held: list[Message] = []
+        size = 0
 
         async def capture(message: Message) -> None:
-            nonlocal status, headers, complete
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = list(message.get("headers", ()))
-            elif message["type"] == "http.response.body" and status == 200:
-                chunks.append(message.get("body", b""))
-                complete = not message.get("more_body", False)
-            await send(message)
+            nonlocal size
+            if not held and message["type"] == "http.response.start":
+                if message["status"] != 200:
+                    publish(None)
+                    await send(message)
+                    return
+            elif not held:
+                await send(message)  # passing through (not a 200, or too large to keep)
+                return
+            held.append(message)
+            size += len(message.get("body", b""))
+            if message["type"] != "http.response.body":
+                return
+            if not message.get("more_body", False):
+                entry = self._entry(held, key, generation)
+                publish(entry)
+                await self._send_entry(entry, send)
+                held.clear()
+            elif size > MAX_ENTRY_BYTES:
+                publish(None)
+                for kept in held:
+                    await send(kept)
+                held.clear()
 
         await self.app(scope, receive, capture)
-        if status != 200 or not complete:
-            return None
-        entry = Entry(time.monotonic() + self.cache.ttl, status, headers, b"".join(chunks))
+
+    @staticmethod
+    async def _send_entry(entry: Entry, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": entry.status, "headers": entry.headers}
+        )
+        await send({"type": "http.response.body", "body": entry.body})
+
+    def _entry(self, held: list[Message], key: Key, generation: int) -> Entry:
+        start = held[0]
+        body = b"".join(m.get("body", b"") for m in held[1:])
+        entry = Entry(time.monotonic() + self.cache.ttl, 200, list(start.get("headers", ())), body)
         self.cache.put(key, entry, generation)
         return entry

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
@@ -43,20 +45,27 @@ async def get_context(request: Request) -> ApiContext:
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """A session for this request. Async on purpose: every sync dependency costs a hop through
-    the thread pool, and opening a session does no I/O (it connects on first use)."""
+    the thread pool, and opening a session does no I/O (it connects on first use).
+
+    Closed as soon as the handler returns, before the answer is sent (`DbSession` is
+    function-scoped): a client that reads its answer slowly, or never, must not keep a
+    connection of the pool, and a transaction open, while it does."""
     session = request.app.state.ctx.session_factory()
     try:
         yield session
     finally:
         if session.in_transaction():
             # The handler left a transaction open: ending it is a round trip, off the loop.
-            await run_in_threadpool(session.close)
+            # On a limiter of its own, as FastAPI ends sync dependencies: behind the handler
+            # threads' limiter, closes would wait for threads that wait for connections.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(session.close, limiter=anyio.CapacityLimiter(1))
         else:
             session.close()
 
 
 Context = Annotated[ApiContext, Depends(get_context)]
-DbSession = Annotated[Session, Depends(get_session)]
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def _token_key(request: Request) -> str | None:

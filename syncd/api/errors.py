@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from syncd import metrics
@@ -104,6 +105,9 @@ SQLITE_BUSY = (
     "The database is busy: a catalog sync holds SQLite's write lock. Nothing was changed; "
     "try again shortly."
 )
+
+
+POOL_EXHAUSTED = "The API is busy: no database connection was free in time; try again shortly."
 
 
 def _is_sqlite_lock_wait(exc: Exception) -> bool:
@@ -227,7 +231,14 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
 
+    async def on_pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+        # Every connection of the pool was in use for SYNCD_API_POOL_TIMEOUT_SECONDS: the API
+        # is overloaded, which a client can wait out (a plain-text 500 said it was a bug).
+        structlog.get_logger("syncd.api").warning("database_pool_timeout", path=request.url.path)
+        return await on_api_error(request, unavailable(POOL_EXHAUSTED))
+
     app.add_exception_handler(OperationalError, on_database_error)
+    app.add_exception_handler(PoolTimeoutError, on_pool_timeout)
     app.add_exception_handler(psycopg.OperationalError, on_database_error)
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -35,7 +35,7 @@ def _timeout_answer() -> bytes:
 
 
 class HeaderTimeoutProtocol(H11Protocol):
-    header_timeout: float = 10.0  # set per server by `protocol_with_header_timeout`
+    header_timeout: float = 10.0  # set per server by `send_timeout.protocol_with_deadlines`
 
     _header_timer: asyncio.TimerHandle | None = None
 
@@ -95,8 +95,3 @@ class HeaderTimeoutProtocol(H11Protocol):
         ):
             self.transport.write(self.conn.send(event))  # type: ignore[arg-type]
         self.transport.close()
-
-
-def protocol_with_header_timeout(seconds: float) -> type[Any]:
-    """uvicorn's `http=` protocol class with a header deadline of `seconds`."""
-    return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": seconds})

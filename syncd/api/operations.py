@@ -1,7 +1,8 @@
 """Operations endpoints of the API: /health, /ready and /metrics.
 
 - /health: the process is up and answering (liveness). It touches nothing else, so a slow
-  database never gets a healthy API process restarted.
+  database never gets a healthy API process restarted, and it runs on the event loop: busy
+  handler threads (clients waiting for the database) do not delay it either.
 - /ready: the database and the broker are reachable (readiness); 503 names what failed, so
   a load balancer stops sending traffic the API cannot serve.
 - /metrics: Prometheus text. Counters and histograms are updated where the work happens;
@@ -59,7 +60,8 @@ def _resources(request: Request) -> _Resources:
 
 
 @router.get("/health", include_in_schema=False)
-def health() -> dict[str, str]:
+async def health() -> dict[str, str]:
+    # async: a sync handler would wait for a free handler thread.
     return {"status": "ok"}
 
 

@@ -37,6 +37,8 @@ CASES: dict[str, str] = {
     "api_auth": "API tokens: wrong, absent, revoked, non-staff",
     "api_body_limits": "API: oversized bodies and deeply nested JSON",
     "api_query_cost": "API: the costliest anonymous queries",
+    "api_slow_readers": "Slow anonymous readers: the database pool, /health and send timeout",
+    "api_slow_reader_cache": "One slow reader filling the response cache for a URL",
     "api_source_url": "source_url schemes and private hosts",
     "api_malformed_urls": "Malformed source URLs on create, PUT, PATCH and import_catalog",
     "worker_malformed_source": "Worker given malformed sources and impossible ports",

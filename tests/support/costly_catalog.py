@@ -6,6 +6,7 @@ worst case of LIKE's matching (its work grows with the text's length times the p
 so a few thousand rows stand in for the hundreds of thousands of a full EESSI stack.
 
     costly_catalog(engine, rows=4000)
+    costly_catalog(engine, rows=400, text_length=20_000)  # 20 kB descriptions: big answers
     worst_filter(200)  # "aaaa...ab", 200 characters
 """
 
@@ -24,8 +25,8 @@ def worst_filter(length: int) -> str:
     return "a" * (length - 1) + "b"
 
 
-def costly_catalog(engine: Engine, rows: int) -> None:
-    text = "a" * TEXT_LENGTH
+def costly_catalog(engine: Engine, rows: int, text_length: int = TEXT_LENGTH) -> None:
+    text = "a" * text_length
     with engine.begin() as conn:
         catalog_id = conn.execute(
             insert(Catalog)
@@ -62,7 +63,7 @@ def costly_catalog(engine: Engine, rows: int) -> None:
                     "catalog_id": catalog_id,
                     "target_type": "cpu_architecture",
                     "target_name": "x86_64",
-                    "location": text,
+                    "location": text[:TEXT_LENGTH],  # a column of 2,000 characters
                 }
                 for v in versions
             ],

@@ -169,3 +169,70 @@ def test_waiters_compute_their_own_answer_when_the_fill_is_not_a_200() -> None:
         assert app.calls == 3
 
     asyncio.run(scenario())
+
+
+# --- a slow client, a slow fill ------------------------------------------------------------
+
+
+def test_the_fill_shares_its_answer_before_its_own_client_takes_it() -> None:
+    """The client of the request that fills the entry does not read (its send never
+    returns): the others get the answer anyway, at once."""
+
+    async def scenario() -> None:
+        app = SlowApp([200])
+        app.release.set()
+        middleware = ResponseCacheMiddleware(app, ResponseCache(60.0), wait_seconds=60.0)
+        never_read = asyncio.Event()
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def stuck_send(message: Message) -> None:
+            await never_read.wait()
+
+        filling = asyncio.create_task(middleware(_scope(), receive, stuck_send))
+        await _settle()
+        assert not filling.done()
+        # Far below wait_seconds: the others must not wait for the slow client at all.
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(_get(middleware) for _ in range(5))), timeout=5
+        )
+        assert answers == [(200, b"answer 1")] * 5
+        assert app.calls == 1
+        filling.cancel()
+
+    asyncio.run(scenario())
+
+
+class FirstCallHangs:
+    """An ASGI app whose first call computes until `release` is set; the others at once."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.calls += 1
+        call = self.calls
+        if call == 1:
+            await self.release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": f"call {call}".encode()})
+
+
+def test_a_waiter_computes_its_own_answer_after_wait_seconds() -> None:
+    async def scenario() -> None:
+        app = FirstCallHangs()
+        middleware = ResponseCacheMiddleware(app, ResponseCache(60.0), wait_seconds=0.2)
+        slow_fill = asyncio.create_task(_get(middleware))
+        await _settle()
+        started = time.monotonic()
+        waiter = await asyncio.wait_for(_get(middleware), timeout=5)
+        waited = time.monotonic() - started
+        assert waiter == (200, b"call 2")  # its own answer, not the fill's
+        assert waited >= 0.2
+        assert not slow_fill.done()
+        app.release.set()
+        assert await slow_fill == (200, b"call 1")
+
+    asyncio.run(scenario())
