@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
