@@ -60,11 +60,16 @@ def _insert(engine: Engine) -> Any:
 
 
 def _create_or_mark(
-    engine: Engine, adapter: Any, version: str, source: str | None
+    engine: Engine,
+    adapter: Any,
+    version: str,
+    source: str | None,
+    catalog_uuid: uuid_module.UUID | None = None,
 ) -> tuple[_Target, bool]:
     """Make the catalog row if it is not there, and mark this attempt on it, in one
     transaction. ON CONFLICT DO NOTHING on the unique (name, version, catalog_type): of two
-    racing imports one inserts, the other finds the row; neither fails."""
+    racing imports one inserts, the other finds the row; neither fails. `catalog_uuid`: the
+    uuid a new row gets (a portable catalog's, `--keep-uuids`); an existing row keeps its own."""
     key = {
         "name": adapter.name,
         "version": version,
@@ -76,7 +81,7 @@ def _create_or_mark(
             _insert(engine)
             .values(
                 **key,
-                uuid=uuid_module.uuid4(),
+                uuid=catalog_uuid or uuid_module.uuid4(),
                 source_url=source or "",
                 last_update_attempt=stamp,
                 update_errors="",
