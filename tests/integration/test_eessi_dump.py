@@ -4,9 +4,6 @@ EESSI adapter, through the real `syncd import` / `syncd update` on both backends
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,16 +17,9 @@ from syncd.config import Settings
 from syncd.db.tables import Catalog
 from tests.support import upstream_data
 from tests.support.eessi_dump import dump_counts, eessi_dump
+from tests.support.syncd_cli import run_syncd
 
-SYNCD = [sys.executable, "-m", "syncd.cli"]
-
-
-def syncd(args: list[str], cwd: Path, db_url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
-    env |= {"SYNCD_DATABASE_URL": db_url, "SYNCD_ALLOW_FILE_SOURCES": "true"}
-    return subprocess.run(
-        [*SYNCD, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+syncd = run_syncd
 
 
 @pytest.fixture
