@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -21,6 +22,10 @@ from tests.support import upstream_data
 from tests.support.eessi_old_format import documents
 from tests.support.syncd_cli import run_syncd
 
+SCHEMA = jsonschema_rs.validator_for(
+    json.loads((Path(__file__).parents[2] / "docs" / "catalog-export.schema.json").read_text()),
+    validate_formats=True,
+)
 PATHS = {
     "packages": "/api/marketplace-software-packages/",
     "versions": "/api/marketplace-software-versions/",
@@ -103,6 +108,7 @@ def test_round_trip_sqlite_postgresql_sqlite(tmp_path: Path, sqlite_url: str, pg
     document = json.loads(exported.read_text())
     assert document["format"] == "syncd-catalog" and document["format_version"] == 1
     assert document["catalog"]["name"] == "EESSI"
+    SCHEMA.validate(document)  # docs/catalog-export.schema.json describes what is written
 
     done = run_syncd(["import-file", str(exported), "--keep-uuids"], tmp_path, pg_url)
     assert done.returncode == 0, done.stderr
