@@ -52,7 +52,13 @@ class EessiAdapter:
             header = read_header(software, software_url)
             stack = version or (header.stacks[0] if header.stacks else None)
             if stack is None:
-                raise schema_error(software_url, WHAT, "it lists no EESSI stack version")
+                raise schema_error(
+                    software_url,
+                    WHAT,
+                    "it lists no EESSI stack version: no 'architectures_map' and no version "
+                    "requiring an EESSI/<version> module (the API format), no 'targets' "
+                    "paths (an EESSI dump file)",
+                )
             if stack not in header.stacks:
                 offered = ", ".join(header.stacks) or "none"
                 raise VersionNotOfferedError(
