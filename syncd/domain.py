@@ -43,6 +43,9 @@ class TargetRecord:
     location: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     gpu_architectures: list[str] = field(default_factory=list)
+    # The uuid a new row gets (a portable catalog file's, `syncd import-file --keep-uuids`);
+    # None: a random one. An existing row keeps its own.
+    uuid: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -65,6 +68,7 @@ class VersionRecord:
     dependencies: list[Any] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     targets: list[TargetRecord] = field(default_factory=list)
+    uuid: str | None = None  # as TargetRecord.uuid
 
     @property
     def key(self) -> tuple[str, str]:
@@ -92,6 +96,7 @@ class PackageRecord:
     parent_names: list[str] = field(default_factory=list)
     versions: list[VersionRecord] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
+    uuid: str | None = None  # as TargetRecord.uuid
 
 
 @dataclass(slots=True)

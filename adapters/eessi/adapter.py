@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from adapters.base import schema_error, upstream_time
+from adapters.eessi.dump import dump_catalog_metadata, iter_dump_packages
 from adapters.eessi.parse import WHAT, _names, iter_stack_packages, read_header
 from adapters.eessi.sources import source_files
 from adapters.fetch import Fetcher, FetchResult
@@ -51,7 +52,13 @@ class EessiAdapter:
             header = read_header(software, software_url)
             stack = version or (header.stacks[0] if header.stacks else None)
             if stack is None:
-                raise schema_error(software_url, WHAT, "it lists no EESSI stack version")
+                raise schema_error(
+                    software_url,
+                    WHAT,
+                    "it lists no EESSI stack version: no 'architectures_map' and no version "
+                    "requiring an EESSI/<version> module (the API format), no 'targets' "
+                    "paths (an EESSI dump file)",
+                )
             if stack not in header.stacks:
                 offered = ", ".join(header.stacks) or "none"
                 raise VersionNotOfferedError(
@@ -65,16 +72,21 @@ class EessiAdapter:
                 r.close()
             raise
         top = header.top
-        catalog = CatalogInfo(
-            name=self.name,
-            version=stack,
-            catalog_type=self.catalog_type,
-            description=(
-                f"European Environment for Scientific Software Installations (EESSI) {stack}"
-            ),
-            source_url=base,
-            snapshot_time=upstream_time(top.get("timestamp")),
-            metadata={
+        if header.dump_targets is not None:
+            for r in results.values():
+                if r is not software:
+                    r.close()
+            return CatalogSnapshot(
+                catalog=self._info(
+                    stack, base, dump_catalog_metadata(stack, header.dump_targets, software_url)
+                ),
+                packages=iter_dump_packages(software, software_url, stack, header.dump_targets),
+                validators={url: r.validators for url, r in results.items()},
+            )
+        catalog = self._info(
+            stack,
+            base,
+            {
                 "eessi_version": stack,
                 "timestamp": top.get("timestamp"),
                 "architectures_map": top.get("architectures_map") or {},
@@ -83,10 +95,23 @@ class EessiAdapter:
                 "files": [software_url, *(u for _r, u in present.values())],
             },
         )
+        catalog.snapshot_time = upstream_time(top.get("timestamp"))
         return CatalogSnapshot(
             catalog=catalog,
             packages=iter_stack_packages(software, software_url, present, stack, header.resolve),
             validators={url: r.validators for url, r in results.items()},
+        )
+
+    def _info(self, stack: str, source: str, metadata: dict[str, Any]) -> CatalogInfo:
+        return CatalogInfo(
+            name=self.name,
+            version=stack,
+            catalog_type=self.catalog_type,
+            description=(
+                f"European Environment for Scientific Software Installations (EESSI) {stack}"
+            ),
+            source_url=source,
+            metadata=metadata,
         )
 
     def _download(

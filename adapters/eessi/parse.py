@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.base import schema_error
+from adapters.eessi.dump import DumpTarget, dump_targets, is_dump
 from adapters.eessi.records import _Builder, package_builder
 from adapters.eessi.shapes import eessi_module_version, stack_resolver
 from adapters.fetch import FetchResult
@@ -35,13 +36,26 @@ class _Header:
     top: dict[str, Any]
     stacks: list[str]
     resolve: dict[str, str]
+    # Set for an EESSI dump file (adapters/eessi/dump.py): its CPU targets' paths.
+    dump_targets: list[DumpTarget] | None = None
+
+
+_NEITHER = (
+    "it has no 'software' object, so it is neither the EESSI API format "
+    "({architectures_map, software: {NAME: {versions: [...]}}}) nor an EESSI dump file "
+    "({targets: [/cvmfs paths], software: {NAME: {versions: {VERSION: {...}}}}})"
+)
 
 
 def read_header(result: FetchResult, url: str) -> _Header:
-    """Validate a software file and list its stack versions, latest first."""
+    """Validate a software file (API format or dump, told apart by shape) and list its
+    stack versions, latest first."""
     top = read_top_level(result, url, WHAT, skip="software")
     if top.get("software") is not True:
-        raise schema_error(url, WHAT, "it has no 'software' object")
+        raise schema_error(url, WHAT, _NEITHER)
+    if is_dump(top):
+        stack, targets = dump_targets(top, url)
+        return _Header(top=top, stacks=[stack], resolve={}, dump_targets=targets)
     arch_map = top.get("architectures_map")
     if arch_map is not None and not isinstance(arch_map, dict):
         raise schema_error(url, WHAT, "'architectures_map' is not an object")

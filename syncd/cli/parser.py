@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 
+from syncd.cli.portable import add_portable_commands
 from syncd.cli.schedule import positive_count, utc_instant
 from syncd.config import Settings, load_settings
 
@@ -150,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait until the update has finished")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most")
+
+    add_portable_commands(add, FORCE_HELP)
 
     p = add("discover", _discover, "show what each adapter offers upstream")
     p.add_argument("--json", action="store_true", help="print JSON")

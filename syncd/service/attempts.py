@@ -60,12 +60,18 @@ def _insert(engine: Engine) -> Any:
 
 
 def _create_or_mark(
-    engine: Engine, adapter: Any, version: str, source: str | None
+    engine: Engine,
+    adapter: Any,
+    version: str,
+    source: str | None,
+    catalog_uuid: uuid_module.UUID | None = None,
 ) -> tuple[_Target, bool]:
     """Make the catalog row if it is not there, and mark this attempt on it, in one
     transaction. ON CONFLICT DO NOTHING on the unique (lower(name), version, catalog_type)
     (and any other unique index): of two racing imports one inserts, the other finds the row;
-    neither fails. A row whose name differs only in case (made by hand) is that catalog."""
+    neither fails. A row whose name differs only in case (made by hand) is that catalog.
+    `catalog_uuid`: the uuid a new row gets (a portable catalog's, `--keep-uuids`); an
+    existing row keeps its own."""
     key = {
         "name": adapter.name,
         "version": version,
@@ -77,7 +83,7 @@ def _create_or_mark(
             _insert(engine)
             .values(
                 **key,
-                uuid=uuid_module.uuid4(),
+                uuid=catalog_uuid or uuid_module.uuid4(),
                 source_url=source or "",
                 last_update_attempt=stamp,
                 update_errors="",

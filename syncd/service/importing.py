@@ -23,7 +23,7 @@ from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot
 from syncd.errors import SyncdError, UpstreamError, VersionNotOfferedError
 from syncd.logging import bind_job_context, get_logger
-from syncd.service.attempts import _create_or_mark, _label, _Target, same_catalog
+from syncd.service.attempts import _create_or_mark, _label, _Target, parse_uuid, same_catalog
 from syncd.service.failures import _failed_before_marking
 from syncd.service.resolving import find_adapter
 from syncd.service.running import CommandResult, _attempt, fetch_snapshot
@@ -44,6 +44,7 @@ def import_catalog(
     source: str | None = None,
     will_retry: bool = False,
     force: bool = False,
+    catalog_uuid: str | None = None,
 ) -> CommandResult:
     """Import (or refresh, when it exists) the catalog `name` `version` from its adapter.
 
@@ -53,7 +54,8 @@ def import_catalog(
     share one row, and an import that failed earlier is completed by the next one.
     `will_retry`: the caller retries a transient failure (the worker, while its retry budget
     lasts); it only changes the wording of update_errors and the log. `force` accepts a
-    snapshot older than the one the catalog holds (refused otherwise).
+    snapshot older than the one the catalog holds (refused otherwise). `catalog_uuid`: the
+    uuid a row this import creates gets (`syncd import-file --keep-uuids`), else a random one.
     """
     started = time.monotonic()
     with bind_job_context(catalog_name=name, catalog_version=version):
@@ -68,7 +70,9 @@ def import_catalog(
             stage = "fetch"
             version, fetched = _fetch_first(engine, adapter, fetcher, version, source)
             stage = "mark"
-            target, created = _create_or_mark(engine, adapter, version, source)
+            target, created = _create_or_mark(
+                engine, adapter, version, source, parse_uuid(catalog_uuid or "")
+            )
             metrics.COMMANDS_RECEIVED.labels(actor=ACTOR_IMPORT, catalog=_label(target)).inc()
             return _attempt(
                 engine, adapter, fetcher, target, ACTOR_IMPORT, source or target.source_url,

@@ -14,8 +14,9 @@ from syncd.sync.staging import _SQLITE_STAGE_INDEXES
 
 # ---------------------------------------------------------------------------------------
 # Diff: set-based statements, the same text on both backends (UPDATE ... FROM needs
-# SQLite >= 3.33). `{uuid}` is how each backend makes a new row's uuid, `{jsonb}` the cast
-# of staged JSON text (none on SQLite, where JSON is text anyway).
+# SQLite >= 3.33). `{given_uuid}` is a new row's uuid: the record's own, else a random one
+# made the way each backend can; `{jsonb}` the cast of staged JSON text (none on SQLite,
+# where JSON is text anyway).
 # ---------------------------------------------------------------------------------------
 _PG_UUID = "gen_random_uuid()"
 # A version-4 uuid as the 32 lowercase hex digits SQLAlchemy's Uuid type stores on SQLite.
@@ -45,7 +46,7 @@ _INSERT_PACKAGES = """
 INSERT INTO package (uuid, created, modified, catalog_id, name, description, homepage,
     categories, licenses, maintainers, is_extension, content_hash, version_count,
     extension_count)
-SELECT {uuid}, :now, :now, :c, s.name, s.description, s.homepage, s.categories{jsonb},
+SELECT {given_uuid}, :now, :now, :c, s.name, s.description, s.homepage, s.categories{jsonb},
     s.licenses{jsonb}, s.maintainers{jsonb}, s.is_extension, s.content_hash, s.version_count,
     s.extension_count
 FROM stage_package AS s
@@ -67,7 +68,7 @@ WHERE version.catalog_id = :c AND version.package_id = s.package_id
 _INSERT_VERSIONS = """
 INSERT INTO version (uuid, created, modified, package_id, catalog_id, version, module_version,
     release_date, dependencies, metadata, sort_index, content_hash)
-SELECT {uuid}, :now, :now, s.package_id, :c, s.version, s.module_version, s.release_date,
+SELECT {given_uuid}, :now, :now, s.package_id, :c, s.version, s.module_version, s.release_date,
     s.dependencies{jsonb}, s.metadata{jsonb}, s.sort_index, s.content_hash
 FROM stage_version AS s
 WHERE NOT EXISTS (SELECT 1 FROM version AS v WHERE v.catalog_id = :c
@@ -100,7 +101,7 @@ WHERE target.catalog_id = :c AND target.version_id = s.version_id
 _INSERT_TARGETS = """
 INSERT INTO target (uuid, created, modified, version_id, catalog_id, target_type, target_name,
     target_subtype, location, metadata, gpu_architectures, content_hash)
-SELECT {uuid}, :now, :now, s.version_id, :c, s.target_type, s.target_name, s.target_subtype,
+SELECT {given_uuid}, :now, :now, s.version_id, :c, s.target_type, s.target_name, s.target_subtype,
     s.location, s.metadata{jsonb}, s.gpu_architectures{jsonb}, s.content_hash
 FROM stage_target AS s
 WHERE NOT EXISTS (SELECT 1 FROM target AS t WHERE t.catalog_id = :c
@@ -165,7 +166,10 @@ class _Differ:
         self.catalog_id = catalog_id
         self.params = {"c": catalog_id, "now": now}
         self.pg = pg = dialect == "postgresql"
-        self.fmt = {"uuid": _PG_UUID if pg else _SQLITE_UUID, "jsonb": "::jsonb" if pg else ""}
+        new_uuid = _PG_UUID if pg else _SQLITE_UUID
+        # A uuid the record carries (syncd import-file --keep-uuids), else a random one.
+        given = f"COALESCE(s.new_uuid{'::uuid' if pg else ''}, {new_uuid})"
+        self.fmt = {"uuid": new_uuid, "given_uuid": given, "jsonb": "::jsonb" if pg else ""}
 
     def run(self, sql: str) -> int:
         statement = text(sql.format(**self.fmt))

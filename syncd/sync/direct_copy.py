@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.sync.records import _keep, _kept_packages, _Staged
-from syncd.sync.rows import BATCH_ROWS, _package_row, _target_row, _version_row
+from syncd.sync.rows import BATCH_ROWS, _package_row, _target_row, _version_row, given_uuid
 
 # ---------------------------------------------------------------------------------------
 # First import on PostgreSQL: straight into the tables
@@ -178,21 +178,48 @@ def _direct_import(
                 # The package's row first: its versions may then go in later batches, so
                 # one package of 100,000 versions is never held encoded whole.
                 row = _package_row(package, homepage, len(versions), staged)
-                put((package_id, new_uuid(), stamp, stamp, catalog_id, *row, 0), batch["package"])
+                put(
+                    (
+                        package_id,
+                        given_uuid(package.uuid) or new_uuid(),
+                        stamp,
+                        stamp,
+                        catalog_id,
+                        *row,
+                        0,
+                    ),
+                    batch["package"],
+                )
                 links.extend((package_id, parent) for parent in parents)
                 pending += 1
                 for sort_index, version in enumerate(versions):
                     version_id = version_ids.take()
                     row = _version_row(name, version, sort_index, staged)
                     put(
-                        (version_id, new_uuid(), stamp, stamp, package_id, catalog_id, *row[1:]),
+                        (
+                            version_id,
+                            given_uuid(version.uuid) or new_uuid(),
+                            stamp,
+                            stamp,
+                            package_id,
+                            catalog_id,
+                            *row[1:],
+                        ),
                         versions_out,
                     )
                     for target in version.targets:
                         row = _target_row(name, version, target, staged)
                         target_id = target_ids.take()
                         put(
-                            (target_id, new_uuid(), stamp, stamp, version_id, catalog_id, *row[3:]),
+                            (
+                                target_id,
+                                given_uuid(target.uuid) or new_uuid(),
+                                stamp,
+                                stamp,
+                                version_id,
+                                catalog_id,
+                                *row[3:],
+                            ),
                             targets_out,
                         )
                     pending += 1 + len(version.targets)

@@ -5,6 +5,7 @@ first import and a later diff agree on every hash and refreshing unchanged data 
 from __future__ import annotations
 
 import json
+import uuid as uuid_module
 from datetime import date
 from decimal import Decimal
 from hashlib import blake2b
@@ -95,6 +96,17 @@ def _digest(own: tuple[str | bool | int | None, ...], *json_parts: str) -> str:
     JSON encoder too), so joining is unambiguous."""
     text_ = "\x00".join((repr(own), *json_parts))
     return blake2b(text_.encode(), digest_size=16).hexdigest()
+
+
+def given_uuid(value: str | None) -> str | None:
+    """A record's own uuid (TargetRecord.uuid) as the 32 hex digits both backends parse;
+    None when it has none or it is not a uuid (the row then gets a random one)."""
+    if not value:
+        return None
+    try:
+        return uuid_module.UUID(value).hex
+    except ValueError:
+        return None
 
 
 def _iso(value: date | None) -> str | None:

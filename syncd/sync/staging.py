@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 
 from syncd.domain import CatalogSnapshot
 from syncd.sync.records import _keep, _kept_packages, _Staged
-from syncd.sync.rows import BATCH_ROWS, _package_row, _target_row, _version_row
+from syncd.sync.rows import BATCH_ROWS, _package_row, _target_row, _version_row, given_uuid
 
 # ---------------------------------------------------------------------------------------
 # Staging tables: (column, PostgreSQL type). "json" columns are staged as text and cast to
@@ -29,6 +29,7 @@ _STAGE_PACKAGE = (
     ("is_extension", "boolean"),
     ("content_hash", "text"),
     ("version_count", "integer"),
+    ("new_uuid", "text"),
 )
 _STAGE_PARENT = (("name", "text"), ("parent_name", "text"))
 _STAGE_VERSION = (
@@ -40,6 +41,7 @@ _STAGE_VERSION = (
     ("metadata", "json"),
     ("sort_index", "integer"),
     ("content_hash", "text"),
+    ("new_uuid", "text"),
 )
 _STAGE_TARGET = (
     ("package_name", "text"),
@@ -52,6 +54,7 @@ _STAGE_TARGET = (
     ("metadata", "json"),
     ("gpu_architectures", "json"),
     ("content_hash", "text"),
+    ("new_uuid", "text"),
 )
 # Columns filled by the diff after loading (ids resolved against the real tables).
 _STAGE_EXTRA = {
@@ -152,10 +155,13 @@ def _stage_snapshot(
         name = package.name
         homepage, versions, parents = _keep(staged, package)
         for sort_index, version in enumerate(versions):
-            loader.add("stage_version", _version_row(name, version, sort_index, staged))
+            row = _version_row(name, version, sort_index, staged)
+            loader.add("stage_version", (*row, given_uuid(version.uuid)))
             for target in version.targets:
-                loader.add("stage_target", _target_row(name, version, target, staged))
-        loader.add("stage_package", _package_row(package, homepage, len(versions), staged))
+                row = _target_row(name, version, target, staged)
+                loader.add("stage_target", (*row, given_uuid(target.uuid)))
+        row = _package_row(package, homepage, len(versions), staged)
+        loader.add("stage_package", (*row, given_uuid(package.uuid)))
         for parent in parents:
             loader.add("stage_parent", (name, parent))
     loader.flush()
