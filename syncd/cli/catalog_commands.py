@@ -70,10 +70,15 @@ def _publish_and_follow(
 
 
 def import_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`syncd import NAME [--version V] [--source URL] [--wait] [--timeout S] [--force]`."""
+    """`syncd import NAME [--version V] [--source URL] [--wait] [--timeout S] [--force]
+    [--dry-run [--json]]`."""
     from syncd import service
     from syncd.publish import publish_import
 
+    if getattr(args, "dry_run", False):
+        from syncd.cli.dry_run import dry_run_command
+
+        return dry_run_command(settings, args, "import")
     name, version, source, force = args.name, args.version, args.source, args.force
     what = f"import of {name}{' ' + version if version else ''}"
     adapters = _adapters(settings)
@@ -117,15 +122,19 @@ def import_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def update_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`syncd update UUID [--wait] [--timeout S] [--force]`."""
+    """`syncd update UUID [--wait] [--timeout S] [--force] [--keep-missing] [--dry-run]`."""
     from syncd import service
     from syncd.publish import publish_update
 
     parsed = service.parse_uuid(args.uuid)
-    force = args.force
+    force, keep_missing = args.force, getattr(args, "keep_missing", False)
     if parsed is None:
         _error(f"not a catalog uuid: {args.uuid!r}")
         return 1
+    if getattr(args, "dry_run", False):
+        from syncd.cli.dry_run import dry_run_command
+
+        return dry_run_command(settings, args, "update")
     engine = _engine(settings)
     try:
         where = Catalog.uuid == parsed
@@ -145,7 +154,12 @@ def update_command(settings: Settings, args: argparse.Namespace) -> int:
                 settings,
                 engine,
                 lambda adapters, fetcher: service.update_catalog(
-                    engine, adapters, fetcher, catalog_uuid=parsed.hex, force=force
+                    engine,
+                    adapters,
+                    fetcher,
+                    catalog_uuid=parsed.hex,
+                    force=force,
+                    keep_missing=keep_missing,
                 ),
                 what,
             )
@@ -153,7 +167,9 @@ def update_command(settings: Settings, args: argparse.Namespace) -> int:
             settings,
             engine,
             where,
-            lambda broker: publish_update(broker, settings, catalog_uuid=parsed.hex, force=force),
+            lambda broker: publish_update(
+                broker, settings, catalog_uuid=parsed.hex, force=force, keep_missing=keep_missing
+            ),
             what,
             args,
         )

@@ -78,6 +78,7 @@ def _attempt(
     will_retry: bool,
     force: bool = False,
     fetched: CatalogSnapshot | None = None,
+    keep_missing: bool = False,
 ) -> CommandResult:
     """`fetched`: a snapshot the caller already has (an import that read the latest version
     from it); None = fetch it now, conditionally on the catalog's validators."""
@@ -101,7 +102,7 @@ def _attempt(
             if snapshot is not None:
                 refuse_older(snapshot.catalog.snapshot_time, target.snapshot_time, force=force)
                 stage = "sync"
-                stats = _sync(engine, target, snapshot, fetcher)
+                stats = _sync(engine, target, snapshot, fetcher, keep_missing)
             stage = "finish"
             _record_success(engine, target, stats)
         except BaseException as exc:
@@ -141,7 +142,13 @@ def _same_download(snapshot: CatalogSnapshot, target: _Target) -> bool:
     return True
 
 
-def _sync(engine: Engine, target: _Target, snapshot: CatalogSnapshot, fetcher: Any) -> SyncStats:
+def _sync(
+    engine: Engine,
+    target: _Target,
+    snapshot: CatalogSnapshot,
+    fetcher: Any,
+    keep_missing: bool = False,
+) -> SyncStats:
     # Imported here: the sync engine is heavy and only the worker needs it. It logs
     # "sync_finished" and records SYNC_DURATION / ROWS_WRITTEN itself.
     from syncd.sync import sync_catalog
@@ -152,6 +159,7 @@ def _sync(engine: Engine, target: _Target, snapshot: CatalogSnapshot, fetcher: A
         snapshot,
         baseline=target.operator_fields,
         max_field_chars=_max_field_chars(fetcher),
+        keep_missing=keep_missing,
     )
 
 

@@ -40,6 +40,7 @@ def sync_catalog(
     lock_timeout: float = 30.0,
     baseline: Mapping[str, Any] | None = None,
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+    keep_missing: bool = False,
 ) -> SyncStats:
     """Make catalog `catalog_id` hold exactly `snapshot`, in one transaction under its lock.
 
@@ -51,7 +52,7 @@ def sync_catalog(
     edit, as the caller read them when its command started (default: as read when the sync
     starts); a field changed since then is an operator's edit and is kept. A text value
     longer than `max_field_chars` is stored cut (syncd/sync/field_limit.py) and named in
-    the warnings.
+    the warnings. `keep_missing`: add and update, delete nothing (a partial mirror).
     """
     log = structlog.get_logger().bind(
         catalog_id=catalog_id,
@@ -62,11 +63,11 @@ def sync_catalog(
     try:
         if engine.dialect.name == "sqlite":
             written = _sync_sqlite(
-                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars
+                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars, keep_missing
             )
         else:
             written = _sync_postgresql(
-                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars
+                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars, keep_missing
             )
     except SyncdError:
         raise
@@ -132,6 +133,7 @@ def _sync_postgresql(
     lock_timeout: float,
     baseline: Mapping[str, Any] | None,
     max_field_chars: int,
+    keep_missing: bool,
 ) -> tuple[SyncStats, _Staged, int, bool, float]:
     """(stats, staged, unknown parents, catalog row written, when staging ended)."""
     with catalog_transaction(engine, catalog_id, timeout=lock_timeout) as conn:
@@ -146,7 +148,8 @@ def _sync_postgresql(
             _create_staging(conn, "postgresql")
             staged = _stage_snapshot(conn, "postgresql", snapshot, max_field_chars)
             staged_at = time.perf_counter()
-            stats, unknown_parents = _Differ(conn, "postgresql", catalog_id, now).apply(staged)
+            differ = _Differ(conn, "postgresql", catalog_id, now, keep_missing=keep_missing)
+            stats, unknown_parents = differ.apply(staged)
         written = _update_catalog(conn, catalog_id, baseline or current, snapshot, staged, now)
     return stats, staged, unknown_parents, written, staged_at
 

@@ -29,6 +29,7 @@ def _sync_sqlite(
     lock_timeout: float,
     baseline: Mapping[str, Any] | None,
     max_field_chars: int,
+    keep_missing: bool = False,
 ) -> tuple[SyncStats, _Staged, int, bool, float]:
     """(stats, staged, unknown parents, catalog row written, when staging ended)."""
     with sqlite_connection(engine) as conn:
@@ -44,7 +45,8 @@ def _sync_sqlite(
             with sqlite_write_lock(conn, catalog_id, lock_timeout):
                 _read_catalog(conn, catalog_id)  # deleted while the snapshot was staged?
                 now = datetime.now(UTC)
-                stats, unknown_parents = _Differ(conn, "sqlite", catalog_id, now).apply(staged)
+                differ = _Differ(conn, "sqlite", catalog_id, now, keep_missing=keep_missing)
+                stats, unknown_parents = differ.apply(staged)
                 written = _update_catalog(
                     conn, catalog_id, baseline or current, snapshot, staged, now
                 )
