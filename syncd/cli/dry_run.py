@@ -17,6 +17,17 @@ from syncd.errors import SyncdError
 
 SHOWN_PER_KIND = 10  # names per change kind in the text form; --json lists up to 1000
 KINDS = ("packages", "versions", "targets", "parent_links")
+# The change kinds of the sync history (issue 15); syncd/sync/plan_changes.py makes them.
+CHANGE_KINDS = (
+    "package_added",
+    "package_removed",
+    "package_updated",
+    "version_added",
+    "version_removed",
+    "version_updated",
+    "target_added",
+    "target_removed",
+)
 
 
 def dry_run_command(settings: Settings, args: argparse.Namespace, command: str) -> int:
@@ -65,8 +76,11 @@ def plan_document(result: Any) -> dict[str, Any]:
         "keep_missing": result.keep_missing,
         "upstream_unchanged": plan is None,
     }
-    if plan is None:
-        return doc
+    if plan is None:  # the same keys, so that a consumer needs no second shape
+        totals = dict.fromkeys(CHANGE_KINDS, 0)
+        return doc | {"counts": None, "catalog_fields": [], "shrink_guard": None,
+                      "change_totals": totals, "changes": [], "changes_not_listed": 0,
+                      "warnings": []}  # fmt: skip
     named = [c.as_dict() for kind in plan.changes.named for c in plan.changes.named[kind]]
     doc.update(
         counts=plan.stats.as_dict(),
