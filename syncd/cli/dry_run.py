@@ -98,9 +98,9 @@ def plan_lines(doc: dict[str, Any]) -> list[str]:
     """The text form of plan_document's result."""
     catalog = doc["catalog"]
     where = f"catalog {catalog['uuid']}" if catalog["exists"] else "a new catalog"
+    where += ", keep missing" if doc["keep_missing"] else ""
     head = f"dry run of {doc['command']} of {catalog['name']} {catalog['version']} ({where})"
-    mode = ", keep missing: nothing deleted" if doc["keep_missing"] else ""
-    lines = [f"{head}{mode}: nothing was written"]
+    lines = [f"{head}: nothing was written"]
     if doc["upstream_unchanged"]:
         return [*lines, "upstream not modified: nothing would change"]
     lines.append("would write (created / updated / deleted / unchanged):")

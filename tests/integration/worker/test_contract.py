@@ -98,7 +98,10 @@ def test_messages_syncd_publishes_match_the_schema() -> None:
         ("update_catalog", {"catalog_uuid": normalize_uuid("5f0c3a4e9b2d4c1f8e7a6b5c4d3e2f10")}),
         ("import_catalog", {"name": "EESSI", "force": True}),
         ("update_catalog", {"catalog_uuid": "5f0c3a4e9b2d4c1f8e7a6b5c4d3e2f10", "force": False}),
-        ("update_catalog", {"catalog_uuid": "5f0c3a4e9b2d4c1f8e7a6b5c4d3e2f10", "keep_missing": True}),
+        (
+            "update_catalog",
+            {"catalog_uuid": "5f0c3a4e9b2d4c1f8e7a6b5c4d3e2f10", "keep_missing": True},
+        ),
     ]
     for actor, kwargs in cases:
         fields = build_message(QUEUE, actor, kwargs).asdict()
