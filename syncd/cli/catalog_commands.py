@@ -122,12 +122,14 @@ def import_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def update_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`syncd update UUID [--wait] [--timeout S] [--force] [--keep-missing] [--dry-run]`."""
+    """`syncd update UUID [--wait] [--timeout S] [--force] [--keep-missing] [--allow-shrink]
+    [--dry-run]`."""
     from syncd import service
     from syncd.publish import publish_update
 
     parsed = service.parse_uuid(args.uuid)
     force, keep_missing = args.force, getattr(args, "keep_missing", False)
+    allow_shrink = getattr(args, "allow_shrink", False)
     if parsed is None:
         _error(f"not a catalog uuid: {args.uuid!r}")
         return 1
@@ -160,6 +162,7 @@ def update_command(settings: Settings, args: argparse.Namespace) -> int:
                     catalog_uuid=parsed.hex,
                     force=force,
                     keep_missing=keep_missing,
+                    allow_shrink=allow_shrink,
                 ),
                 what,
             )
@@ -168,7 +171,12 @@ def update_command(settings: Settings, args: argparse.Namespace) -> int:
             engine,
             where,
             lambda broker: publish_update(
-                broker, settings, catalog_uuid=parsed.hex, force=force, keep_missing=keep_missing
+                broker,
+                settings,
+                catalog_uuid=parsed.hex,
+                force=force,
+                keep_missing=keep_missing,
+                allow_shrink=allow_shrink,
             ),
             what,
             args,

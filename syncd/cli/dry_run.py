@@ -124,12 +124,13 @@ def plan_lines(doc: dict[str, Any]) -> list[str]:
 
 
 def _shrink_line(guard: dict[str, Any]) -> str:
-    limit = round(guard["max_shrink_fraction"] * 100)
+    # The verdict is the sync's own (syncd/sync/shrink.py), with the process's setting.
+    fraction = guard["max_shrink_fraction"]
+    limit = f"limit {round(fraction * 100)}%" if fraction < 1 else "off"
     verdict = "would refuse" if guard["verdict"] == "refuse" else "pass"
     return (
         f"shrink guard: {verdict} (removes {guard['packages_removed']} of "
-        f"{guard['packages_before']} packages and {guard['versions_removed']} of "
-        f"{guard['versions_before']} versions; limit {limit}%)"
+        f"{guard['packages_before']} packages; {limit})"
     )
 
 

@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most")
     p.add_argument("--keep-missing", action="store_true", help=KEEP_MISSING_HELP)
+    p.add_argument("--allow-shrink", action="store_true", help=ALLOW_SHRINK_HELP)
     _dry_run_flags(p)
 
     p = add("discover", _discover, "show what each adapter offers upstream")
@@ -189,6 +190,10 @@ def _offering_uuid(text: str) -> uuid.UUID:
 
 DRY_RUN_HELP = "show what would change, write nothing (runs in this process)"
 KEEP_MISSING_HELP = "add and update, delete nothing upstream dropped (a partial mirror)"
+ALLOW_SHRINK_HELP = (
+    "accept, this once, an update that removes more of the catalog's packages than "
+    "SYNCD_MAX_SHRINK_FRACTION allows"
+)
 FORCE_HELP = "accept an upstream snapshot older than the catalog's (refused otherwise)"
 
 # The commands that use the tick trigger (it is checked with the other settings).

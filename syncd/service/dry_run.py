@@ -21,7 +21,12 @@ from syncd.logging import get_logger
 from syncd.service.attempts import _Target, _target_columns, _to_target, parse_uuid
 from syncd.service.importing import _close, _fetch_first
 from syncd.service.resolving import adapter_for, find_adapter
-from syncd.service.running import _max_field_chars, _same_download, fetch_snapshot
+from syncd.service.running import (
+    _max_field_chars,
+    _max_shrink_fraction,
+    _same_download,
+    fetch_snapshot,
+)
 from syncd.service.staleness import refuse_older
 
 log = get_logger(__name__)
@@ -134,6 +139,7 @@ def _planned(
                 keep_missing=keep_missing,
                 baseline=target.operator_fields if target is not None else None,
                 max_field_chars=_max_field_chars(fetcher),
+                max_shrink_fraction=_max_shrink_fraction(fetcher),
             )
         finally:
             _close(snapshot)

@@ -8,8 +8,10 @@ from datetime import datetime
 
 from sqlalchemy import Connection, DateTime, bindparam, text
 
+from syncd.config import DEFAULT_MAX_SHRINK_FRACTION
 from syncd.domain import KindStats, SyncStats
 from syncd.sync.records import _Staged
+from syncd.sync.shrink import ShrinkRefusedError, ShrinkVerdict, shrink_verdict
 from syncd.sync.staging import _SQLITE_STAGE_INDEXES
 
 # ---------------------------------------------------------------------------------------
@@ -186,10 +188,17 @@ class _Differ:
         now: datetime,
         *,
         keep_missing: bool = False,
+        max_shrink_fraction: float = DEFAULT_MAX_SHRINK_FRACTION,
+        allow_shrink: bool = False,
     ) -> None:
         self.conn = conn
         # keep_missing: add and update, delete nothing (a site whose mirror is partial).
         self.keep_missing = keep_missing
+        # The shrink guard (shrink.py); allow_shrink: an operator accepted this one, or a
+        # dry run, which reports the verdict instead of refusing.
+        self.max_shrink_fraction = max_shrink_fraction
+        self.allow_shrink = allow_shrink
+        self.shrink = ShrinkVerdict(0, 0, max_shrink_fraction)
         self.dialect = dialect
         self.catalog_id = catalog_id
         self.params = {"c": catalog_id, "now": now}
@@ -216,6 +225,12 @@ class _Differ:
         # A first import has nothing to update or delete: skip those statements.
         existing = not _is_empty(self.conn, self.catalog_id)
         self.prepare()
+        if existing:  # before the first write: a refusal leaves nothing to undo
+            self.shrink = shrink_verdict(
+                self.conn, self.catalog_id, self.max_shrink_fraction, keep_missing=self.keep_missing
+            )
+            if self.shrink.refused and not self.allow_shrink:
+                raise ShrinkRefusedError(self.shrink.reason())
         self.run(_EXTENSION_COUNTS)
         keeping = existing and self.keep_missing
         if keeping:

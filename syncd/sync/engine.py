@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from syncd import cache_events
-from syncd.config import DEFAULT_MAX_FIELD_CHARS
+from syncd.config import DEFAULT_MAX_FIELD_CHARS, DEFAULT_MAX_SHRINK_FRACTION
 from syncd.db.locks import catalog_transaction
 from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot, SyncStats
@@ -41,6 +41,8 @@ def sync_catalog(
     baseline: Mapping[str, Any] | None = None,
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
     keep_missing: bool = False,
+    max_shrink_fraction: float = DEFAULT_MAX_SHRINK_FRACTION,
+    allow_shrink: bool = False,
 ) -> SyncStats:
     """Make catalog `catalog_id` hold exactly `snapshot`, in one transaction under its lock.
 
@@ -63,12 +65,14 @@ def sync_catalog(
     try:
         if engine.dialect.name == "sqlite":
             written = _sync_sqlite(
-                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars, keep_missing
-            )
+                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars,
+                keep_missing, max_shrink_fraction, allow_shrink,
+            )  # fmt: skip
         else:
             written = _sync_postgresql(
-                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars, keep_missing
-            )
+                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars,
+                keep_missing, max_shrink_fraction, allow_shrink,
+            )  # fmt: skip
     except SyncdError:
         raise
     except (DBAPIError, psycopg.Error, sqlite3.Error) as exc:
@@ -134,6 +138,8 @@ def _sync_postgresql(
     baseline: Mapping[str, Any] | None,
     max_field_chars: int,
     keep_missing: bool,
+    max_shrink_fraction: float = DEFAULT_MAX_SHRINK_FRACTION,
+    allow_shrink: bool = False,
 ) -> tuple[SyncStats, _Staged, int, bool, float]:
     """(stats, staged, unknown parents, catalog row written, when staging ended)."""
     with catalog_transaction(engine, catalog_id, timeout=lock_timeout) as conn:
@@ -148,7 +154,10 @@ def _sync_postgresql(
             _create_staging(conn, "postgresql")
             staged = _stage_snapshot(conn, "postgresql", snapshot, max_field_chars)
             staged_at = time.perf_counter()
-            differ = _Differ(conn, "postgresql", catalog_id, now, keep_missing=keep_missing)
+            differ = _Differ(
+                conn, "postgresql", catalog_id, now, keep_missing=keep_missing,
+                max_shrink_fraction=max_shrink_fraction, allow_shrink=allow_shrink,
+            )  # fmt: skip
             stats, unknown_parents = differ.apply(staged)
         written = _update_catalog(conn, catalog_id, baseline or current, snapshot, staged, now)
     return stats, staged, unknown_parents, written, staged_at

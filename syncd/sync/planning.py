@@ -23,43 +23,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert
 
-from syncd.config import DEFAULT_MAX_FIELD_CHARS
+from syncd.config import DEFAULT_MAX_FIELD_CHARS, DEFAULT_MAX_SHRINK_FRACTION
 from syncd.db.locks import catalog_transaction
 from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ
 from syncd.sync.plan_changes import Changes, compare, read_rows
+from syncd.sync.shrink import ShrinkVerdict
 from syncd.sync.staging import _create_staging, _drop_staging, _stage_snapshot
-
-# The shrink guard's limit (issue 15): a refresh that removes more than this fraction of a
-# catalog's packages or versions is one the guard refuses (a truncated upstream).
-DEFAULT_MAX_SHRINK_FRACTION = 0.5
-
-
-@dataclass(frozen=True)
-class ShrinkVerdict:
-    packages_before: int
-    packages_removed: int
-    versions_before: int
-    versions_removed: int
-    limit: float
-
-    @property
-    def refused(self) -> bool:
-        return _fraction(self.packages_removed, self.packages_before) > self.limit or (
-            _fraction(self.versions_removed, self.versions_before) > self.limit
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": "refuse" if self.refused else "pass",
-            "max_shrink_fraction": self.limit,
-            "packages_before": self.packages_before,
-            "packages_removed": self.packages_removed,
-            "versions_before": self.versions_before,
-            "versions_removed": self.versions_removed,
-        }
 
 
 @dataclass
@@ -106,22 +78,20 @@ def plan_sync(
             _create_staging(conn, dialect)
             staged = _stage_snapshot(conn, dialect, snapshot, max_field_chars)
             now = datetime.now(UTC)
-            differ = _Differ(conn, dialect, catalog_id, now, keep_missing=keep_missing)
+            # The guard's verdict is the sync's (the same function, the same setting),
+            # reported instead of enforced.
+            differ = _Differ(
+                conn, dialect, catalog_id, now, keep_missing=keep_missing,
+                max_shrink_fraction=max_shrink_fraction, allow_shrink=True,
+            )  # fmt: skip
             stats, _unknown = differ.apply(staged)
             _update_catalog(conn, catalog_id, baseline or current, snapshot, staged, now)
             changes = compare(conn, catalog_id, before, now)
             stats.warnings = staged.warnings()
             after = _read_catalog(conn, catalog_id)
             fields = [key for key in _CATALOG_FIELDS if after[key] != current[key]]
-            shrink = ShrinkVerdict(
-                packages_before=len(before.packages),
-                packages_removed=changes.totals["package_removed"],
-                versions_before=len(before.versions),
-                versions_removed=changes.totals["version_removed"],
-                limit=max_shrink_fraction,
-            )
             _drop_staging(conn, dialect)
-            raise _Discard(SyncPlan(stats, changes, shrink, fields, stats.warnings))
+            raise _Discard(SyncPlan(stats, changes, differ.shrink, fields, stats.warnings))
     except _Discard as discarded:
         return discarded.plan
 
@@ -148,7 +118,3 @@ def _insert_row(conn: Connection, values: Mapping[str, Any]) -> int:
         "update_errors": "",
     }
     return int(conn.execute(insert(Catalog).values(**row).returning(Catalog.id)).scalar_one())
-
-
-def _fraction(part: int, whole: int) -> float:
-    return part / whole if whole else 0.0

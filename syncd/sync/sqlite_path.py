@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from syncd.config import DEFAULT_MAX_SHRINK_FRACTION
 from syncd.db.locks import sqlite_connection, sqlite_write_lock
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.sync.catalog_row import _read_catalog, _update_catalog
@@ -30,6 +31,8 @@ def _sync_sqlite(
     baseline: Mapping[str, Any] | None,
     max_field_chars: int,
     keep_missing: bool = False,
+    max_shrink_fraction: float = DEFAULT_MAX_SHRINK_FRACTION,
+    allow_shrink: bool = False,
 ) -> tuple[SyncStats, _Staged, int, bool, float]:
     """(stats, staged, unknown parents, catalog row written, when staging ended)."""
     with sqlite_connection(engine) as conn:
@@ -45,7 +48,10 @@ def _sync_sqlite(
             with sqlite_write_lock(conn, catalog_id, lock_timeout):
                 _read_catalog(conn, catalog_id)  # deleted while the snapshot was staged?
                 now = datetime.now(UTC)
-                differ = _Differ(conn, "sqlite", catalog_id, now, keep_missing=keep_missing)
+                differ = _Differ(
+                    conn, "sqlite", catalog_id, now, keep_missing=keep_missing,
+                    max_shrink_fraction=max_shrink_fraction, allow_shrink=allow_shrink,
+                )  # fmt: skip
                 stats, unknown_parents = differ.apply(staged)
                 written = _update_catalog(
                     conn, catalog_id, baseline or current, snapshot, staged, now
