@@ -8,10 +8,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, DateTime, bindparam, text
 
-from syncd.config import DEFAULT_MAX_SHRINK_FRACTION
 from syncd.domain import KindStats, SyncStats
 from syncd.sync.records import _Staged
-from syncd.sync.shrink import ShrinkRefusedError, ShrinkVerdict, shrink_verdict
+from syncd.sync.shrink import GUARD_OFF, ShrinkRefusedError, ShrinkVerdict, shrink_verdict
 from syncd.sync.staging import _SQLITE_STAGE_INDEXES
 
 # ---------------------------------------------------------------------------------------
@@ -188,7 +187,7 @@ class _Differ:
         now: datetime,
         *,
         keep_missing: bool = False,
-        max_shrink_fraction: float = DEFAULT_MAX_SHRINK_FRACTION,
+        max_shrink_fraction: float = GUARD_OFF,
         allow_shrink: bool = False,
     ) -> None:
         self.conn = conn

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from syncd import cache_events
-from syncd.config import DEFAULT_MAX_FIELD_CHARS, DEFAULT_MAX_SHRINK_FRACTION
+from syncd.config import DEFAULT_MAX_FIELD_CHARS
 from syncd.db.locks import catalog_transaction
 from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot, SyncStats
@@ -25,6 +25,7 @@ from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ, _is_empty
 from syncd.sync.direct_copy import _direct_import
 from syncd.sync.records import _Staged
+from syncd.sync.shrink import GUARD_OFF
 from syncd.sync.sqlite_path import _sync_sqlite
 from syncd.sync.staging import _create_staging, _stage_snapshot
 from syncd.sync.stats import _record_metrics, _refresh_sqlite_statistics
@@ -41,7 +42,7 @@ def sync_catalog(
     baseline: Mapping[str, Any] | None = None,
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
     keep_missing: bool = False,
-    max_shrink_fraction: float = DEFAULT_MAX_SHRINK_FRACTION,
+    max_shrink_fraction: float = GUARD_OFF,
     allow_shrink: bool = False,
 ) -> SyncStats:
     """Make catalog `catalog_id` hold exactly `snapshot`, in one transaction under its lock.
@@ -54,7 +55,11 @@ def sync_catalog(
     edit, as the caller read them when its command started (default: as read when the sync
     starts); a field changed since then is an operator's edit and is kept. A text value
     longer than `max_field_chars` is stored cut (syncd/sync/field_limit.py) and named in
-    the warnings. `keep_missing`: add and update, delete nothing (a partial mirror).
+    the warnings. `keep_missing`: add and update, delete nothing (a partial mirror). An
+    update that would remove more than `max_shrink_fraction` of the catalog's packages
+    raises ShrinkRefusedError before writing anything, unless `allow_shrink`
+    (syncd/sync/shrink.py); the default is off, every command passes the process's
+    SYNCD_MAX_SHRINK_FRACTION (syncd/service/running.py).
     """
     log = structlog.get_logger().bind(
         catalog_id=catalog_id,
@@ -138,7 +143,7 @@ def _sync_postgresql(
     baseline: Mapping[str, Any] | None,
     max_field_chars: int,
     keep_missing: bool,
-    max_shrink_fraction: float = DEFAULT_MAX_SHRINK_FRACTION,
+    max_shrink_fraction: float = GUARD_OFF,
     allow_shrink: bool = False,
 ) -> tuple[SyncStats, _Staged, int, bool, float]:
     """(stats, staged, unknown parents, catalog row written, when staging ended)."""

@@ -14,12 +14,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from syncd.config import DEFAULT_MAX_SHRINK_FRACTION
 from syncd.db.locks import sqlite_connection, sqlite_write_lock
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ
 from syncd.sync.records import _Staged
+from syncd.sync.shrink import GUARD_OFF
 from syncd.sync.staging import _create_staging, _drop_staging, _stage_snapshot
 
 
@@ -31,7 +31,7 @@ def _sync_sqlite(
     baseline: Mapping[str, Any] | None,
     max_field_chars: int,
     keep_missing: bool = False,
-    max_shrink_fraction: float = DEFAULT_MAX_SHRINK_FRACTION,
+    max_shrink_fraction: float = GUARD_OFF,
     allow_shrink: bool = False,
 ) -> tuple[SyncStats, _Staged, int, bool, float]:
     """(stats, staged, unknown parents, catalog row written, when staging ended)."""
