@@ -15,6 +15,9 @@ from dataclasses import dataclass, field, fields
 
 DEFAULT_DATABASE_URL = "sqlite:///syncd.sqlite3"
 DEFAULT_MAX_FIELD_CHARS = 65_536
+# The shrink guard (syncd/sync/shrink.py): an update may remove at most this fraction of a
+# catalog's packages; 1.0 or more turns the guard off.
+DEFAULT_MAX_SHRINK_FRACTION = 0.5
 
 
 def _bool(value: str) -> bool:
@@ -79,6 +82,7 @@ class Settings:
     fetch_retries: int = 3
     fetch_max_bytes: int = 256 * 1024 * 1024
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+    max_shrink_fraction: float = DEFAULT_MAX_SHRINK_FRACTION
     allowed_redirect_hosts: list[str] = field(default_factory=list)
     allow_file_sources: bool = False
     allow_private_sources: bool = False
@@ -164,6 +168,9 @@ SETTINGS_DOC: dict[str, str] = {
     "max_field_chars": "longest upstream text value stored (a description, any string inside "
     "metadata); a longer one is cut to this length and named in the catalog's update_errors "
     "(the sync still succeeds)",
+    "max_shrink_fraction": "an update that would remove more than this fraction of a catalog's "
+    "packages is refused, nothing written, reason in update_errors, not retried (a truncated "
+    "upstream); `syncd update --allow-shrink` overrides it once; 1.0 or more = off",
     "allowed_redirect_hosts": "comma-separated extra hosts upstream redirects may go to",
     "allow_file_sources": "allow file:// sources (air-gapped mirrors)",
     "allow_private_sources": "allow sources on loopback/private networks",
@@ -182,6 +189,8 @@ POSITIVE_SECONDS = (
     "api_pool_timeout_seconds",
     "api_cache_wait_seconds",
 )
+# Fractions (0.5 = half): finite and not negative.
+FRACTIONS = ("max_shrink_fraction",)
 # Whole-number settings that must not be negative.
 NON_NEGATIVE = ("retention_days", "api_statement_timeout_ms")
 # Whole-number settings that must be 1 or more.
@@ -261,6 +270,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 values[f.name] = number = float(raw)
                 if f.name in POSITIVE_SECONDS:
                     check_positive_seconds(number)
+                if f.name in FRACTIONS and not (math.isfinite(number) and number >= 0):
+                    raise ValueError(f"must be a fraction of 0 or more, not {raw!r}")
             elif isinstance(default, list):
                 values[f.name] = _list(raw)
             elif f.name in CHOICES:

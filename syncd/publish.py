@@ -132,6 +132,8 @@ ACTOR_KWARGS: dict[str, dict[str, tuple[bool, Callable[[Any], str | None]]]] = {
     ACTOR_UPDATE: {
         "catalog_uuid": (True, _catalog_uuid),
         "force": (False, _boolean),
+        "keep_missing": (False, _boolean),
+        "allow_shrink": (False, _boolean),
     },
 }
 
@@ -359,12 +361,22 @@ def publish_import(
 
 
 def publish_update(
-    broker: dramatiq.Broker, settings: Settings, *, catalog_uuid: str, force: bool = False
+    broker: dramatiq.Broker,
+    settings: Settings,
+    *,
+    catalog_uuid: str,
+    force: bool = False,
+    keep_missing: bool = False,
+    allow_shrink: bool = False,
 ) -> str:
     kwargs: dict[str, Any] = {"catalog_uuid": catalog_uuid}
     check_kwargs(ACTOR_UPDATE, kwargs)
     kwargs["catalog_uuid"] = normalize_uuid(catalog_uuid)
     if force:
         kwargs["force"] = True
+    if keep_missing:  # only when set, as `force`
+        kwargs["keep_missing"] = True
+    if allow_shrink:
+        kwargs["allow_shrink"] = True
     message = build_message(settings.queue_name, ACTOR_UPDATE, kwargs)
     return publish(broker, message, timeout=settings.publish_timeout_seconds)

@@ -88,8 +88,17 @@ def declare_actors(
             name=name, version=version, source=source, force=force,
         )  # fmt: skip
 
-    def update_catalog(catalog_uuid: str, force: bool = False) -> None:
-        _run(settings, resources, service.update_catalog, catalog_uuid=catalog_uuid, force=force)
+    def update_catalog(
+        catalog_uuid: str,
+        force: bool = False,
+        keep_missing: bool = False,
+        allow_shrink: bool = False,
+    ) -> None:
+        _run(
+            settings, resources, service.update_catalog,
+            catalog_uuid=catalog_uuid, force=force, keep_missing=keep_missing,
+            allow_shrink=allow_shrink,
+        )  # fmt: skip
 
     actors: dict[str, dramatiq.Actor[Any, Any]] = {}
     for fn in (import_catalog, update_catalog):

@@ -71,7 +71,8 @@ def _publish_and_follow(
 
 
 def import_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`syncd import NAME [--version V] [--source URL] [--wait] [--timeout S] [--force]`."""
+    """`syncd import NAME [--version V] [--source URL] [--wait] [--timeout S] [--force]
+    [--dry-run [--json]]`."""
     from syncd import service
     from syncd.publish import publish_import
 
@@ -83,6 +84,11 @@ def import_command(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         _error(f"catalog name {args.name!r}: {exc}")
         return 1
+    if getattr(args, "dry_run", False):
+        from syncd.cli.dry_run import dry_run_command
+
+        args.name = name
+        return dry_run_command(settings, args, "import")
     what = f"import of {name}{' ' + version if version else ''}"
     adapters = _adapters(settings)
     try:
@@ -127,15 +133,21 @@ def import_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def update_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`syncd update UUID [--wait] [--timeout S] [--force]`."""
+    """`syncd update UUID [--wait] [--timeout S] [--force] [--keep-missing] [--allow-shrink]
+    [--dry-run]`."""
     from syncd import service
     from syncd.publish import publish_update
 
     parsed = service.parse_uuid(args.uuid)
-    force = args.force
+    force, keep_missing = args.force, getattr(args, "keep_missing", False)
+    allow_shrink = getattr(args, "allow_shrink", False)
     if parsed is None:
         _error(f"not a catalog uuid: {args.uuid!r}")
         return 1
+    if getattr(args, "dry_run", False):
+        from syncd.cli.dry_run import dry_run_command
+
+        return dry_run_command(settings, args, "update")
     engine = _engine(settings)
     try:
         where = Catalog.uuid == parsed
@@ -155,7 +167,13 @@ def update_command(settings: Settings, args: argparse.Namespace) -> int:
                 settings,
                 engine,
                 lambda adapters, fetcher: service.update_catalog(
-                    engine, adapters, fetcher, catalog_uuid=parsed.hex, force=force
+                    engine,
+                    adapters,
+                    fetcher,
+                    catalog_uuid=parsed.hex,
+                    force=force,
+                    keep_missing=keep_missing,
+                    allow_shrink=allow_shrink,
                 ),
                 what,
             )
@@ -163,7 +181,14 @@ def update_command(settings: Settings, args: argparse.Namespace) -> int:
             settings,
             engine,
             where,
-            lambda broker: publish_update(broker, settings, catalog_uuid=parsed.hex, force=force),
+            lambda broker: publish_update(
+                broker,
+                settings,
+                catalog_uuid=parsed.hex,
+                force=force,
+                keep_missing=keep_missing,
+                allow_shrink=allow_shrink,
+            ),
             what,
             args,
         )

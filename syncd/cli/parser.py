@@ -145,12 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait until the import has finished")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most")
+    _dry_run_flags(p)
 
     p = add("update", _update, "enqueue the update of one catalog")
     p.add_argument("uuid", help="catalog uuid (with or without hyphens)")
     p.add_argument("--wait", action="store_true", help="wait until the update has finished")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most")
+    p.add_argument("--keep-missing", action="store_true", help=KEEP_MISSING_HELP)
+    p.add_argument("--allow-shrink", action="store_true", help=ALLOW_SHRINK_HELP)
+    _dry_run_flags(p)
 
     add_portable_commands(add, FORCE_HELP)
 
@@ -180,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dry_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
+    p.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
+
+
 def _offering_uuid(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
@@ -187,6 +196,12 @@ def _offering_uuid(text: str) -> uuid.UUID:
         raise argparse.ArgumentTypeError(f"not an offering uuid: {text!r}") from None
 
 
+DRY_RUN_HELP = "show what would change, write nothing (runs in this process)"
+KEEP_MISSING_HELP = "add and update, delete nothing upstream dropped (a partial mirror)"
+ALLOW_SHRINK_HELP = (
+    "accept, this once, an update that removes more of the catalog's packages than "
+    "SYNCD_MAX_SHRINK_FRACTION allows"
+)
 FORCE_HELP = "accept an upstream snapshot older than the catalog's (refused otherwise)"
 
 # The commands that use the tick trigger (it is checked with the other settings).

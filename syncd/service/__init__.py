@@ -24,10 +24,14 @@ running while last_update_attempt > last_successful_update and update_errors is 
 failed when update_errors is set and last_successful_update did not catch up, it succeeded
 when last_successful_update caught up (update_errors then holds its warnings, if any).
 `syncd update --wait` follows exactly that.
+
+Dry runs (dry_run_import, dry_run_update; syncd/service/dry_run.py) take the same steps
+but write nothing: no mark, no stamps, the sync planned and rolled back.
 """
 
 from syncd.service.abandoned import record_abandoned
 from syncd.service.attempts import parse_uuid
+from syncd.service.dry_run import DryRunResult, dry_run_import, dry_run_update
 from syncd.service.failures import is_transient
 from syncd.service.importing import import_catalog
 from syncd.service.resolving import adapter_for, find_adapter
@@ -36,7 +40,10 @@ from syncd.service.updating import update_catalog
 
 __all__ = [
     "CommandResult",
+    "DryRunResult",
     "adapter_for",
+    "dry_run_import",
+    "dry_run_update",
     "find_adapter",
     "import_catalog",
     "is_transient",

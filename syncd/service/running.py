@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from syncd import metrics
-from syncd.config import DEFAULT_MAX_FIELD_CHARS
+from syncd.config import DEFAULT_MAX_FIELD_CHARS, DEFAULT_MAX_SHRINK_FRACTION
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.logging import bind_job_context, get_logger
 from syncd.service.attempts import _label, _record_failure, _record_success, _Target
@@ -78,6 +78,8 @@ def _attempt(
     will_retry: bool,
     force: bool = False,
     fetched: CatalogSnapshot | None = None,
+    keep_missing: bool = False,
+    allow_shrink: bool = False,
 ) -> CommandResult:
     """`fetched`: a snapshot the caller already has (an import that read the latest version
     from it); None = fetch it now, conditionally on the catalog's validators."""
@@ -101,7 +103,7 @@ def _attempt(
             if snapshot is not None:
                 refuse_older(snapshot.catalog.snapshot_time, target.snapshot_time, force=force)
                 stage = "sync"
-                stats = _sync(engine, target, snapshot, fetcher)
+                stats = _sync(engine, target, snapshot, fetcher, keep_missing, allow_shrink)
             stage = "finish"
             _record_success(engine, target, stats)
         except BaseException as exc:
@@ -141,7 +143,14 @@ def _same_download(snapshot: CatalogSnapshot, target: _Target) -> bool:
     return True
 
 
-def _sync(engine: Engine, target: _Target, snapshot: CatalogSnapshot, fetcher: Any) -> SyncStats:
+def _sync(
+    engine: Engine,
+    target: _Target,
+    snapshot: CatalogSnapshot,
+    fetcher: Any,
+    keep_missing: bool = False,
+    allow_shrink: bool = False,
+) -> SyncStats:
     # Imported here: the sync engine is heavy and only the worker needs it. It logs
     # "sync_finished" and records SYNC_DURATION / ROWS_WRITTEN itself.
     from syncd.sync import sync_catalog
@@ -152,7 +161,18 @@ def _sync(engine: Engine, target: _Target, snapshot: CatalogSnapshot, fetcher: A
         snapshot,
         baseline=target.operator_fields,
         max_field_chars=_max_field_chars(fetcher),
+        keep_missing=keep_missing,
+        max_shrink_fraction=_max_shrink_fraction(fetcher),
+        allow_shrink=allow_shrink,
     )
+
+
+def _max_shrink_fraction(fetcher: Any) -> float:
+    """SYNCD_MAX_SHRINK_FRACTION of the process, read as _max_field_chars reads its limit."""
+    limit = getattr(getattr(fetcher, "settings", None), "max_shrink_fraction", None)
+    if isinstance(limit, int | float) and limit >= 0:
+        return float(limit)
+    return DEFAULT_MAX_SHRINK_FRACTION
 
 
 def _max_field_chars(fetcher: Any) -> int:

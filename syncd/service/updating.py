@@ -34,9 +34,13 @@ def update_catalog(
     catalog_uuid: str,
     will_retry: bool = False,
     force: bool = False,
+    keep_missing: bool = False,
+    allow_shrink: bool = False,
 ) -> CommandResult:
     """Refresh the catalog `catalog_uuid` (hyphens optional) from its adapter. `force`
-    accepts a snapshot older than the one the catalog holds (refused otherwise)."""
+    accepts a snapshot older than the one the catalog holds (refused otherwise);
+    `keep_missing` adds and updates but deletes nothing (a site whose mirror is partial);
+    `allow_shrink` accepts, this once, an update the shrink guard would refuse."""
     started = time.monotonic()
     parsed = parse_uuid(catalog_uuid)
     with bind_job_context(catalog_uuid=parsed.hex if parsed else catalog_uuid):
@@ -49,6 +53,7 @@ def update_catalog(
             return _attempt(
                 engine, adapter, fetcher, target, ACTOR_UPDATE, target.source_url,
                 created=False, started=started, will_retry=will_retry, force=force,
+                keep_missing=keep_missing, allow_shrink=allow_shrink,
             )  # fmt: skip
         except NoAdapterError as exc:
             assert target is not None

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, DateTime, bindparam, text
 
 from syncd.domain import KindStats, SyncStats
 from syncd.sync.records import _Staged
+from syncd.sync.shrink import GUARD_OFF, ShrinkRefusedError, ShrinkVerdict, shrink_verdict
 from syncd.sync.staging import _SQLITE_STAGE_INDEXES
 
 # ---------------------------------------------------------------------------------------
@@ -151,6 +152,25 @@ DELETE FROM package WHERE catalog_id = :c
 """
 
 
+# Keep missing (a partial mirror): nothing is deleted, so a package's stored counts must go on
+# counting its kept versions and extensions, or every refresh would "update" them.
+_KEPT_VERSION_COUNTS = """
+UPDATE stage_package SET version_count = version_count + (SELECT count(*)
+    FROM version AS v JOIN package AS p ON p.id = v.package_id
+    WHERE p.catalog_id = :c AND p.name = stage_package.name AND NOT EXISTS (
+        SELECT 1 FROM stage_version AS s WHERE s.package_name = p.name
+          AND s.version = v.version AND s.module_version = v.module_version))
+"""
+_KEPT_EXTENSION_COUNTS = """
+UPDATE stage_package SET extension_count = extension_count + (SELECT count(*)
+    FROM package_parent AS l JOIN package AS c ON c.id = l.package_id
+    JOIN package AS p ON p.id = l.parent_id
+    WHERE l.catalog_id = :c AND p.name = stage_package.name AND NOT EXISTS (
+        SELECT 1 FROM stage_parent AS s WHERE s.name = c.name AND s.parent_name = p.name))
+"""
+_COUNT_ROWS = "SELECT count(*) FROM {table} WHERE catalog_id = :c"
+
+
 def _is_empty(conn: Connection, catalog_id: int) -> bool:
     """True if the catalog has no package rows (and so no rows at all): a first import.
     Asked under the catalog's lock, so no other sync can fill it meanwhile."""
@@ -160,8 +180,25 @@ def _is_empty(conn: Connection, catalog_id: int) -> bool:
 
 
 class _Differ:
-    def __init__(self, conn: Connection, dialect: str, catalog_id: int, now: datetime) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        dialect: str,
+        catalog_id: int,
+        now: datetime,
+        *,
+        keep_missing: bool = False,
+        max_shrink_fraction: float = GUARD_OFF,
+        allow_shrink: bool = False,
+    ) -> None:
         self.conn = conn
+        # keep_missing: add and update, delete nothing (a site whose mirror is partial).
+        self.keep_missing = keep_missing
+        # The shrink guard (shrink.py); allow_shrink: an operator accepted this one, or a
+        # dry run, which reports the verdict instead of refusing.
+        self.max_shrink_fraction = max_shrink_fraction
+        self.allow_shrink = allow_shrink
+        self.shrink = ShrinkVerdict(0, 0, max_shrink_fraction)
         self.dialect = dialect
         self.catalog_id = catalog_id
         self.params = {"c": catalog_id, "now": now}
@@ -191,7 +228,17 @@ class _Differ:
         # A first import has nothing to update or delete: skip those statements.
         existing = not _is_empty(self.conn, self.catalog_id)
         self.prepare()
+        if existing:  # before the first write: a refusal leaves nothing to undo
+            self.shrink = shrink_verdict(
+                self.conn, self.catalog_id, self.max_shrink_fraction, keep_missing=self.keep_missing
+            )
+            if self.shrink.refused and not self.allow_shrink:
+                raise ShrinkRefusedError(self.shrink.reason())
         self.run(_EXTENSION_COUNTS)
+        keeping = existing and self.keep_missing
+        if keeping:
+            self.run(_KEPT_VERSION_COUNTS)
+            self.run(_KEPT_EXTENSION_COUNTS)
         if existing:
             stats.packages.updated = self.run(_UPDATE_PACKAGES)
         stats.packages.created = self.run(_INSERT_PACKAGES)
@@ -206,7 +253,7 @@ class _Differ:
         self.run(_RESOLVE_PARENTS if self.pg else _RESOLVE_PARENTS_SQLITE)
         resolved = int(self.conn.exec_driver_sql(_COUNT_RESOLVED_PARENTS).scalar_one())
         stats.parent_links.created = self.run(_INSERT_PARENTS)
-        if existing:
+        if existing and not self.keep_missing:
             stats.targets.deleted = self.run(_DELETE_TARGETS)
             stats.versions.deleted = self.run(_DELETE_VERSIONS)
             stats.parent_links.deleted = self.run(_DELETE_PARENTS)
@@ -216,7 +263,16 @@ class _Differ:
         _set_unchanged(stats.versions, staged.versions)
         _set_unchanged(stats.targets, staged.targets)
         _set_unchanged(stats.parent_links, resolved)
+        if keeping:  # the catalog's counts are of the rows it holds, kept ones included
+            staged.packages = self._count("package")
+            staged.versions = self._count("version")
+            staged.targets = self._count("target")
         return stats, self._count_parent_rows() - resolved
+
+    def _count(self, table: str) -> int:
+        return int(
+            self.conn.execute(text(_COUNT_ROWS.format(table=table)), self.params).scalar_one()
+        )
 
     def _count_parent_rows(self) -> int:
         return int(self.conn.exec_driver_sql("SELECT count(*) FROM stage_parent").scalar_one())

@@ -25,6 +25,7 @@ from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ, _is_empty
 from syncd.sync.direct_copy import _direct_import
 from syncd.sync.records import _Staged
+from syncd.sync.shrink import GUARD_OFF
 from syncd.sync.sqlite_path import _sync_sqlite
 from syncd.sync.staging import _create_staging, _stage_snapshot
 from syncd.sync.stats import _record_metrics, _refresh_sqlite_statistics
@@ -40,6 +41,9 @@ def sync_catalog(
     lock_timeout: float = 30.0,
     baseline: Mapping[str, Any] | None = None,
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+    keep_missing: bool = False,
+    max_shrink_fraction: float = GUARD_OFF,
+    allow_shrink: bool = False,
 ) -> SyncStats:
     """Make catalog `catalog_id` hold exactly `snapshot`, in one transaction under its lock.
 
@@ -51,7 +55,11 @@ def sync_catalog(
     edit, as the caller read them when its command started (default: as read when the sync
     starts); a field changed since then is an operator's edit and is kept. A text value
     longer than `max_field_chars` is stored cut (syncd/sync/field_limit.py) and named in
-    the warnings.
+    the warnings. `keep_missing`: add and update, delete nothing (a partial mirror). An
+    update that would remove more than `max_shrink_fraction` of the catalog's packages
+    raises ShrinkRefusedError before writing anything, unless `allow_shrink`
+    (syncd/sync/shrink.py); the default is off, every command passes the process's
+    SYNCD_MAX_SHRINK_FRACTION (syncd/service/running.py).
     """
     log = structlog.get_logger().bind(
         catalog_id=catalog_id,
@@ -62,12 +70,14 @@ def sync_catalog(
     try:
         if engine.dialect.name == "sqlite":
             written = _sync_sqlite(
-                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars
-            )
+                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars,
+                keep_missing, max_shrink_fraction, allow_shrink,
+            )  # fmt: skip
         else:
             written = _sync_postgresql(
-                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars
-            )
+                engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars,
+                keep_missing, max_shrink_fraction, allow_shrink,
+            )  # fmt: skip
     except SyncdError:
         raise
     except (DBAPIError, psycopg.Error, sqlite3.Error) as exc:
@@ -132,6 +142,9 @@ def _sync_postgresql(
     lock_timeout: float,
     baseline: Mapping[str, Any] | None,
     max_field_chars: int,
+    keep_missing: bool,
+    max_shrink_fraction: float = GUARD_OFF,
+    allow_shrink: bool = False,
 ) -> tuple[SyncStats, _Staged, int, bool, float]:
     """(stats, staged, unknown parents, catalog row written, when staging ended)."""
     with catalog_transaction(engine, catalog_id, timeout=lock_timeout) as conn:
@@ -146,7 +159,11 @@ def _sync_postgresql(
             _create_staging(conn, "postgresql")
             staged = _stage_snapshot(conn, "postgresql", snapshot, max_field_chars)
             staged_at = time.perf_counter()
-            stats, unknown_parents = _Differ(conn, "postgresql", catalog_id, now).apply(staged)
+            differ = _Differ(
+                conn, "postgresql", catalog_id, now, keep_missing=keep_missing,
+                max_shrink_fraction=max_shrink_fraction, allow_shrink=allow_shrink,
+            )  # fmt: skip
+            stats, unknown_parents = differ.apply(staged)
         written = _update_catalog(conn, catalog_id, baseline or current, snapshot, staged, now)
     return stats, staged, unknown_parents, written, staged_at
 

@@ -19,6 +19,7 @@ from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ
 from syncd.sync.records import _Staged
+from syncd.sync.shrink import GUARD_OFF
 from syncd.sync.staging import _create_staging, _drop_staging, _stage_snapshot
 
 
@@ -29,6 +30,9 @@ def _sync_sqlite(
     lock_timeout: float,
     baseline: Mapping[str, Any] | None,
     max_field_chars: int,
+    keep_missing: bool = False,
+    max_shrink_fraction: float = GUARD_OFF,
+    allow_shrink: bool = False,
 ) -> tuple[SyncStats, _Staged, int, bool, float]:
     """(stats, staged, unknown parents, catalog row written, when staging ended)."""
     with sqlite_connection(engine) as conn:
@@ -44,7 +48,11 @@ def _sync_sqlite(
             with sqlite_write_lock(conn, catalog_id, lock_timeout):
                 _read_catalog(conn, catalog_id)  # deleted while the snapshot was staged?
                 now = datetime.now(UTC)
-                stats, unknown_parents = _Differ(conn, "sqlite", catalog_id, now).apply(staged)
+                differ = _Differ(
+                    conn, "sqlite", catalog_id, now, keep_missing=keep_missing,
+                    max_shrink_fraction=max_shrink_fraction, allow_shrink=allow_shrink,
+                )  # fmt: skip
+                stats, unknown_parents = differ.apply(staged)
                 written = _update_catalog(
                     conn, catalog_id, baseline or current, snapshot, staged, now
                 )

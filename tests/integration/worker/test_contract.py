@@ -98,6 +98,14 @@ def test_messages_syncd_publishes_match_the_schema() -> None:
         ("update_catalog", {"catalog_uuid": normalize_uuid("5f0c3a4e9b2d4c1f8e7a6b5c4d3e2f10")}),
         ("import_catalog", {"name": "EESSI", "force": True}),
         ("update_catalog", {"catalog_uuid": "5f0c3a4e9b2d4c1f8e7a6b5c4d3e2f10", "force": False}),
+        (
+            "update_catalog",
+            {"catalog_uuid": "5f0c3a4e9b2d4c1f8e7a6b5c4d3e2f10", "keep_missing": True},
+        ),
+        (
+            "update_catalog",
+            {"catalog_uuid": "5f0c3a4e9b2d4c1f8e7a6b5c4d3e2f10", "allow_shrink": True},
+        ),
     ]
     for actor, kwargs in cases:
         fields = build_message(QUEUE, actor, kwargs).asdict()
@@ -122,7 +130,8 @@ def mutations(example: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             changed = copy.deepcopy(example)
             changed[key] = value
             out.append((f"{key}={value!r}", changed))
-    for key in [*example["kwargs"], "version", "source", "force", "extra"]:
+    optional = ["version", "source", "force", "keep_missing", "allow_shrink", "extra"]
+    for key in [*example["kwargs"], *optional]:
         for value in [*WRONG_VALUES, "a" * 101, "a" * 2001, "0" * 32]:
             changed = copy.deepcopy(example)
             changed["kwargs"][key] = value
