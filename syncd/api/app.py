@@ -23,6 +23,7 @@ from syncd.api.methods import install_methods
 from syncd.api.operations import router as operations_router
 from syncd.api.routes_catalogs import router as catalogs_router
 from syncd.api.routes_software import router as software_router
+from syncd.api.routes_software_writes import router as software_writes_router
 from syncd.config import Settings
 from syncd.db.engine import make_engine, make_session_factory
 from syncd.discovery import DiscoverCache
@@ -124,6 +125,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(catalogs_router)
     app.include_router(software_router)
+    app.include_router(software_writes_router)
     app.include_router(operations_router)
     # Inside the body limit: a method the URL does not serve is refused without its body.
     install_methods(app)

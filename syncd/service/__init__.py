@@ -24,11 +24,15 @@ running while last_update_attempt > last_successful_update and update_errors is 
 failed when update_errors is set and last_successful_update did not catch up, it succeeded
 when last_successful_update caught up (update_errors then holds its warnings, if any).
 `syncd update --wait` follows exactly that.
+
+`hand_write` (syncd/service/hand_writes.py) is the other kind of command: staff writing a
+package, version or target through the API, in one transaction under the catalog's lock.
 """
 
 from syncd.service.abandoned import record_abandoned
 from syncd.service.attempts import parse_uuid
 from syncd.service.failures import is_transient
+from syncd.service.hand_writes import hand_write
 from syncd.service.importing import import_catalog
 from syncd.service.resolving import adapter_for, find_adapter
 from syncd.service.running import CommandResult
@@ -38,6 +42,7 @@ __all__ = [
     "CommandResult",
     "adapter_for",
     "find_adapter",
+    "hand_write",
     "import_catalog",
     "is_transient",
     "parse_uuid",
