@@ -120,6 +120,44 @@ JsonList = Annotated[
 TextList = Annotated[list[Text], BeforeValidator(_typed(list, "a list of items"))]
 
 
+# What the version objects derive from a version's metadata and dependencies (`module`,
+# `required_modules`, `toolchain`...) has a shape (schemas.ModuleOut): hand-written values
+# must have it too, or the object would break its own schema.
+_MODULE_FIELDS = ("full_module_name", "module_name", "module_version")
+MODULE_SHAPE = "an object whose full_module_name, module_name and module_version are strings"
+
+
+def _is_module(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(value.get(name, ""), str) for name in _MODULE_FIELDS
+    )
+
+
+def _version_metadata(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    if "module" in value and not _is_module(value["module"]):
+        raise ValueError(f'"module" must be {MODULE_SHAPE}.')
+    required = value.get("required_modules", [])
+    if not isinstance(required, list) or not all(_is_module(item) for item in required):
+        raise ValueError(f'"required_modules" must be a list, each item {MODULE_SHAPE}.')
+    if not isinstance(value.get("toolchain", {}), dict):
+        raise ValueError('"toolchain" must be an object.')
+    return value
+
+
+def _dependencies(value: Any) -> Any:
+    if isinstance(value, list) and not all(
+        isinstance(item, str) or _is_module(item) for item in value
+    ):
+        raise ValueError(f"Each dependency must be a package name or {MODULE_SHAPE}.")
+    return value
+
+
+VersionMetadata = Annotated[JsonObject, AfterValidator(_version_metadata)]
+Dependencies = Annotated[JsonList, AfterValidator(_dependencies)]
+
+
 def _limit(column: Any) -> int:
     return int(column.type.length)
 
@@ -163,8 +201,8 @@ class VersionCreate(BaseModel):
     version: CharField = Field(min_length=1, max_length=_limit(_VERSION.version))
     module_version: CharField = Field(default="", max_length=_limit(_VERSION.module_version))
     release_date: date | None = None
-    dependencies: JsonList = Field(default_factory=list)
-    metadata: JsonObject = Field(default_factory=dict)
+    dependencies: Dependencies = Field(default_factory=list)
+    metadata: VersionMetadata = Field(default_factory=dict)
 
 
 class VersionPatch(BaseModel):
@@ -178,8 +216,8 @@ class VersionPatch(BaseModel):
         default=None, max_length=_limit(_VERSION.module_version)
     )
     release_date: date | None = None
-    dependencies: JsonList | None = None
-    metadata: JsonObject | None = None
+    dependencies: Dependencies | None = None
+    metadata: VersionMetadata | None = None
 
 
 class TargetCreate(BaseModel):

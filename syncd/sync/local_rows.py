@@ -176,12 +176,14 @@ def before_diff(conn: Connection, catalog_id: int, staged: _Staged) -> bool:
 def after_diff(conn: Connection, catalog_id: int, staged: _Staged) -> set[int]:
     """Local packages' counts and versions' positions (upstream packages holding local
     versions were numbered before the diff); the staged counts become the catalog's totals.
-    Returns the packages holding local versions."""
+    Returns the packages whose local rows this sync may have moved or recounted (local
+    packages, packages holding local versions): for whatever derives data from them."""
     _run(conn, _LOCAL_PACKAGE_COUNTS, catalog_id)
-    renumber_versions(conn, (int(row[0]) for row in _rows(conn, _LOCAL_PACKAGES, catalog_id)))
+    local = {int(row[0]) for row in _rows(conn, _LOCAL_PACKAGES, catalog_id)}
+    renumber_versions(conn, local)
     holders = {int(row[0]) for row in _rows(conn, _PACKAGES_WITH_LOCAL_VERSIONS, catalog_id)}
     packages, versions, targets = _rows(conn, _LOCAL_TOTALS, catalog_id)[0]
     staged.packages += int(packages)
     staged.versions += int(versions)
     staged.targets += int(targets)
-    return holders
+    return local | holders

@@ -216,6 +216,15 @@ def test_version_and_target_bodies_are_validated(
         "version": ["This field may not be blank."],
         "metadata": ['Expected a dictionary of items but got type "list".'],
     }
+    # What a version object derives from its metadata keeps its shape (module objects).
+    answer = client.post(
+        VERSIONS,
+        json={"package": python, "version": "9", "metadata": {"module": {"module_name": 3}}},
+        headers=staff,
+    )
+    assert answer.status_code == 400
+    assert list(answer.json()) == ["metadata"]
+    assert answer.json()["metadata"][0].startswith('"module" must be an object whose')
     # Whether the linked object exists is asked once the body is otherwise valid.
     answer = client.post(
         VERSIONS, json={"package": link(PACKAGES, uuid.uuid4()), "version": "1"}, headers=staff
