@@ -90,14 +90,16 @@ def _locked(engine: Engine, catalog_ids: AbstractSet[int], timeout: float) -> It
 
 
 def hand_write(
-    engine: Engine, write: HandWrite, *, lock_timeout: float = HAND_WRITE_LOCK_SECONDS
+    engine: Engine, write: HandWrite, *, lock_timeout: float | None = None
 ) -> uuid_module.UUID | None:
     """Make `write`; the uuid of the row written (None for a delete).
 
     Raises RowNotFound (no such row), WriteRefused (field, DRF-worded message: the write is
     invalid against the stored data), LockBusyError (a sync held the catalog for longer than
-    `lock_timeout`) or TransientError.
+    `lock_timeout`, default HAND_WRITE_LOCK_SECONDS) or TransientError.
     """
+    if lock_timeout is None:
+        lock_timeout = HAND_WRITE_LOCK_SECONDS
     for _ in range(_ATTEMPTS):
         catalogs = involved_catalogs(engine, write)
         try:

@@ -5,17 +5,22 @@ response cache. What a sync does with these rows afterwards: test_software_write
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from dramatiq.brokers.stub import StubBroker
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from syncd import cache_events
 from syncd.api.app import create_app
 from syncd.config import Settings
+from syncd.db.locks import catalog_transaction
+from syncd.db.tables import Catalog
+from syncd.service import hand_writes
 from tests.integration.api.conftest import (
     CATALOGS,
     PACKAGES,
@@ -385,3 +390,38 @@ def test_a_write_clears_every_response_cache_of_the_process(
             assert "site-tools" in [p["name"] for p in reader.get(PACKAGES).json()]
     finally:
         unsubscribe()
+
+
+def test_a_write_waits_for_a_sync_of_its_catalog(
+    client: TestClient,
+    engine: Engine,
+    sample: Sample,
+    staff: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sync holds the catalog's lock for its whole transaction: a hand write waits for it,
+    and past HAND_WRITE_LOCK_SECONDS answers 503 having written nothing."""
+    with engine.connect() as conn:
+        catalog_id = conn.execute(select(Catalog.id).where(Catalog.uuid == sample.eessi)).scalar()
+    holding, release = threading.Event(), threading.Event()
+
+    def sync_holding_the_lock() -> None:
+        with catalog_transaction(engine, catalog_id, timeout=5):
+            holding.set()
+            release.wait(30)
+
+    syncing = threading.Thread(target=sync_holding_the_lock)
+    syncing.start()
+    try:
+        assert holding.wait(10)
+        monkeypatch.setattr(hand_writes, "HAND_WRITE_LOCK_SECONDS", 0.3)
+        body = {"catalog": link(CATALOGS, sample.eessi), "name": "while-syncing"}
+        busy = client.post(PACKAGES, json=body, headers=staff)
+        assert busy.status_code == 503, busy.text
+        assert busy.headers["Retry-After"] == "5"
+        assert busy.json()["detail"].startswith("Nothing was written; try again")
+    finally:
+        release.set()
+        syncing.join(10)
+    assert client.get(PACKAGES, params={"name_exact": "while-syncing"}).json() == []
+    assert client.post(PACKAGES, json=body, headers=staff).status_code == 201

@@ -215,6 +215,9 @@ def test_local_rows_survive_an_update_that_does_not_hold_them(api: Api, upstream
 def test_hand_edits_last_until_upstream_changes_the_row(api: Api, upstream: Upstream) -> None:
     gcc = api.package("gcc")["url"]
     api.write("PATCH", gcc, {"description": "Edited by staff"}, 200)
+    api.write(
+        "PATCH", api.package("python")["url"], {"homepage": "https://python.example.org/site"}, 200
+    )
     python_312 = api.version("python", "3.12")["url"]
     api.write("PATCH", python_312, {"metadata": {"note": "edited"}}, 200)
     zen3 = api.target("gcc", "13.2", "amd/zen3")["url"]
@@ -229,8 +232,9 @@ def test_hand_edits_last_until_upstream_changes_the_row(api: Api, upstream: Upst
     assert api.package("gcc")["description"] == "Edited by staff"
     edited = api.version("python", "3.12")
     assert edited["metadata"] == {"note": "edited"}
-    assert api.package("python")["version_count"] == 3
-    assert [v["version"] for v in api.package("python")["versions"]] == ["3.13", "3.12", "3.11"]
+    python = api.package("python")
+    assert (python["homepage"], python["version_count"]) == ("https://python.example.org/site", 3)
+    assert [v["version"] for v in python["versions"]] == ["3.13", "3.12", "3.11"]
     assert api.target("gcc", "13.2", "amd/zen3")["location"] == "/site/zen3"
     assert api.package("zlib")["description"] == "Compression!"
 
@@ -250,6 +254,9 @@ def test_hand_edits_last_until_upstream_changes_the_row(api: Api, upstream: Upst
     )
     upstream.update(changed)
     assert api.package("gcc")["description"] == "GNU Compiler Collection"
+    assert (
+        api.package("python")["homepage"] == "https://python.example.org/site"
+    )  # python's own: as was
     assert api.version("python", "3.12")["metadata"] == {"toolchain": {"name": "GCC"}}
     assert api.target("gcc", "13.2", "amd/zen3")["location"] == "/up/zen3-new"
 
