@@ -29,12 +29,12 @@ from syncd.api.software_rendering import (
 from syncd.api.software_write_schemas import (
     NOT_NULL,
     NullField,
-    PackageCreate,
-    PackagePatch,
-    TargetCreate,
-    TargetPatch,
-    VersionCreate,
-    VersionPatch,
+    PatchedSoftwarePackageRequest,
+    PatchedSoftwareTargetRequest,
+    PatchedSoftwareVersionRequest,
+    SoftwarePackageRequest,
+    SoftwareTargetRequest,
+    SoftwareVersionRequest,
     sent_values,
 )
 from syncd.db.tables import Package, Target, Version
@@ -163,7 +163,7 @@ def _destroy_route(path: str, name: str) -> Any:
 
 @_route("POST", PACKAGES, "package", "create", PackageOut)
 def create_package(
-    request: Request, ctx: Context, session: DbSession, _staff: Staff, body: PackageCreate
+    request: Request, ctx: Context, session: DbSession, _staff: Staff, body: SoftwarePackageRequest
 ) -> Response:
     write = HandWrite(Kind.PACKAGE, Action.CREATE, values=_values(body))
     return _created(request, ctx, session, write)
@@ -176,7 +176,7 @@ def update_package(
     session: DbSession,
     _staff: Staff,
     uuid: str,
-    body: PackageCreate,
+    body: SoftwarePackageRequest,
 ) -> Response:
     write = HandWrite(Kind.PACKAGE, Action.UPDATE, _uuid(uuid), _values(body))
     return _created(request, ctx, session, write)
@@ -189,7 +189,7 @@ def partial_update_package(
     session: DbSession,
     _staff: Staff,
     uuid: str,
-    body: PackagePatch | None = None,
+    body: PatchedSoftwarePackageRequest | None = None,
 ) -> Response:
     write = HandWrite(Kind.PACKAGE, Action.UPDATE, _uuid(uuid), _values(body))
     return _created(request, ctx, session, write)
@@ -205,7 +205,7 @@ def destroy_package(ctx: Context, _staff: Staff, uuid: str) -> Response:
 
 @_route("POST", VERSIONS, "version", "create", VersionOut)
 def create_version(
-    request: Request, ctx: Context, session: DbSession, _staff: Staff, body: VersionCreate
+    request: Request, ctx: Context, session: DbSession, _staff: Staff, body: SoftwareVersionRequest
 ) -> Response:
     write = HandWrite(Kind.VERSION, Action.CREATE, values=_values(body))
     return _created(request, ctx, session, write)
@@ -218,7 +218,7 @@ def update_version(
     session: DbSession,
     _staff: Staff,
     uuid: str,
-    body: VersionCreate,
+    body: SoftwareVersionRequest,
 ) -> Response:
     write = HandWrite(Kind.VERSION, Action.UPDATE, _uuid(uuid), _values(body))
     return _created(request, ctx, session, write)
@@ -231,7 +231,7 @@ def partial_update_version(
     session: DbSession,
     _staff: Staff,
     uuid: str,
-    body: VersionPatch | None = None,
+    body: PatchedSoftwareVersionRequest | None = None,
 ) -> Response:
     write = HandWrite(Kind.VERSION, Action.UPDATE, _uuid(uuid), _values(body))
     return _created(request, ctx, session, write)
@@ -247,7 +247,7 @@ def destroy_version(ctx: Context, _staff: Staff, uuid: str) -> Response:
 
 @_route("POST", TARGETS, "target", "create", TargetOut)
 def create_target(
-    request: Request, ctx: Context, session: DbSession, _staff: Staff, body: TargetCreate
+    request: Request, ctx: Context, session: DbSession, _staff: Staff, body: SoftwareTargetRequest
 ) -> Response:
     write = HandWrite(Kind.TARGET, Action.CREATE, values=_values(body))
     return _created(request, ctx, session, write)
@@ -260,7 +260,7 @@ def update_target(
     session: DbSession,
     _staff: Staff,
     uuid: str,
-    body: TargetCreate,
+    body: SoftwareTargetRequest,
 ) -> Response:
     write = HandWrite(Kind.TARGET, Action.UPDATE, _uuid(uuid), _values(body))
     return _created(request, ctx, session, write)
@@ -273,7 +273,7 @@ def partial_update_target(
     session: DbSession,
     _staff: Staff,
     uuid: str,
-    body: TargetPatch | None = None,
+    body: PatchedSoftwareTargetRequest | None = None,
 ) -> Response:
     write = HandWrite(Kind.TARGET, Action.UPDATE, _uuid(uuid), _values(body))
     return _created(request, ctx, session, write)

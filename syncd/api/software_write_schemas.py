@@ -168,7 +168,7 @@ NAME_MAX = 200  # Waldur's SoftwarePackage.name
 HOMEPAGE_MAX = 200  # Waldur's URLField default
 
 
-class PackageCreate(BaseModel):
+class SoftwarePackageRequest(BaseModel):
     """POST and PUT (a PUT changes the fields it sends; catalog and name are required)."""
 
     model_config = _INPUT
@@ -182,7 +182,7 @@ class PackageCreate(BaseModel):
     )
 
 
-class PackagePatch(BaseModel):
+class PatchedSoftwarePackageRequest(BaseModel):
     model_config = _INPUT
 
     catalog: CatalogLink | None = None
@@ -192,7 +192,7 @@ class PackagePatch(BaseModel):
     is_extension: bool | None = None
 
 
-class VersionCreate(BaseModel):
+class SoftwareVersionRequest(BaseModel):
     """POST and PUT: a version of a package, made by hand (syncd's extension)."""
 
     model_config = _INPUT
@@ -205,7 +205,7 @@ class VersionCreate(BaseModel):
     metadata: VersionMetadata = Field(default_factory=dict)
 
 
-class VersionPatch(BaseModel):
+class PatchedSoftwareVersionRequest(BaseModel):
     model_config = _INPUT
 
     package: PackageLink | None = None
@@ -220,7 +220,7 @@ class VersionPatch(BaseModel):
     metadata: VersionMetadata | None = None
 
 
-class TargetCreate(BaseModel):
+class SoftwareTargetRequest(BaseModel):
     """POST and PUT: a target of a version, made by hand (syncd's extension)."""
 
     model_config = _INPUT
@@ -234,7 +234,7 @@ class TargetCreate(BaseModel):
     gpu_architectures: TextList = Field(default_factory=list)
 
 
-class TargetPatch(BaseModel):
+class PatchedSoftwareTargetRequest(BaseModel):
     model_config = _INPUT
 
     version: VersionLink | None = None

@@ -112,11 +112,13 @@ def hand_write(
         except CatalogsMoved:
             continue
         cache_events.data_changed()  # committed: in-process caches start over
+        written = outcome.uuid or write.uuid  # a delete names its row; a create returns it
+        assert written is not None
         log.info(
             "hand_write",
             kind=str(write.kind),
             action=str(write.action),
-            uuid=(outcome.uuid or write.uuid or uuid_module.UUID(int=0)).hex,
+            uuid=written.hex,
             fields=sorted(write.values),
         )
         return outcome.uuid
