@@ -2,7 +2,7 @@
 the API. Every one of them goes through `hand_write`, the one place that takes the catalog
 lock, writes, tells derived data which packages changed, commits and signals the change.
 
-The rules (README, "Hand edits through the API"):
+The rules (README, "HTTP API: staff writes on packages, versions and targets"):
 - a row made by hand is local (`is_local`): syncs never update, delete or count it as an
   upstream row (syncd/sync/local_rows.py);
 - an edit of an upstream row lasts until upstream changes that row: the edit leaves the row's
