@@ -425,3 +425,31 @@ def test_a_write_waits_for_a_sync_of_its_catalog(
         syncing.join(10)
     assert client.get(PACKAGES, params={"name_exact": "while-syncing"}).json() == []
     assert client.post(PACKAGES, json=body, headers=staff).status_code == 201
+
+
+def test_the_openapi_document_names_the_writes_as_waldurs_clients(client: TestClient) -> None:
+    """js-client's marketplaceSoftwarePackagesCreate... are these operation ids camel-cased."""
+    paths = client.get("/api/schema/").json()["paths"]
+    found = {
+        (op["operationId"], method, path, next(iter(op["responses"])))
+        for path, ops in paths.items()
+        for method, op in ops.items()
+        if method in {"post", "put", "patch", "delete"} and "software-catalogs" not in path
+    }
+    expected = set()
+    for kind in ("packages", "versions", "targets"):
+        base = f"/api/marketplace-software-{kind}/"
+        name = f"marketplace_software_{kind}"
+        expected |= {
+            (f"{name}_create", "post", base, "201"),
+            (f"{name}_update", "put", base + "{uuid}/", "200"),
+            (f"{name}_partial_update", "patch", base + "{uuid}/", "200"),
+            (f"{name}_destroy", "delete", base + "{uuid}/", "204"),
+        }
+    assert found == expected
+    create = paths["/api/marketplace-software-packages/"]["post"]
+    body = create["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/SoftwarePackageRequest"}
+    assert create["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PackageOut"
+    }
