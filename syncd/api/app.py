@@ -27,6 +27,7 @@ from syncd.api.routes_offerings import public_router as public_offerings_router
 from syncd.api.routes_offerings import router as offerings_router
 from syncd.api.routes_software import router as software_router
 from syncd.api.send_timeout import protocol_with_deadlines
+from syncd.api.routes_software_writes import router as software_writes_router
 from syncd.config import Settings
 from syncd.db.engine import make_engine, make_session_factory
 from syncd.discovery import DiscoverCache
@@ -145,6 +146,7 @@ def create_app(
     app.include_router(software_router)
     app.include_router(offerings_router)
     app.include_router(public_offerings_router)
+    app.include_router(software_writes_router)
     app.include_router(operations_router)
     install_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

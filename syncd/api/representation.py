@@ -119,6 +119,7 @@ def package(
         "licenses": row.licenses,
         "maintainers": row.maintainers,
         "is_extension": row.is_extension,
+        "is_local": row.is_local,
         "parent_softwares": parents,
         "extensions": extensions,
         "catalog_name": cat.name,
@@ -199,6 +200,7 @@ def version(
         "dependencies": row.dependencies,
         "metadata": row.metadata_,
         "target_count": target_count,
+        "is_local": row.is_local,
         **_version_metadata(row.metadata_ or {}),
     }
 
@@ -219,6 +221,7 @@ def target(
         "version_uuid": version_uuid.hex,
         "package_uuid": package_uuid.hex,
         "package_name": package_name,
+        "is_local": row.is_local,
         **nested_target(row),
     }
 

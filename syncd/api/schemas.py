@@ -183,6 +183,11 @@ class CatalogOut(BaseModel):
     )
 
 
+LOCAL_DESCRIPTION = (
+    "syncd: made by hand through the API (syncs leave it alone), not synced from upstream"
+)
+
+
 class NestedPackageOut(BaseModel):
     uuid: str
     name: str
@@ -242,6 +247,7 @@ class PackageOut(BaseModel):
     licenses: Any
     maintainers: Any
     is_extension: bool
+    is_local: bool = Field(json_schema_extra={"readOnly": True}, description=LOCAL_DESCRIPTION)
     parent_softwares: list[NestedPackageOut]
     extensions: list[NestedPackageOut] = Field(
         description="Extension packages; embedded on retrieve only (lists carry extension_count)"
@@ -276,6 +282,7 @@ class VersionOut(_VersionFields):
     )
     metadata: Any
     target_count: int
+    is_local: bool = Field(json_schema_extra={"readOnly": True}, description=LOCAL_DESCRIPTION)
 
 
 class TargetOut(NestedTargetOut):
@@ -286,6 +293,7 @@ class TargetOut(NestedTargetOut):
     version_uuid: str
     package_uuid: str
     package_name: str
+    is_local: bool = Field(json_schema_extra={"readOnly": True}, description=LOCAL_DESCRIPTION)
 
 
 class CpuTargetOut(BaseModel):

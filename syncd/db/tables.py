@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -53,6 +54,24 @@ class Base(DeclarativeBase):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _local_flag() -> Any:
+    """`is_local`: True on a row made by hand through the API (syncd/service/hand_writes.py),
+    which syncs leave alone (syncd/sync/local_rows.py). The server default lets the sync's
+    own INSERT and COPY statements, which never name the column, write False."""
+    return mapped_column(Boolean, default=False, server_default=false(), nullable=False)
+
+
+def _local_index(table: str) -> Index:
+    """A partial index of a catalog's local rows: a sync asks whether there are any (usually
+    none) and finds them without reading the catalog's other rows."""
+    return Index(
+        f"ix_{table}_local",
+        "catalog_id",
+        postgresql_where=text("is_local"),
+        sqlite_where=text("is_local"),
+    )
 
 
 class _Identified:
@@ -125,6 +144,7 @@ class Package(_Identified, Base):
         Index("ix_package_licenses_gin", "licenses", postgresql_using="gin").ddl_if(
             dialect="postgresql"
         ),
+        _local_index("package"),
     )
     catalog_id: Mapped[int] = mapped_column(ForeignKey("catalog.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
@@ -138,6 +158,7 @@ class Package(_Identified, Base):
     # Kept by the sync engine: what list pages show without a count per row.
     version_count: Mapped[int] = mapped_column(Integer, default=0)
     extension_count: Mapped[int] = mapped_column(Integer, default=0)
+    is_local: Mapped[bool] = _local_flag()
 
 
 class PackageParent(Base):
@@ -167,6 +188,7 @@ class Version(_Identified, Base):
         Index("ix_version_toolchain_name", text("(metadata -> 'toolchain' ->> 'name')")).ddl_if(
             dialect="postgresql"
         ),
+        _local_index("version"),
     )
     package_id: Mapped[int] = mapped_column(ForeignKey("package.id", ondelete="CASCADE"))
     catalog_id: Mapped[int] = mapped_column(ForeignKey("catalog.id", ondelete="CASCADE"))
@@ -179,6 +201,7 @@ class Version(_Identified, Base):
     # (0 = newest), so ordering needs no string comparison of versions.
     sort_index: Mapped[int] = mapped_column(Integer, default=0)
     content_hash: Mapped[str] = mapped_column(String(64), default="")
+    is_local: Mapped[bool] = _local_flag()
 
 
 class Target(_Identified, Base):
@@ -196,6 +219,7 @@ class Target(_Identified, Base):
         Index(
             "ix_target_gpu_architectures_gin", "gpu_architectures", postgresql_using="gin"
         ).ddl_if(dialect="postgresql"),
+        _local_index("target"),
     )
     version_id: Mapped[int] = mapped_column(ForeignKey("version.id", ondelete="CASCADE"))
     catalog_id: Mapped[int] = mapped_column(ForeignKey("catalog.id", ondelete="CASCADE"))
@@ -206,6 +230,7 @@ class Target(_Identified, Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     gpu_architectures: Mapped[list[str]] = mapped_column(JSONType, default=list)
     content_hash: Mapped[str] = mapped_column(String(64), default="")
+    is_local: Mapped[bool] = _local_flag()
 
 
 # The target list's default order, Waldur's ["-created", "id"] (migration 0010).

@@ -27,12 +27,16 @@ when last_successful_update caught up (update_errors then holds its warnings, if
 
 Dry runs (dry_run_import, dry_run_update; syncd/service/dry_run.py) take the same steps
 but write nothing: no mark, no stamps, the sync planned and rolled back.
+
+`hand_write` (syncd/service/hand_writes.py) is the other kind of command: staff writing a
+package, version or target through the API, in one transaction under the catalog's lock.
 """
 
 from syncd.service.abandoned import record_abandoned
 from syncd.service.attempts import parse_uuid
 from syncd.service.dry_run import DryRunResult, dry_run_import, dry_run_update
 from syncd.service.failures import is_transient
+from syncd.service.hand_writes import hand_write
 from syncd.service.importing import import_catalog
 from syncd.service.resolving import adapter_for, find_adapter
 from syncd.service.running import CommandResult
@@ -45,6 +49,7 @@ __all__ = [
     "dry_run_import",
     "dry_run_update",
     "find_adapter",
+    "hand_write",
     "import_catalog",
     "is_transient",
     "parse_uuid",

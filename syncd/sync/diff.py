@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import Connection, DateTime, bindparam, text
 
 from syncd.domain import KindStats, SyncStats
+from syncd.sync.local_rows import after_diff, before_diff
 from syncd.sync.records import _Staged
 from syncd.sync.shrink import GUARD_OFF, ShrinkRefusedError, ShrinkVerdict, shrink_verdict
 from syncd.sync.staging import _SQLITE_STAGE_INDEXES
@@ -32,6 +33,9 @@ UPDATE stage_package SET extension_count = x.n
 FROM (SELECT parent_name, count(*) AS n FROM stage_parent GROUP BY parent_name) AS x
 WHERE x.parent_name = stage_package.name
 """
+# A row's own fields are written only when upstream changed them (its content hash): an edit
+# made through the API to an upstream row lasts until then. Counts and positions, which move
+# when other rows change, are written on their own (_UPDATE_PACKAGE_COUNTS, _UPDATE_ORDER).
 _UPDATE_PACKAGES = """
 UPDATE package SET description = s.description, homepage = s.homepage,
     categories = s.categories{jsonb}, licenses = s.licenses{jsonb},
@@ -40,8 +44,14 @@ UPDATE package SET description = s.description, homepage = s.homepage,
     version_count = s.version_count, extension_count = s.extension_count, modified = :now
 FROM stage_package AS s
 WHERE package.catalog_id = :c AND package.name = s.name
-  AND (package.content_hash <> s.content_hash OR package.version_count <> s.version_count
-       OR package.extension_count <> s.extension_count)
+  AND package.content_hash <> s.content_hash
+"""
+_UPDATE_PACKAGE_COUNTS = """
+UPDATE package SET version_count = s.version_count, extension_count = s.extension_count,
+    modified = :now
+FROM stage_package AS s
+WHERE package.catalog_id = :c AND package.name = s.name
+  AND (package.version_count <> s.version_count OR package.extension_count <> s.extension_count)
 """
 _INSERT_PACKAGES = """
 INSERT INTO package (uuid, created, modified, catalog_id, name, description, homepage,
@@ -64,7 +74,14 @@ UPDATE version SET release_date = s.release_date, dependencies = s.dependencies{
 FROM stage_version AS s
 WHERE version.catalog_id = :c AND version.package_id = s.package_id
   AND version.version = s.version AND version.module_version = s.module_version
-  AND (version.content_hash <> s.content_hash OR version.sort_index <> s.sort_index)
+  AND version.content_hash <> s.content_hash
+"""
+_UPDATE_ORDER = """
+UPDATE version SET sort_index = s.sort_index, modified = :now
+FROM stage_version AS s
+WHERE version.catalog_id = :c AND version.package_id = s.package_id
+  AND version.version = s.version AND version.module_version = s.module_version
+  AND version.sort_index <> s.sort_index
 """
 _INSERT_VERSIONS = """
 INSERT INTO version (uuid, created, modified, package_id, catalog_id, version, module_version,
@@ -131,13 +148,16 @@ WHERE s.parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM package_parent AS l
     WHERE l.package_id = s.package_id AND l.parent_id = s.parent_id)
 """
 # Deletes run bottom-up so that each kind is counted before a cascade could hide it.
+# Local rows (made through the API) are never deleted by a sync (syncd/sync/local_rows.py).
 _DELETE_TARGETS = """
-DELETE FROM target WHERE catalog_id = :c AND NOT EXISTS (SELECT 1 FROM stage_target AS s
+DELETE FROM target WHERE catalog_id = :c AND NOT is_local
+  AND NOT EXISTS (SELECT 1 FROM stage_target AS s
     WHERE s.version_id = target.version_id AND s.target_type = target.target_type
       AND s.target_name = target.target_name AND s.target_subtype = target.target_subtype)
 """
 _DELETE_VERSIONS = """
-DELETE FROM version WHERE catalog_id = :c AND NOT EXISTS (SELECT 1 FROM stage_version AS s
+DELETE FROM version WHERE catalog_id = :c AND NOT is_local
+  AND NOT EXISTS (SELECT 1 FROM stage_version AS s
     WHERE s.package_id = version.package_id AND s.version = version.version
       AND s.module_version = version.module_version)
 """
@@ -147,7 +167,7 @@ DELETE FROM package_parent WHERE catalog_id = :c AND NOT EXISTS (
     WHERE s.package_id = package_parent.package_id AND s.parent_id = package_parent.parent_id)
 """
 _DELETE_PACKAGES = """
-DELETE FROM package WHERE catalog_id = :c
+DELETE FROM package WHERE catalog_id = :c AND NOT is_local
   AND NOT EXISTS (SELECT 1 FROM stage_package AS s WHERE s.name = package.name)
 """
 
@@ -228,7 +248,8 @@ class _Differ:
         # A first import has nothing to update or delete: skip those statements.
         existing = not _is_empty(self.conn, self.catalog_id)
         self.prepare()
-        if existing:  # before the first write: a refusal leaves nothing to undo
+        local = existing and before_diff(self.conn, self.catalog_id, staged)
+        if existing:  # before the diff's writes (a refusal rolls the transaction back)
             self.shrink = shrink_verdict(
                 self.conn, self.catalog_id, self.max_shrink_fraction, keep_missing=self.keep_missing
             )
@@ -241,10 +262,12 @@ class _Differ:
             self.run(_KEPT_EXTENSION_COUNTS)
         if existing:
             stats.packages.updated = self.run(_UPDATE_PACKAGES)
+            stats.packages.updated += self.run(_UPDATE_PACKAGE_COUNTS)
         stats.packages.created = self.run(_INSERT_PACKAGES)
         self.run(_RESOLVE_VERSIONS)
         if existing:
             stats.versions.updated = self.run(_UPDATE_VERSIONS)
+            stats.versions.updated += self.run(_UPDATE_ORDER)
         stats.versions.created = self.run(_INSERT_VERSIONS)
         self.run(_RESOLVE_TARGETS if self.pg else _RESOLVE_TARGETS_SQLITE)
         if existing:
@@ -263,6 +286,8 @@ class _Differ:
         _set_unchanged(stats.versions, staged.versions)
         _set_unchanged(stats.targets, staged.targets)
         _set_unchanged(stats.parent_links, resolved)
+        if local:  # after the stats: staged counts become the catalog's totals
+            after_diff(self.conn, self.catalog_id, staged)
         if keeping:  # the catalog's counts are of the rows it holds, kept ones included
             staged.packages = self._count("package")
             staged.versions = self._count("version")

@@ -18,10 +18,11 @@ from sqlalchemy import Connection, text
 
 from syncd.errors import PermanentError
 
+# Local packages (made through the API) are never deleted by a sync: not counted.
 _COUNT_REMOVED = """
 SELECT count(*), coalesce(sum(CASE WHEN NOT EXISTS (
     SELECT 1 FROM stage_package AS s WHERE s.name = package.name) THEN 1 ELSE 0 END), 0)
-FROM package WHERE catalog_id = :c
+FROM package WHERE catalog_id = :c AND NOT is_local
 """
 
 

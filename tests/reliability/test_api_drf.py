@@ -67,10 +67,10 @@ EXPECTED_ALLOW = {
     CATALOGS + "discover/": "GET, HEAD, OPTIONS",
     CATALOGS + "{uuid}/update_catalog/": "POST, OPTIONS",
     CATALOGS + "{uuid}/cpu_targets/": "GET, HEAD, OPTIONS",
-    "/api/marketplace-software-packages/": "GET, HEAD, OPTIONS",
-    "/api/marketplace-software-packages/{uuid}/": "GET, HEAD, OPTIONS",
-    "/api/marketplace-software-versions/": "GET, HEAD, OPTIONS",
-    "/api/marketplace-software-targets/{uuid}/": "GET, HEAD, OPTIONS",
+    "/api/marketplace-software-packages/": "GET, POST, HEAD, OPTIONS",
+    "/api/marketplace-software-packages/{uuid}/": "GET, PUT, PATCH, DELETE, HEAD, OPTIONS",
+    "/api/marketplace-software-versions/": "GET, POST, HEAD, OPTIONS",
+    "/api/marketplace-software-targets/{uuid}/": "GET, PUT, PATCH, DELETE, HEAD, OPTIONS",
 }
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 

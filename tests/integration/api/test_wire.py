@@ -100,10 +100,10 @@ def test_json_depth_of_invalid_json_bounds_the_parser() -> None:
 def test_unknown_path_and_method(client: TestClient, sample: Sample) -> None:
     missing = client.get("/api/nothing-here/")
     assert missing.status_code == 404 and missing.json() == {"detail": "Not found."}
-    wrong = client.post(PACKAGES, json={})
+    wrong = client.put(PACKAGES, json={})
     assert wrong.status_code == 405
-    assert wrong.json() == {"detail": 'Method "POST" not allowed.'}
-    assert "GET" in wrong.headers["Allow"]
+    assert wrong.json() == {"detail": 'Method "PUT" not allowed.'}
+    assert wrong.headers["Allow"] == "GET, POST, HEAD, OPTIONS"
 
 
 @pytest.mark.parametrize("url", [CATALOGS, PACKAGES, VERSIONS, TARGETS])
