@@ -26,8 +26,8 @@ from syncd.api.routes_catalogs import router as catalogs_router
 from syncd.api.routes_offerings import public_router as public_offerings_router
 from syncd.api.routes_offerings import router as offerings_router
 from syncd.api.routes_software import router as software_router
-from syncd.api.send_timeout import protocol_with_deadlines
 from syncd.api.routes_software_writes import router as software_writes_router
+from syncd.api.send_timeout import protocol_with_deadlines
 from syncd.config import Settings
 from syncd.db.engine import make_engine, make_session_factory
 from syncd.discovery import DiscoverCache
