@@ -190,7 +190,8 @@ def test_local_rows_survive_an_update_that_does_not_hold_them(api: Api, upstream
     assert (mine["is_local"], mine["description"], mine["version_count"]) == (True, "Ours", 1)
     assert [t["target_name"] for t in mine["versions"][0]["targets"]] == ["x86_64"]
     python = api.package("python")
-    assert [v["version"] for v in python["versions"]] == ["3.13", "3.12", "3.11"]
+    # Waldur lists nested versions oldest first.
+    assert [v["version"] for v in python["versions"]] == ["3.11", "3.12", "3.13"]
     assert python["version_count"] == 3
     assert api.version("python", "3.13")["is_local"] is True
     a64fx = api.target("gcc", "13.2", "a64fx")
@@ -234,7 +235,8 @@ def test_hand_edits_last_until_upstream_changes_the_row(api: Api, upstream: Upst
     assert edited["metadata"] == {"note": "edited"}
     python = api.package("python")
     assert (python["homepage"], python["version_count"]) == ("https://python.example.org/site", 3)
-    assert [v["version"] for v in python["versions"]] == ["3.13", "3.12", "3.11"]
+    # Waldur lists nested versions oldest first.
+    assert [v["version"] for v in python["versions"]] == ["3.11", "3.12", "3.13"]
     assert api.target("gcc", "13.2", "amd/zen3")["location"] == "/site/zen3"
     assert api.package("zlib")["description"] == "Compression!"
 
