@@ -14,20 +14,10 @@ from typing import Any
 from syncd.cli.common import _adapters, _close, _engine, _error, _fetcher
 from syncd.config import Settings
 from syncd.errors import SyncdError
+from syncd.sync.plan_changes import CHANGE_KINDS  # the sync history's change kinds
 
 SHOWN_PER_KIND = 10  # names per change kind in the text form; --json lists up to 1000
 KINDS = ("packages", "versions", "targets", "parent_links")
-# The change kinds of the sync history (issue 15); syncd/sync/plan_changes.py makes them.
-CHANGE_KINDS = (
-    "package_added",
-    "package_removed",
-    "package_updated",
-    "version_added",
-    "version_removed",
-    "version_updated",
-    "target_added",
-    "target_removed",
-)
 
 
 def dry_run_command(settings: Settings, args: argparse.Namespace, command: str) -> int:
