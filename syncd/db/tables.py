@@ -336,3 +336,69 @@ class PendingCommand(Base):
     actor: Mapped[str] = mapped_column(String(50))
     kwargs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SyncRun(Base):
+    """One attempt of one command on a catalog (issue 15): who asked (`trigger`), how it
+    ended, what upstream said and what it wrote. A run that wrote rows is committed in the
+    sync's own transaction; a failed or refused one in its own short transaction. The
+    catalog is named by value, not by foreign key, so the history outlives a deleted catalog
+    (and an import that failed before its catalog row existed has no uuid)."""
+
+    __tablename__ = "sync_run"
+    __table_args__ = (Index("ix_sync_run_catalog_started", "catalog_uuid", "started"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    uuid: Mapped[uuid_module.UUID] = mapped_column(
+        Uuid, unique=True, default=uuid_module.uuid4, nullable=False
+    )
+    catalog_uuid: Mapped[uuid_module.UUID | None] = mapped_column(Uuid, nullable=True)
+    catalog_name: Mapped[str] = mapped_column(String(100), default="")
+    catalog_version: Mapped[str] = mapped_column(String(50), default="")
+    catalog_type: Mapped[str] = mapped_column(String(20), default="")
+    # api | scheduler | message | cli
+    trigger: Mapped[str] = mapped_column(String(20))
+    # import_catalog | update_catalog (the actor's command), or "" for a CLI run without one.
+    command: Mapped[str] = mapped_column(String(50), default="")
+    message_id: Mapped[str] = mapped_column(String(64), default="")
+    started: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # succeeded | unchanged | failed | refused
+    outcome: Mapped[str] = mapped_column(String(20), index=True)
+    # The upstream validators seen: {"etag": ..., "last_modified": ..., "hash": ...} per URL.
+    validators: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # {"packages": {"created": n, "updated": n, "deleted": n, "unchanged": n}, "versions":
+    # {...}, "targets": {...}}
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # How many sync_change rows the run wrote (the feeds and events page by it).
+    change_count: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class SyncChange(Base):
+    """One thing a run changed (issue 15): package_added, package_removed, package_updated,
+    version_added, version_removed, version_updated, target_added, target_removed (one row
+    per version, `details` = {"targets": n, "names": [...]}) or, for a first import, one
+    catalog_imported row whose `details` are its counts. `details` of an *_updated change
+    names the fields that changed: {"fields": [...]}. Deleted with its run."""
+
+    __tablename__ = "sync_change"
+    __table_args__ = (
+        Index("ix_sync_change_catalog_created", "catalog_uuid", "created"),
+        Index("ix_sync_change_created", "created"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    uuid: Mapped[uuid_module.UUID] = mapped_column(
+        Uuid, unique=True, default=uuid_module.uuid4, nullable=False
+    )
+    run_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("sync_run.id", ondelete="CASCADE"), index=True
+    )
+    catalog_uuid: Mapped[uuid_module.UUID | None] = mapped_column(Uuid, nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    change: Mapped[str] = mapped_column(String(30), index=True)
+    package_name: Mapped[str] = mapped_column(String(200), default="")
+    version: Mapped[str] = mapped_column(String(100), default="")
+    module_version: Mapped[str] = mapped_column(String(150), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

@@ -26,6 +26,8 @@ EXPECTED_TABLES = {
     "package_parent",
     "pending_command",
     "scheduler_tick",
+    "sync_change",
+    "sync_run",
     "target",
     "version",
 }
