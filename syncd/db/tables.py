@@ -402,3 +402,30 @@ class SyncChange(Base):
     version: Mapped[str] = mapped_column(String(100), default="")
     module_version: Mapped[str] = mapped_column(String(150), default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class EventOutbox(Base):
+    """An event for the `SYNCD_EVENTS_EXCHANGE` topic exchange (issue 15), written in the
+    same transaction as the change it reports; a relay publishes it with confirms and sets
+    `published_at`. At least once: a relay that dies between the confirm and the update
+    sends it again, and consumers de-duplicate by `event_id`."""
+
+    __tablename__ = "event_outbox"
+    __table_args__ = (
+        Index(
+            "ix_event_outbox_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid_module.UUID] = mapped_column(Uuid, unique=True, nullable=False)
+    # catalog.created | catalog.deleted | catalog.synced | catalog.sync_failed (routing key)
+    type: Mapped[str] = mapped_column(String(40))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # The whole message body, as published.
+    body: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

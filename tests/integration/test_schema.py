@@ -20,6 +20,7 @@ EXPECTED_TABLES = {
     "api_token_offering",
     "catalog",
     "command_outcome",
+    "event_outbox",
     "message_delivery",
     "offering_catalog",
     "package",

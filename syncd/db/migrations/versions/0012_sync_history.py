@@ -1,4 +1,5 @@
-"""sync_run and sync_change: every attempt of a command on a catalog, and what it changed
+"""sync_run, sync_change and event_outbox: every attempt of a command on a catalog, what it
+changed, and the events that report it
 
 Revision ID: 0012
 Revises: 0011
@@ -75,8 +76,29 @@ def upgrade() -> None:
         batch_op.create_index("ix_sync_change_created", ["created"])
         batch_op.create_index(batch_op.f("ix_sync_change_run_id"), ["run_id"])
         batch_op.create_index(batch_op.f("ix_sync_change_change"), ["change"])
+    op.create_table(
+        "event_outbox",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("event_id", sa.Uuid(), nullable=False),
+        sa.Column("type", sa.String(length=40), nullable=False),
+        sa.Column("occurred_at", STAMP, nullable=False),
+        sa.Column("body", JSON, nullable=False),
+        sa.Column("published_at", STAMP, nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_event_outbox")),
+        sa.UniqueConstraint("event_id", name=op.f("uq_event_outbox_event_id")),
+    )
+    with op.batch_alter_table("event_outbox", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_event_outbox_occurred_at"), ["occurred_at"])
+        batch_op.create_index(
+            "ix_event_outbox_unpublished",
+            ["id"],
+            postgresql_where=sa.text("published_at IS NULL"),
+            sqlite_where=sa.text("published_at IS NULL"),
+        )
 
 
 def downgrade() -> None:
+    op.drop_table("event_outbox")
     op.drop_table("sync_change")
     op.drop_table("sync_run")
