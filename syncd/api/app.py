@@ -23,6 +23,8 @@ from syncd.api.limits import BodyLimitMiddleware
 from syncd.api.methods import install_methods
 from syncd.api.operations import router as operations_router
 from syncd.api.routes_catalogs import router as catalogs_router
+from syncd.api.routes_feeds import router as feeds_router
+from syncd.api.routes_history import router as history_router
 from syncd.api.routes_offerings import public_router as public_offerings_router
 from syncd.api.routes_offerings import router as offerings_router
 from syncd.api.routes_software import router as software_router
@@ -147,6 +149,8 @@ def create_app(
     app.include_router(offerings_router)
     app.include_router(public_offerings_router)
     app.include_router(software_writes_router)
+    app.include_router(history_router)
+    app.include_router(feeds_router)
     app.include_router(operations_router)
     install_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

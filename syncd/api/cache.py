@@ -1,11 +1,12 @@
 """A micro-cache of anonymous reads: a plain ASGI middleware in front of the app.
 
 Reads vastly outnumber writes and catalogs change about daily, so the answer to an anonymous
-GET/HEAD of a catalog, package, version or target list or object is kept for
-SYNCD_API_CACHE_SECONDS and replayed as it was sent (status, headers, body) without running
-FastAPI's routing, dependencies or a query. Only requests without an Authorization header
-and only 200 answers are kept; the key is method, scheme, host (links in the body are
-absolute), path and query string. The entries are bounded (least recently used go first).
+GET/HEAD of a catalog, package, version or target list or object, or of the sync history
+(runs, changes, feeds), is kept for SYNCD_API_CACHE_SECONDS and replayed as it was sent
+(status, headers, body) without running FastAPI's routing, dependencies or a query. Only
+requests without an Authorization header and only 200 answers are kept; the key is method,
+scheme, host (links in the body are absolute), path and query string. The entries are
+bounded (least recently used go first).
 
 Every write through this process that succeeded (POST, PUT, PATCH, DELETE answered 2xx,
 the import/update enqueues included) clears it, and so does a sync finishing in this process
@@ -43,6 +44,10 @@ CACHED_PREFIXES = (
     "/api/marketplace-software-targets/",
     "/api/marketplace-provider-offerings/",
     "/api/marketplace-public-offerings/",
+    # The sync history: a sync's commit (and a failed attempt's record) clears the cache.
+    "/api/marketplace-software-catalog-runs/",
+    "/api/marketplace-software-changes/",
+    "/feeds/",
 )
 # discover answers staff only (never anonymous) and has a cache of its own.
 NOT_CACHED = ("/api/marketplace-software-catalogs/discover/",)

@@ -152,6 +152,8 @@ def _message(error: dict[str, Any]) -> str:
         return "Enter a valid UUID."
     if kind in {"date_parsing", "date_from_datetime_parsing", "date_type"}:
         return "Enter a valid date."
+    if kind.startswith("datetime_") or kind in {"timezone_aware", "timezone_naive"}:
+        return "Enter a valid date/time."
     if kind == "value_error" and "error" in ctx:
         return str(ctx["error"])
     if kind == "string_type":

@@ -14,7 +14,7 @@ multi-valued filter (FilterValues) reads them all and matches any of them.
 from __future__ import annotations
 
 import uuid as uuid_module
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -48,6 +48,25 @@ MAX_FILTER_VALUES = 50
 FilterBool = Annotated[bool | None, BeforeValidator(_loose_bool)]
 FilterUUID = Annotated[uuid_module.UUID | None, BeforeValidator(_empty_is_absent)]
 FilterDate = Annotated[date | None, BeforeValidator(_empty_is_absent)]
+
+
+def _in_utc(value: datetime | None) -> datetime | None:
+    """A naive time is UTC (Waldur's TIME_ZONE); an aware one is converted to UTC, the form
+    both databases compare (SQLite compares the stored text)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before datetime.min in UTC
+        raise ValueError(INVALID_DATETIME) from None
+
+
+INVALID_DATETIME = "Enter a valid date/time."
+FilterDateTime = Annotated[
+    datetime | None, BeforeValidator(_empty_is_absent), AfterValidator(_in_utc)
+]
 # An unknown value is a 400 with Django's ChoiceField message (see errors._message).
 FilterCatalogType = Annotated[CatalogType | None, BeforeValidator(_empty_is_absent)]
 # Repeated keys (`?cpu_family=x86_64&cpu_family=aarch64`, as Waldur's generated clients send
