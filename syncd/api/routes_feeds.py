@@ -48,8 +48,17 @@ class AtomResponse(Response):
     media_type = MEDIA_TYPE
 
 
+def _json_error(status: int) -> dict[str, Any]:
+    """An error answer of a feed URL: JSON, as every error of the API (the route's own
+    media type would otherwise be documented for it)."""
+    documented = dict(ERROR_RESPONSES[status])
+    model = documented.pop("model", None)
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"} if model else {}
+    return {**documented, "content": {"application/json": {"schema": schema}}}
+
+
 FEED_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **ERROR_RESPONSES,
+    **{status: _json_error(int(status)) for status in ERROR_RESPONSES},
     200: {
         "description": "An Atom 1.0 feed: one entry per run that changed something, newest "
         "first; entry id urn:uuid:<run uuid>, updated = when the run finished",

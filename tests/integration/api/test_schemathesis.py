@@ -22,11 +22,13 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.api.app import create_app
 from syncd.config import Settings
 from syncd.db.engine import make_engine
 from tests.integration.api.conftest import Sample
+from tests.support.history_rows import History, seed_history
 
 CHECKS = [
     not_a_server_error,
@@ -55,6 +57,12 @@ def _document() -> dict[str, Any]:
 schema = schemathesis.openapi.from_dict(_document())
 
 
+@pytest.fixture
+def history(session_factory: sessionmaker[Session], sample: Sample) -> History:
+    """Runs and changes for the history lists and feeds to answer with."""
+    return seed_history(session_factory, sample.eessi, sample.spack)
+
+
 @pytest.mark.slow
 @schema.parametrize()
 @settings(
@@ -64,7 +72,7 @@ schema = schemathesis.openapi.from_dict(_document())
     derandomize=True,
 )
 def test_api_conforms_to_its_schema(
-    case: Any, client: TestClient, sample: Sample, staff: dict[str, str]
+    case: Any, client: TestClient, sample: Sample, history: History, staff: dict[str, str]
 ) -> None:
     response = client.request(
         **case.as_transport_kwargs(base_url="http://testserver", headers=staff)
