@@ -303,3 +303,28 @@ def test_a_sync_commit_clears_the_cached_history(
         sync_catalog(engine, spack_id, small_snapshot())
         for url in urls:
             assert new_run.hex in anonymous.get(url).text, url
+
+
+def test_openapi_document_describes_the_history(client: TestClient) -> None:
+    paths = client.get("/api/schema/").json()["paths"]
+    operations = {
+        (method, path): operation["operationId"]
+        for path, methods in paths.items()
+        for method, operation in methods.items()
+    }
+    assert {
+        ("get", RUNS): "marketplace_software_catalog_runs_list",
+        ("head", RUNS): "marketplace_software_catalog_runs_count",
+        ("get", f"{RUNS}{{uuid}}/"): "marketplace_software_catalog_runs_retrieve",
+        ("get", CHANGES): "marketplace_software_changes_list",
+        ("head", CHANGES): "marketplace_software_changes_count",
+        ("get", "/feeds/changes.atom"): "feeds_changes_retrieve",
+        ("get", "/feeds/catalogs/{uuid}.atom"): "feeds_catalogs_retrieve",
+    }.items() <= operations.items()
+    runs = {p["name"] for p in paths[RUNS]["get"]["parameters"]}
+    assert {"catalog_uuid", "outcome", "trigger", "started_after", "started_before", "o"} <= runs
+    changes = {p["name"] for p in paths[CHANGES]["get"]["parameters"]}
+    assert {"catalog_uuid", "run_uuid", "change", "package_name", "since", "o"} <= changes
+    feed = paths["/feeds/catalogs/{uuid}.atom"]["get"]["responses"]
+    assert set(feed["200"]["content"]) == {"application/atom+xml"}
+    assert set(feed["404"]["content"]) == {"application/json"}
