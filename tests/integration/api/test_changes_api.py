@@ -11,14 +11,24 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from dramatiq.brokers.stub import StubBroker
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.api.app import create_app
+from syncd.api.schemas import MAX_FILTER_CHARS
+from syncd.config import Settings
+from syncd.db.tables import SyncChange, SyncRun
 from tests.integration.api.conftest import Sample
+from tests.support.costly_catalog import worst_filter
 from tests.support.history_rows import EESSI_UPDATE, SPACK_UPDATE, T0, History, seed_history
 
 CHANGES = "/api/marketplace-software-changes/"
+TIMEOUT_MS = 20
+# Changes whose worst package_name match takes ~150 ms on PostgreSQL (ILIKE), seconds on SQLite.
+COSTLY_CHANGES = 60_000
 FIELDS = {
     "uuid",
     "run_uuid",
@@ -225,3 +235,54 @@ def test_anonymous_read_as_configured(
     assert client.get(CHANGES).status_code == 401
     assert client.head(CHANGES).status_code == 401
     assert client.get(CHANGES, headers=user).status_code == 200
+
+
+def test_a_statement_past_the_limit_is_a_503(
+    settings: Settings,
+    engine: Engine,
+    broker: StubBroker,
+    adapters: dict[str, Any],
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The history lists run under the API engine's statement limit: the costliest
+    package_name match over many long names is cancelled, not left to run."""
+    with engine.begin() as connection:
+        run_id = connection.execute(
+            insert(SyncRun)
+            .values(
+                uuid=uuid.uuid4(),
+                catalog_name="Costly",
+                catalog_version="1",
+                catalog_type="source_package",
+                trigger="cli",
+                started=T0,
+                outcome="succeeded",
+                validators={},
+                counts={},
+                change_count=COSTLY_CHANGES,
+            )
+            .returning(SyncRun.id)
+        ).scalar_one()
+        connection.execute(
+            insert(SyncChange),
+            [
+                {
+                    "uuid": uuid.uuid4(),
+                    "run_id": run_id,
+                    "created": T0,
+                    "change": "package_added",
+                    "package_name": "a" * 200,
+                    "details": {},
+                }
+                for _ in range(COSTLY_CHANGES)
+            ],
+        )
+    limited = replace(settings, api_statement_timeout_ms=TIMEOUT_MS)
+    app = create_app(limited, broker=broker, adapters=adapters, fetcher=object())
+    with TestClient(app) as client:
+        response = client.get(CHANGES, params={"package_name": worst_filter(MAX_FILTER_CHARS)})
+        assert response.status_code == 503, response.text
+        assert response.json() == {
+            "detail": f"The query took longer than {TIMEOUT_MS} ms and was cancelled; "
+            "narrow the filters."
+        }
