@@ -4,7 +4,8 @@ django-filter reads a filter's value from the query string and cleans it with a 
 field; what it does with odd values is the reference's behaviour, and clients rely on it:
 - a boolean (BooleanWidget) is true/1 or false/0 in any case; any other value, empty
   included, means "no filter", never a 400;
-- an empty value of a typed filter (uuid, choice, date) means "no filter";
+- an empty value of a typed filter (uuid, choice, date, time) means "no filter";
+- a time without an offset is UTC (Waldur's TIME_ZONE), one with an offset is converted;
 - a value that is not one of a choice filter's choices is a 400 in Django's words.
 
 Repeated keys: a single-valued filter reads the last one (Django's QueryDict.get); a
@@ -48,6 +49,7 @@ MAX_FILTER_VALUES = 50
 FilterBool = Annotated[bool | None, BeforeValidator(_loose_bool)]
 FilterUUID = Annotated[uuid_module.UUID | None, BeforeValidator(_empty_is_absent)]
 FilterDate = Annotated[date | None, BeforeValidator(_empty_is_absent)]
+INVALID_DATETIME = "Enter a valid date/time."  # Django's DateTimeField
 
 
 def _in_utc(value: datetime | None) -> datetime | None:
@@ -63,7 +65,6 @@ def _in_utc(value: datetime | None) -> datetime | None:
         raise ValueError(INVALID_DATETIME) from None
 
 
-INVALID_DATETIME = "Enter a valid date/time."
 FilterDateTime = Annotated[
     datetime | None, BeforeValidator(_empty_is_absent), AfterValidator(_in_utc)
 ]
