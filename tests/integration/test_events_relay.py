@@ -5,6 +5,7 @@ embedded default, and the consumer example of docs/events.md."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ from syncd.events.relay import (
 from syncd.metrics import EVENTS_BACKLOG
 from tests.support.events import (
     DOCS,
+    EVENT_TYPES,
     StoppableProxy,
     bind_queue,
     check_body,
@@ -262,3 +264,11 @@ def test_example_file_is_plain_pika() -> None:
     imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
     assert "import pika" in imports
     assert not [line for line in imports if "syncd" in line], imports
+
+
+def test_documented_examples_match_their_schemas() -> None:
+    blocks = re.findall(r"```json\n(.*?)```", (DOCS / "events.md").read_text(), flags=re.S)
+    examples = [json.loads(block) for block in blocks]
+    assert sorted(e["type"] for e in examples) == sorted(EVENT_TYPES)
+    for example in examples:
+        check_body(example)
