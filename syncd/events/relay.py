@@ -21,6 +21,7 @@ later.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -267,6 +268,7 @@ class EventRelay:
             "events_relay_started",
             destination=self.destination.name,
             poll_seconds=self.poll_seconds,
+            pid=os.getpid(),  # which process of a worker group runs it
         )
         return self
 
