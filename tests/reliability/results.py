@@ -29,6 +29,7 @@ CASES: dict[str, str] = {
     "events_sigkill": "Events outbox: worker SIGKILLed between commit and publish",
     "events_crash_before_commit": "Events outbox: a crash before the commit",
     "events_rabbitmq_outage": "Events outbox: RabbitMQ unreachable while events are written",
+    "events_rabbitmq_restart": "Events outbox: RabbitMQ node restarted",
     "rabbitmq_freeze": "RabbitMQ frozen (SIGSTOP) while the API publishes",
     "postgres_restart": "PostgreSQL restarted during a sync",
     "api_database_down": "API while its database is down",

@@ -12,6 +12,8 @@ counts what arrives.
   SIGKILLed before committing; nothing is ever published for it.
 - RabbitMQ outage: events written while RabbitMQ is away go out when it is back; the relay
   logs one line for the outage and one for its end, and its worker lives on.
+- RabbitMQ restart (a node of the suite's own): events published before it survive in a
+  consumer's durable queue; those written while it was down go out after it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tests.reliability.harness import (
     wait_until,
     worker_process,
 )
+from tests.reliability.private_services import PrivateRabbitMQ
 from tests.reliability.results import REPO_ROOT, CaseRecord
 from tests.support.events import (
     StoppableProxy,
@@ -260,4 +263,65 @@ def test_rabbitmq_outage_delays_events_and_loses_none(
         "every event written during the outage was published once RabbitMQ was back, in "
         "commit order, none twice; one `events_relay_waiting` and one `events_relay_resumed` "
         "line; the worker process never stopped"
+    )
+
+
+def test_rabbitmq_restart_keeps_published_events_and_sends_the_rest(
+    private_mq: PrivateRabbitMQ,
+    pg_url: str,
+    logs: Path,
+    reliability: Callable[[str], CaseRecord],
+) -> None:
+    """A real restart of a RabbitMQ node of the suite's own: what was published before it
+    survives in a consumer's durable queue (durable exchange, persistent messages), what
+    was written while the node was down goes out when it is back."""
+    record = reliability("events_rabbitmq_restart")
+    amqp = private_mq.url()
+    exchange, queue = unique_name("rel_ev"), unique_name("rel_evq")
+    bind_queue(amqp, exchange, queue)
+    _, env = command_env(pg_url, amqp, "rel_ev")
+    engine = make_engine(pg_url)
+    worker = worker_process(_events(env, exchange), logs / "worker.log")
+    try:
+        worker.start()
+        worker.wait_event("events_relay_started", timeout=60)
+        before = write_events(engine, 5)
+        wait_until(
+            lambda: all(ok for ok, _ in _published(engine).values()),
+            timeout=60,
+            what="the first events to be confirmed",
+        )
+        private_mq.stop()
+        during = write_events(engine, 5)
+        worker.wait_event("events_relay_waiting", timeout=60)
+        private_mq.start()
+        back = time.monotonic()
+        got = take(amqp, queue, 10, timeout=120)
+        seconds = time.monotonic() - back
+        worker.wait_event("events_relay_resumed", timeout=30)
+        alive = worker.alive()
+    finally:
+        worker.stop()
+        engine.dispose()
+    delivered = [b["event_id"] for _, _, b in got]
+    record.try_(
+        "5 events published and confirmed into a consumer's durable queue, then the RabbitMQ "
+        "node (the suite's own) stopped; 5 events committed while it was down; node started"
+    )
+    record.figure("published before the restart, found after it", len(set(before) & set(delivered)))
+    record.figure(
+        "written during the restart, delivered after it", len(set(during) & set(delivered))
+    )
+    record.figure("duplicates", len(delivered) - len(set(delivered)))
+    record.figure("seconds from the node's start to the last event", round(seconds, 1))
+    record.summarize(
+        f"{len(set(before) & set(delivered))}/5 events published before the restart kept, "
+        f"{len(set(during) & set(delivered))}/5 written during it delivered "
+        f"{seconds:.1f} s after the node was back; the worker lived on"
+    )
+    assert delivered == before + during, delivered
+    assert alive
+    record.hold(
+        "the exchange and the persistent events survived the restart; the events of the "
+        "outage were published after it, in order, none twice; the worker reconnected itself"
     )
