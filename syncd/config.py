@@ -18,6 +18,9 @@ DEFAULT_MAX_FIELD_CHARS = 65_536
 # The shrink guard (syncd/sync/shrink.py): an update may remove at most this fraction of a
 # catalog's packages; 1.0 or more turns the guard off.
 DEFAULT_MAX_SHRINK_FRACTION = 0.5
+# Not a setting: `syncd worker --processes N` sets it to "0" in all its children but the
+# first, so that a process group runs one events relay (syncd.broker.middleware.EventsRelay).
+WORKER_RELAY_ENV = "SYNCD_WORKER_EVENTS_RELAY"
 
 
 def _bool(value: str) -> bool:

@@ -42,10 +42,9 @@ from syncd.broker import (
     needs_broker_url,
     worker_resources,
 )
-from syncd.config import Settings, env_name
+from syncd.config import WORKER_RELAY_ENV, Settings, env_name
 from syncd.deliveries import count_death, forget_deaths
 from syncd.errors import SyncdError, UpstreamError
-from syncd.events.relay import RELAY_ENV
 from syncd.logging import get_logger
 from syncd.metrics import DEAD_LETTERS, QUEUE_DEPTH
 from syncd.metrics_server import start_metrics_server
@@ -361,7 +360,7 @@ def _supervise(settings: Settings, processes: int, threads: int) -> int:
         start_metrics_server(settings)
 
     def spawn(index: int) -> subprocess.Popen[bytes]:  # the first child runs the events relay
-        return subprocess.Popen(command, env={**child_env, RELAY_ENV: str(int(index == 0))})
+        return subprocess.Popen(command, env={**child_env, WORKER_RELAY_ENV: str(int(index == 0))})
 
     children = [spawn(index) for index in range(processes)]
     log.info("worker_supervisor_started", processes=processes, pids=[c.pid for c in children])

@@ -15,7 +15,7 @@ import dramatiq
 import structlog
 from dramatiq.middleware import CurrentMessage, Middleware, Retries, TimeLimit
 
-from syncd.config import Settings
+from syncd.config import WORKER_RELAY_ENV, Settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -144,7 +144,7 @@ class WorkerResources(Middleware):
 class EventsRelay(Middleware):
     """The events relay (syncd/events/relay.py) of a process that runs a worker: started
     once the worker booted, on WorkerResources' engine; stopped when the worker begins to
-    shut down, before that engine is closed. A supervisor sets RELAY_ENV=0 in all its
+    shut down, before that engine is closed. A supervisor sets WORKER_RELAY_ENV=0 in all its
     children but the first: one relay per process group (`syncd worker`, `syncd run`)."""
 
     def __init__(self, settings: Settings) -> None:
@@ -152,10 +152,10 @@ class EventsRelay(Middleware):
         self.relay: EventRelay | None = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        from syncd.events.relay import RELAY_ENV, make_relay
+        from syncd.events.relay import make_relay
 
         engine = worker_resources(broker).engine
-        if engine is None or os.environ.get(RELAY_ENV, "1") == "0":
+        if engine is None or os.environ.get(WORKER_RELAY_ENV, "1") == "0":
             return
         self.relay = make_relay(self.settings, engine)
         if self.relay is not None:

@@ -46,9 +46,6 @@ MAX_BACKOFF_SECONDS = 30.0
 PUBLISHED_RETENTION = timedelta(days=7)
 PRUNE_EVERY_SECONDS = 3600.0
 APP_ID = "syncd"
-# A supervisor (`syncd worker --processes N`) sets it to "0" in all its children but the
-# first: one relay per process group (syncd.broker.middleware.EventsRelay reads it).
-RELAY_ENV = "SYNCD_WORKER_EVENTS_RELAY"
 
 
 @dataclass(frozen=True)
