@@ -18,6 +18,9 @@ DEFAULT_MAX_FIELD_CHARS = 65_536
 # The shrink guard (syncd/sync/shrink.py): an update may remove at most this fraction of a
 # catalog's packages; 1.0 or more turns the guard off.
 DEFAULT_MAX_SHRINK_FRACTION = 0.5
+# Not a setting: `syncd worker --processes N` sets it to "0" in all its children but the
+# first, so that a process group runs one events relay (syncd.broker.middleware.EventsRelay).
+WORKER_RELAY_ENV = "SYNCD_WORKER_EVENTS_RELAY"
 
 
 def _bool(value: str) -> bool:
@@ -76,6 +79,8 @@ class Settings:
     metrics_port: int = 0
     # Scraped from other hosts (Prometheus, a pod monitor): every interface by default.
     metrics_host: str = "0.0.0.0"
+    events_exchange: str = "syncd.events"
+    events_poll_seconds: float = 1.0
 
     fetch_connect_timeout: float = 10.0
     fetch_read_timeout: float = 60.0
@@ -160,6 +165,11 @@ SETTINGS_DOC: dict[str, str] = {
     "shutdown_timeout_seconds": "how long a stopping worker waits for running commands",
     "metrics_port": "port for /metrics of worker and scheduler; 0 = off",
     "metrics_host": "address of the worker's and scheduler's /metrics; 127.0.0.1 = local only",
+    "events_exchange": "RabbitMQ topic exchange that receives syncd's events (catalog.created, "
+    "catalog.deleted, catalog.synced, catalog.sync_failed; docs/events.md), published by the "
+    "relay of `syncd worker` and `syncd run`; on the embedded default they go to the log; "
+    "empty = off (events wait in the outbox, unpublished)",
+    "events_poll_seconds": "how often the events relay looks for new events in the outbox",
     "fetch_connect_timeout": "upstream connect timeout, seconds",
     "fetch_read_timeout": "upstream read timeout, seconds",
     "fetch_retries": "retries of a transient upstream failure inside one attempt",
@@ -188,6 +198,7 @@ POSITIVE_SECONDS = (
     "api_send_timeout_seconds",
     "api_pool_timeout_seconds",
     "api_cache_wait_seconds",
+    "events_poll_seconds",
 )
 # Fractions (0.5 = half): finite and not negative.
 FRACTIONS = ("max_shrink_fraction",)
@@ -248,6 +259,21 @@ def check_cors(origins: list[str], allow_credentials: bool) -> None:
             )
 
 
+# AMQP 0-9-1's exchange names; `amq.` is reserved to the broker.
+_EXCHANGE = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
+
+
+def check_exchange(name: str) -> None:
+    """ValueError for an exchange name RabbitMQ would refuse (the relay would fail for ever)."""
+    if not name:
+        return
+    if not _EXCHANGE.fullmatch(name) or name.startswith("amq."):
+        raise ValueError(
+            f"SYNCD_EVENTS_EXCHANGE: {name!r} is not an exchange name RabbitMQ accepts "
+            "(letters, digits, - _ . : up to 255 characters, not starting with amq.)"
+        )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from SYNCD_* variables; a malformed value is a clear ValueError."""
     env = os.environ if environ is None else environ
@@ -282,4 +308,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ValueError(f"{env_name(f.name)}: {exc}") from None
     settings = Settings(**values)  # type: ignore[arg-type]
     check_cors(settings.cors_origins, settings.cors_allow_credentials)
+    check_exchange(settings.events_exchange)
     return settings

@@ -74,6 +74,25 @@ SCRAPE_ERRORS = Counter(
     ["source"],
 )
 
+EVENTS_PUBLISHED = Counter(
+    "syncd_events_published_total",
+    "Events the relay sent: destination=rabbitmq (confirmed, marked published) or log (the "
+    "embedded default)",
+    ["type", "destination"],
+)
+EVENTS_PUBLISH_FAILED = Counter(
+    "syncd_events_publish_failed_total",
+    "Event publishes that failed (RabbitMQ down, refused or not confirming); the event stays "
+    "in the outbox and is tried again",
+    ["type", "destination"],
+)
+EVENTS_BACKLOG = Gauge(
+    "syncd_events_outbox_backlog",
+    "Events in the outbox not published yet",
+    # One relay per worker process group sets it; the newest value is the relay's.
+    multiprocess_mode="mostrecent",
+)
+
 
 # The `actor` label of a message that names no actor syncd runs (a rejected message): the
 # actor_name of a message is a producer's arbitrary string, so every such message shares

@@ -42,7 +42,7 @@ from syncd.broker import (
     needs_broker_url,
     worker_resources,
 )
-from syncd.config import Settings, env_name
+from syncd.config import WORKER_RELAY_ENV, Settings, env_name
 from syncd.deliveries import count_death, forget_deaths
 from syncd.errors import SyncdError, UpstreamError
 from syncd.logging import get_logger
@@ -359,10 +359,10 @@ def _supervise(settings: Settings, processes: int, threads: int) -> int:
         child_env[env_name("metrics_port")] = "0"
         start_metrics_server(settings)
 
-    def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(command, env=child_env)
+    def spawn(index: int) -> subprocess.Popen[bytes]:  # the first child runs the events relay
+        return subprocess.Popen(command, env={**child_env, WORKER_RELAY_ENV: str(int(index == 0))})
 
-    children = [spawn() for _ in range(processes)]
+    children = [spawn(index) for index in range(processes)]
     log.info("worker_supervisor_started", processes=processes, pids=[c.pid for c in children])
     try:
         while not stop.wait(1.0):
@@ -374,7 +374,7 @@ def _supervise(settings: Settings, processes: int, threads: int) -> int:
                 if code == 2:  # a configuration error: every restart would fail the same way
                     _stop_children(children, settings.shutdown_timeout_seconds + 10)
                     return 2
-                children[index] = spawn()
+                children[index] = spawn(index)
         return _stop_children(children, settings.shutdown_timeout_seconds + 10)
     finally:
         if metrics_dir is not None:

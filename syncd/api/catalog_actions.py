@@ -5,10 +5,11 @@ routes_catalogs.py only parse the request and call these.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,13 +19,15 @@ from syncd.api.deps import ApiContext
 from syncd.api.schemas import CatalogCreate, ImportRequest
 from syncd.api.url_field import INVALID_URL, is_valid_url
 from syncd.config import Settings
+from syncd.db import statement_timeout
 from syncd.db.tables import Catalog
 from syncd.domain import CatalogType
 from syncd.errors import PermanentError, TransientError
+from syncd.events.outbox import write_event
 from syncd.logging import get_logger
 from syncd.names import same_name
 from syncd.publish import publish_import, publish_update
-from syncd.redaction import keep_stored_credentials
+from syncd.redaction import keep_stored_credentials, redact_urls
 
 log = get_logger(__name__)
 
@@ -97,10 +100,17 @@ def apply_fields(row: Catalog, body: BaseModel, settings: Settings) -> None:
             setattr(row, field, value)
 
 
-def save_catalog(session: Session, row: Catalog) -> None:
+def save_catalog(
+    session: Session, row: Catalog, *, before_commit: Callable[[], None] | None = None
+) -> None:
+    """Commit `row`; `before_commit` runs in the same transaction once the row is flushed
+    (its uuid and timestamps set): an event written there exists exactly when the row does."""
     with session.no_autoflush:  # check before the new values reach the database
         _ensure_unique(session, row)
     try:
+        if before_commit is not None:
+            session.flush()
+            before_commit()
         session.commit()
     except IntegrityError:
         # A concurrent writer won the race between the check above and the commit.
@@ -108,7 +118,15 @@ def save_catalog(session: Session, row: Catalog) -> None:
         raise errors.field_error("non_field_errors", errors.UNIQUE_CATALOG) from None
 
 
-def create_catalog(session: Session, settings: Settings, body: CatalogCreate) -> Catalog:
+def _event_catalog(row: Catalog) -> dict[str, Any]:
+    return {"name": row.name, "version": row.version, "uuid": row.uuid}
+
+
+def create_catalog(
+    session: Session, settings: Settings, body: CatalogCreate, *, base: str
+) -> Catalog:
+    """Insert the catalog and its `catalog.created` event (docs/events.md) in one transaction;
+    the event's payload is the catalog as the API shows it (`base`: the API's base URL)."""
     row = Catalog(
         name=body.name,
         version=body.version,
@@ -117,8 +135,24 @@ def create_catalog(session: Session, settings: Settings, body: CatalogCreate) ->
     )
     apply_fields(row, body, settings)
     session.add(row)
-    save_catalog(session, row)
+
+    def announce() -> None:
+        payload = representation.catalog(base, row)
+        write_event(session.connection(), "catalog.created", _event_catalog(row), payload)
+
+    save_catalog(session, row, before_commit=announce)
     return row
+
+
+def delete_catalog(session: Session, row: Catalog) -> None:
+    """Delete the catalog and write its `catalog.deleted` event in one transaction."""
+    payload = {"catalog_type": row.catalog_type, "source_url": redact_urls(row.source_url)}
+    write_event(session.connection(), "catalog.deleted", _event_catalog(row), payload)
+    # ON DELETE CASCADE removes packages, versions, targets and parent links in the database:
+    # for a whole EESSI stack that may rightly take longer than a read is allowed.
+    statement_timeout.lift(session.connection())
+    session.execute(delete(Catalog).where(Catalog.id == row.id))
+    session.commit()
 
 
 def enqueue_update(

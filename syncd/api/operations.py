@@ -6,7 +6,8 @@
 - /ready: the database and the broker are reachable (readiness); 503 names what failed, so
   a load balancer stops sending traffic the API cannot serve.
 - /metrics: Prometheus text. Counters and histograms are updated where the work happens;
-  the gauges that describe shared state (dead-letter queue depth, last success per catalog)
+  the gauges that describe shared state (dead-letter queue depth, last success per catalog,
+  the events outbox's backlog)
   are refreshed here at scrape time, because any API replica can answer a scrape.
 
 None of them needs a token. They take the engine, broker and settings the app was built with
@@ -27,9 +28,11 @@ from sqlalchemy import Engine, select, text
 from syncd.broker import delayed_in_memory
 from syncd.config import Settings
 from syncd.db.tables import Catalog
+from syncd.events.relay import backlog
 from syncd.logging import get_logger
 from syncd.metrics import (
     DEAD_LETTERS,
+    EVENTS_BACKLOG,
     LAST_SUCCESS,
     QUEUE_DEPTH,
     SCRAPE_ERRORS,
@@ -85,6 +88,7 @@ def ready(request: Request) -> JSONResponse:
 def metrics(request: Request) -> Response:
     res = _resources(request)
     _refresh_last_success(res.engine)
+    _refresh_events_backlog(res.engine)
     _refresh_queue_depths(res.settings, res.broker)
     return Response(content=generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -157,6 +161,15 @@ def _refresh_last_success(engine: Engine) -> None:
         LAST_SUCCESS.labels(catalog=catalog_label(name, version)).set(
             last.timestamp() if last is not None else 0
         )
+
+
+def _refresh_events_backlog(engine: Engine) -> None:
+    """The outbox's unpublished events, from the database (whichever process relays them)."""
+    try:
+        EVENTS_BACKLOG.set(backlog(engine))
+    except Exception as exc:
+        SCRAPE_ERRORS.labels(source="database").inc()
+        log.warning("metrics_refresh_failed", source="database", error=type(exc).__name__)
 
 
 def _refresh_queue_depths(settings: Settings, broker: Any) -> None:

@@ -9,13 +9,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from syncd.api import representation
 from syncd.api.catalog_actions import (
     apply_fields,
     create_catalog,
+    delete_catalog,
     enqueue_import,
     enqueue_update,
     get_catalog,
@@ -52,7 +53,6 @@ from syncd.api.schemas import (
 )
 from syncd.api.snapshot import read_snapshot
 from syncd.api.software_queries import columns
-from syncd.db import statement_timeout
 from syncd.db.tables import Catalog
 from syncd.discovery import discover
 from syncd.domain import CatalogType
@@ -176,8 +176,9 @@ def list_catalogs(
 def create(
     request: Request, ctx: Context, session: DbSession, _staff: Staff, body: CatalogCreate
 ) -> Response:
-    row = create_catalog(session, ctx.settings, body)
-    return json_response(representation.catalog(ctx.base_url(request), row), status_code=201)
+    base = ctx.base_url(request)
+    row = create_catalog(session, ctx.settings, body, base=base)
+    return json_response(representation.catalog(base, row), status_code=201)
 
 
 @router.get(
@@ -281,12 +282,7 @@ def partial_update(
     operation_id="marketplace_software_catalogs_destroy",
 )
 def destroy(session: DbSession, _staff: Staff, uuid: str) -> Response:
-    row = get_catalog(session, uuid)
-    # ON DELETE CASCADE removes packages, versions, targets and parent links in the database:
-    # for a whole EESSI stack that may rightly take longer than a read is allowed.
-    statement_timeout.lift(session.connection())
-    session.execute(delete(Catalog).where(Catalog.id == row.id))
-    session.commit()
+    delete_catalog(session, get_catalog(session, uuid))
     return Response(status_code=204)
 
 

@@ -7,6 +7,7 @@ which only publish never open them.
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -14,12 +15,13 @@ import dramatiq
 import structlog
 from dramatiq.middleware import CurrentMessage, Middleware, Retries, TimeLimit
 
-from syncd.config import Settings
+from syncd.config import WORKER_RELAY_ENV, Settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from adapters.base import Adapter
+    from syncd.events.relay import EventRelay
 
 # The catalog fields a message names, bound beside its id (see LogContext).
 CATALOG_CONTEXT = ("catalog_uuid", "catalog_name", "catalog_version")
@@ -139,6 +141,32 @@ class WorkerResources(Middleware):
         self.close()
 
 
+class EventsRelay(Middleware):
+    """The events relay (syncd/events/relay.py) of a process that runs a worker: started
+    once the worker booted, on WorkerResources' engine; stopped when the worker begins to
+    shut down, before that engine is closed. A supervisor sets WORKER_RELAY_ENV=0 in all its
+    children but the first: one relay per process group (`syncd worker`, `syncd run`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.relay: EventRelay | None = None
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        from syncd.events.relay import make_relay
+
+        engine = worker_resources(broker).engine
+        if engine is None or os.environ.get(WORKER_RELAY_ENV, "1") == "0":
+            return
+        self.relay = make_relay(self.settings, engine)
+        if self.relay is not None:
+            self.relay.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
+
+
 def build_middleware(settings: Settings, *, pending: Middleware | None = None) -> list[Middleware]:
     """Every middleware of a syncd broker, in order (`pending`: the in-process queue's
     PendingCommands, syncd/broker/embedded.py).
@@ -165,6 +193,7 @@ def build_middleware(settings: Settings, *, pending: Middleware | None = None) -
     5. WorkerResources: engine, adapters and fetcher. Opened before the worker threads start
        and closed by after_worker_shutdown, which Worker.stop emits once its threads and
        consumers have stopped (or the shutdown timeout has passed, and the process exits).
+    6. EventsRelay: publishes the events outbox while the worker runs (a thread of its own).
 
     Left out on purpose: AgeLimit (commands do not expire), Callbacks and Pipelines (a producer
     must not chain arbitrary actors), ShutdownNotifications (a stopping worker lets running
@@ -182,6 +211,7 @@ def build_middleware(settings: Settings, *, pending: Middleware | None = None) -
         ),
         TimeLimit(time_limit=settings.time_limit_ms),
         WorkerResources(settings),
+        EventsRelay(settings),
     ]
 
 

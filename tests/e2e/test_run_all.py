@@ -371,3 +371,46 @@ def _check_logs(lines: list[str], spack: dict[str, Any]) -> None:
     assert failure["catalog_name"] == "EESSI"
     assert failure["error_class"] and failure["error"]
     assert len({r["message_id"] for r in jobs}) == 2  # one id per command, on all its lines
+
+
+def test_run_sends_catalog_events(running: RunningSyncd) -> None:
+    """catalog.created and catalog.deleted through `syncd run`'s API: on the embedded default
+    one `event_out` log line each (the events stay in the outbox), with RabbitMQ published to
+    the `syncd.events` exchange by `syncd run`'s relay."""
+    from tests.support.events import bind_queue, check_body, take
+
+    amqp = running.env.get("SYNCD_BROKER_URL", "")
+    queue = f"e2e_events_{secrets.token_hex(3)}"
+    if amqp:
+        bind_queue(amqp, "syncd.events", queue)
+    token = running.syncd("token", "create", "--staff", "--name", "e2e").stdout.strip()
+    headers = {"Authorization": f"Token {token}"}
+    created = running.client.post(CATALOGS, json={"name": "Local", "version": "1"}, headers=headers)
+    assert created.status_code == 201, created.text
+    uuid = created.json()["uuid"]
+    deleted = running.client.delete(f"{CATALOGS}{uuid}/", headers=headers)
+    assert deleted.status_code == 204
+
+    def bodies() -> list[dict[str, Any]] | None:
+        if amqp:
+            found = [b for _, _, b in take(amqp, queue, 0, timeout=0)]
+            seen.extend(b for b in found if b["catalog"]["uuid"] == uuid)
+        else:
+            lines = [json.loads(line) for line in running.log_lines() if line.startswith("{")]
+            seen[:] = [e["body"] for e in lines if e.get("event") == "event_out"]
+        return seen if len(seen) >= 2 else None
+
+    seen: list[dict[str, Any]] = []
+    events = _wait_for("the two catalog events", bodies, COMMAND_TIMEOUT)
+    assert [e["type"] for e in events] == ["catalog.created", "catalog.deleted"]
+    for event in events:
+        check_body(event)
+        assert event["catalog"] == {"uuid": uuid, "name": "Local", "version": "1"}
+    # Read from the database at scrape time: 0 once the relay marked both (the log marks none).
+    expected = 0 if amqp else 2
+
+    def backlog() -> float | None:
+        value = _value(_metrics(running.client), "syncd_events_outbox_backlog")
+        return value if value == expected else None
+
+    _wait_for(f"syncd_events_outbox_backlog {expected}", backlog, COMMAND_TIMEOUT)

@@ -99,3 +99,14 @@ def test_cors_origins_are_off_by_default_and_checked() -> None:
 def test_any_origin_never_goes_with_credentials() -> None:
     with pytest.raises(ValueError, match="SYNCD_CORS_ALLOW_CREDENTIALS"):
         load_settings({"SYNCD_CORS_ORIGINS": "*", "SYNCD_CORS_ALLOW_CREDENTIALS": "true"})
+
+
+def test_events_exchange_is_on_by_default_empty_is_off_and_names_are_checked() -> None:
+    assert load_settings({}).events_exchange == "syncd.events"
+    assert load_settings({"SYNCD_EVENTS_EXCHANGE": ""}).events_exchange == ""
+    assert load_settings({"SYNCD_EVENTS_EXCHANGE": "portal:syncd-events.v1"}).events_exchange
+    for bad in ("amq.topic", "has space", "x" * 256, "é"):
+        with pytest.raises(ValueError, match="SYNCD_EVENTS_EXCHANGE"):
+            load_settings({"SYNCD_EVENTS_EXCHANGE": bad})
+    with pytest.raises(ValueError, match="SYNCD_EVENTS_POLL_SECONDS"):
+        load_settings({"SYNCD_EVENTS_POLL_SECONDS": "0"})
