@@ -81,10 +81,14 @@ def declare_actors(
     resources = worker_resources(broker)
 
     def import_catalog(
-        name: str, version: str | None = None, source: str | None = None, force: bool = False
+        name: str,
+        version: str | None = None,
+        source: str | None = None,
+        force: bool = False,
+        trigger: str = service.TRIGGER_DEFAULT,
     ) -> None:
         _run(
-            settings, resources, service.import_catalog,
+            settings, resources, service.import_catalog, trigger,
             name=name, version=version, source=source, force=force,
         )  # fmt: skip
 
@@ -93,9 +97,10 @@ def declare_actors(
         force: bool = False,
         keep_missing: bool = False,
         allow_shrink: bool = False,
+        trigger: str = service.TRIGGER_DEFAULT,
     ) -> None:
         _run(
-            settings, resources, service.update_catalog,
+            settings, resources, service.update_catalog, trigger,
             catalog_uuid=catalog_uuid, force=force, keep_missing=keep_missing,
             allow_shrink=allow_shrink,
         )  # fmt: skip
@@ -116,10 +121,13 @@ def _run(
     settings: Settings,
     resources: WorkerResources,
     command: Callable[..., service.CommandResult],
+    trigger: str,
     **kwargs: Any,
 ) -> None:
-    """Run one attempt of a service command; turn its failure into Dramatiq's retry decision."""
+    """Run one attempt of a service command; turn its failure into Dramatiq's retry decision.
+    `trigger`: who published the message (its run row's trigger)."""
     message = CurrentMessage.get_current_message()
+    run = service.RunContext(trigger=trigger, message_id=message.message_id if message else "")
     retries = int(message.options.get("retries", 0)) if message is not None else 0
     will_retry = retries < settings.max_retries
     outcome = _outcome_recorder(resources, message)
@@ -131,6 +139,7 @@ def _run(
             resources.adapters if resources.adapters is not None else {},
             resources.fetcher,
             will_retry=will_retry,
+            run=run,
             **kwargs,
         )
     except (KeyboardInterrupt, SystemExit):

@@ -14,12 +14,17 @@ from syncd.domain import CatalogInfo, CatalogSnapshot, CatalogType, PackageRecor
 from syncd.errors import UpstreamError
 from tests.support.records import package, target, version
 
+# Versions every generation holds: a refresh replaces at most half of a catalog's versions,
+# as upstreams do, so the shrink guard (SYNCD_MAX_SHRINK_FRACTION=0.5) lets it through.
+STABLE_VERSIONS = ("0.1", "0.2")
+
 
 def packages_of(generation: int, count: int = 4) -> list[PackageRecord]:
     """A small catalog whose content depends on `generation` (so a refresh changes it)."""
     return [
         package(
             f"pkg{i}",
+            *(version(v, target("x86_64/generic")) for v in STABLE_VERSIONS),
             version(f"{generation}.{i}", target("x86_64/generic")),
             description=f"package {i}, generation {generation}",
         )
