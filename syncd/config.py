@@ -149,8 +149,8 @@ SETTINGS_DOC: dict[str, str] = {
     "follow_upstream": "scheduler also imports new upstream versions as new catalogs",
     "retention_days": "once a day the scheduler deletes auto-updated catalogs whose last "
     "successful update is older than this many days; 0 = never (Waldur's default is 90)",
-    "run_retention_days": "once a day the scheduler deletes the sync runs (and their changes) "
-    "that started more than this many days ago; 0 = keep them all",
+    "run_retention_days": "the scheduler deletes the sync runs (and their changes) that "
+    "started more than this many days ago; 0 = keep them all",
     "scheduler_enabled": "whether `syncd run` starts the scheduler",
     "worker_processes": "worker processes of `syncd worker`",
     "worker_threads": "threads per worker process",

@@ -1,12 +1,15 @@
-"""Run history retention (issue 15): once a day the scheduler's leader deletes the sync runs
-older than SYNCD_RUN_RETENTION_DAYS (default 180; 0 = keep them all); their changes go with
-them (ON DELETE CASCADE). Claimed per UTC day as the catalog retention is (retention.py), so
-one replica prunes, once.
+"""Run history retention (issue 15): the scheduler's leader (the replica that claimed the
+tick) deletes the sync runs that started more than SYNCD_RUN_RETENTION_DAYS ago (default 180;
+0 = keep them all); their changes go with them (ON DELETE CASCADE).
+
+Every tick, not once a day as the catalog retention (retention.py): the DELETE is a range
+of the index on `started`, which finds nothing at most ticks, and it needs no claim of its
+own (a tick pruning what another already pruned deletes nothing).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete
 
@@ -15,11 +18,6 @@ from syncd.db.tables import SyncRun
 from syncd.logging import get_logger
 
 log = get_logger(__name__)
-
-
-def run_retention_claim_id(now: datetime) -> str:
-    """The claim of the day `now` falls on (UTC); fits scheduler_tick.tick_id's 64."""
-    return f"run retention {now.astimezone(UTC).date().isoformat()}"
 
 
 def prune_runs(engine: Engine, settings: Settings, now: datetime) -> int:
