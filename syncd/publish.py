@@ -359,8 +359,7 @@ def publish_import(
     force: bool = False,
     trigger: str | None = None,
 ) -> str:
-    """`trigger`: who asks (api, scheduler, cli; the run row's trigger). Without it the
-    worker records `message`, as for any other producer."""
+    """`trigger`: who asks (api, scheduler, cli); without it the run's trigger is `message`."""
     kwargs: dict[str, Any] = {"name": name}
     if version is not None:
         kwargs["version"] = version

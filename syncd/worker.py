@@ -81,28 +81,22 @@ def declare_actors(
     resources = worker_resources(broker)
 
     def import_catalog(
-        name: str,
-        version: str | None = None,
-        source: str | None = None,
-        force: bool = False,
+        name: str, version: str | None = None, source: str | None = None, force: bool = False,
         trigger: str = service.TRIGGER_DEFAULT,
-    ) -> None:
+    ) -> None:  # fmt: skip
         _run(
-            settings, resources, service.import_catalog, trigger,
-            name=name, version=version, source=source, force=force,
+            settings, resources, service.import_catalog,
+            name=name, version=version, source=source, force=force, trigger=trigger,
         )  # fmt: skip
 
     def update_catalog(
-        catalog_uuid: str,
-        force: bool = False,
-        keep_missing: bool = False,
-        allow_shrink: bool = False,
-        trigger: str = service.TRIGGER_DEFAULT,
-    ) -> None:
+        catalog_uuid: str, force: bool = False, keep_missing: bool = False,
+        allow_shrink: bool = False, trigger: str = service.TRIGGER_DEFAULT,
+    ) -> None:  # fmt: skip
         _run(
-            settings, resources, service.update_catalog, trigger,
+            settings, resources, service.update_catalog,
             catalog_uuid=catalog_uuid, force=force, keep_missing=keep_missing,
-            allow_shrink=allow_shrink,
+            allow_shrink=allow_shrink, trigger=trigger,
         )  # fmt: skip
 
     actors: dict[str, dramatiq.Actor[Any, Any]] = {}
@@ -121,13 +115,10 @@ def _run(
     settings: Settings,
     resources: WorkerResources,
     command: Callable[..., service.CommandResult],
-    trigger: str,
     **kwargs: Any,
 ) -> None:
-    """Run one attempt of a service command; turn its failure into Dramatiq's retry decision.
-    `trigger`: who published the message (its run row's trigger)."""
+    """Run one attempt of a service command; turn its failure into Dramatiq's retry decision."""
     message = CurrentMessage.get_current_message()
-    run = service.RunContext(trigger=trigger, message_id=message.message_id if message else "")
     retries = int(message.options.get("retries", 0)) if message is not None else 0
     will_retry = retries < settings.max_retries
     outcome = _outcome_recorder(resources, message)
@@ -139,7 +130,8 @@ def _run(
             resources.adapters if resources.adapters is not None else {},
             resources.fetcher,
             will_retry=will_retry,
-            run=run,
+            # Who published it (kwarg `trigger`) and which message: the attempt's run row.
+            run=service.RunContext(kwargs.pop("trigger"), message.message_id if message else ""),
             **kwargs,
         )
     except (KeyboardInterrupt, SystemExit):
