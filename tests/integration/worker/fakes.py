@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import datetime
@@ -95,6 +96,16 @@ class FakeAdapter:
             packages=packages_of(generation),
             validators={url: {"etag": etag}},
         )
+
+
+class ShrinkingAdapter(FakeAdapter):
+    """FakeAdapter whose generation 2 upstream lists one package of the five."""
+
+    def fetch_snapshot(self, fetcher: Any, **kwargs: Any) -> CatalogSnapshot | None:
+        snapshot = super().fetch_snapshot(fetcher, **kwargs)
+        if snapshot is None or self.generation < 2:
+            return snapshot
+        return dataclasses.replace(snapshot, packages=list(snapshot.packages)[:1])
 
 
 def catalogs(engine: Engine) -> list[Any]:

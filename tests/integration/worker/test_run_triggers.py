@@ -22,7 +22,7 @@ from syncd.publish import publish_import
 from syncd.scheduler import run_tick
 from syncd.worker import start_in_process
 from tests.integration.worker.conftest import StartWorker
-from tests.integration.worker.fakes import FakeAdapter, catalog_row, wait_until
+from tests.integration.worker.fakes import FakeAdapter, ShrinkingAdapter, catalog_row, wait_until
 from tests.integration.worker.rabbit import envelope, message_count, publish_raw
 
 WAIT = 30.0
@@ -135,3 +135,34 @@ def test_the_embedded_queue_records_the_api_and_the_scheduler(tmp_path: Path) ->
     assert (imported.trigger, imported.outcome) == ("api", "succeeded")
     assert (refreshed.trigger, refreshed.outcome) == ("scheduler", "succeeded")
     assert imported.message_id and refreshed.message_id != imported.message_id
+
+
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+def test_a_refused_update_is_one_run_and_force_in_the_message_lets_it_through(
+    mq_settings: Settings, pg_engine: Engine, start_worker: StartWorker
+) -> None:
+    fake = ShrinkingAdapter()
+    start_worker({"Fake": fake})
+    queue, url = mq_settings.queue_name, mq_settings.broker_url
+    publish_raw(url, queue, envelope(queue, "import_catalog", name="Fake"))
+    wait_until(lambda: len(runs(pg_engine)) == 1, WAIT)
+    catalog_uuid = runs(pg_engine)[0].catalog_uuid.hex
+    fake.generation = 2  # one package of the five left upstream
+
+    refused = envelope(queue, "update_catalog", catalog_uuid=catalog_uuid, trigger="api")
+    publish_raw(url, queue, refused)
+    wait_until(lambda: message_count(url, f"{queue}.XQ") == 1, WAIT)
+    run = runs(pg_engine)[-1]
+    assert (run.outcome, run.trigger, run.message_id) == ("refused", "api", refused["message_id"])
+    assert "upstream would remove 4 of 5 packages (80%)" in run.error
+    assert events(pg_engine)[-1]["payload"]["will_retry"] is False
+    assert len(runs(pg_engine)) == 2  # not retried
+
+    forced = envelope(queue, "update_catalog", catalog_uuid=catalog_uuid, force=True)
+    publish_raw(url, queue, forced)
+    wait_until(lambda: len(runs(pg_engine)) == 3, WAIT)
+    run = runs(pg_engine)[-1]
+    assert (run.outcome, run.trigger) == ("succeeded", "message")
+    assert run.counts["packages"]["deleted"] == 4
+    assert catalog_row(pg_engine, name="Fake").package_count == 1

@@ -5,7 +5,6 @@ at once, not retried; `allow_shrink: true` lets it through)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,9 @@ from sqlalchemy import Engine, select
 from syncd import service
 from syncd.config import Settings
 from syncd.db.tables import Catalog, Package
-from syncd.domain import CatalogSnapshot
 from syncd.outcomes import read_outcome
 from tests.integration.worker.conftest import StartWorker
-from tests.integration.worker.fakes import FakeAdapter, catalog_row, contents, wait_until
+from tests.integration.worker.fakes import ShrinkingAdapter, catalog_row, contents, wait_until
 from tests.integration.worker.rabbit import envelope, message_count, publish_raw
 from tests.support.catalog_cli import (
     FIRST,
@@ -139,16 +137,6 @@ def test_a_small_shrink_passes_and_the_setting_moves_the_limit(
     )
     bad = run_syncd({**env, "SYNCD_MAX_SHRINK_FRACTION": "-1"}, "update", uuid)
     assert bad.returncode != 0 and "SYNCD_MAX_SHRINK_FRACTION" in bad.stderr
-
-
-class ShrinkingAdapter(FakeAdapter):
-    """FakeAdapter whose generation 2 upstream lists one package of the five."""
-
-    def fetch_snapshot(self, fetcher: Any, **kwargs: Any) -> CatalogSnapshot | None:
-        snapshot = super().fetch_snapshot(fetcher, **kwargs)
-        if snapshot is None or self.generation < 2:
-            return snapshot
-        return dataclasses.replace(snapshot, packages=list(snapshot.packages)[:1])
 
 
 @pytest.mark.postgres
