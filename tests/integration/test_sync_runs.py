@@ -7,13 +7,17 @@ target summaries), the outbox events, and the refused and unchanged runs that wr
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
+from syncd import service
 from syncd.db.tables import Catalog, EventOutbox, SyncChange, SyncRun
+from syncd.errors import StaleSnapshotError
+from tests.integration.worker.fakes import FakeAdapter
 from tests.support.catalog_cli import (
     FIRST,
     changed_spack,
@@ -188,3 +192,19 @@ def test_a_failed_import_without_a_catalog_row_is_a_failed_run(
     assert run.error and run.trigger == "cli"
     [failed] = events(engine)
     assert failed["type"] == "catalog.sync_failed" and failed["catalog"]["uuid"] is None
+
+
+def test_an_older_snapshot_is_a_refused_run_through_the_service(engine: Engine) -> None:
+    """The service's own default: a command without a RunContext is a `message` run."""
+    fake = FakeAdapter()
+    fake.snapshot_time = datetime(2026, 3, 1, tzinfo=UTC)
+    first = service.import_catalog(engine, {"Fake": fake}, None, name="Fake")
+    fake.generation, fake.snapshot_time = 2, datetime(2025, 1, 1, tzinfo=UTC)  # a stale mirror
+    with pytest.raises(StaleSnapshotError):
+        service.update_catalog(engine, {"Fake": fake}, None, catalog_uuid=first.catalog_uuid)
+    imported, stale = runs(engine)
+    assert (imported.trigger, imported.outcome) == ("message", "succeeded")
+    assert (stale.outcome, stale.change_count, stale.message_id) == ("refused", 0, "")
+    assert "older than" in stale.error
+    assert stale.validators == {fake.default_source(): {"etag": '"gen-2"'}}
+    assert events(engine)[-1]["payload"]["outcome"] == "refused"
