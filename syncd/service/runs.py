@@ -30,8 +30,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 SUCCEEDED, UNCHANGED, FAILED, REFUSED = "succeeded", "unchanged", "failed", "refused"
-TRIGGER_DEFAULT = "message"
-assert TRIGGER_DEFAULT in RUN_TRIGGERS
+TRIGGER_DEFAULT = RUN_TRIGGERS[2]  # "message": a producer that does not say
 # catalog.synced carries the first changes; the rest are paged through the API.
 CHANGES_IN_EVENT = 100
 CHANGES_URL = "/api/marketplace-software-changes/?run_uuid={}"
