@@ -5,7 +5,9 @@ the full-scale EESSI file:
   parse     the adapter's stream consumed without a database (what parsing alone costs)
   import    full import with syncd.sync.sync_catalog into an empty catalog
   noop      refresh with identical data (must write 0 rows)
-  change1   refresh with 1% of the versions changed
+  change1   refresh with 1% of the versions changed (no run history: the baseline)
+  change1+changes  the same refresh recording its run, changes and event as every command
+            does (syncd/service/runs.py); its ratio to change1 is the budget (<= 1.2x)
   naive     one ORM insert per row, commit per 25 rows, as the reference does (on a sample,
             extrapolated linearly to the full row count; printed as such)
   copy      raw COPY of the same rows into the same tables: the physical floor
@@ -38,6 +40,8 @@ from syncd.config import Settings
 from syncd.db.engine import make_engine
 from syncd.db.tables import Catalog, Package, PackageParent, Target, Version
 from syncd.domain import CatalogSnapshot, PackageRecord
+from syncd.service.runs import RunCatalog, RunContext, RunWriter
+from syncd.sync import engine as sync_engine
 from syncd.sync import sync_catalog
 
 UPSTREAM = Path(__file__).resolve().parents[2] / "shared" / "upstream"
@@ -45,7 +49,8 @@ SPACK_FILE = UPSTREAM / "spack" / "repology.full.json.gz"
 EESSI_DIR = UPSTREAM / "eessi"
 NAIVE_SAMPLE_ROWS = 12_000
 NAIVE_BATCH = 25
-SCENARIOS = ("parse", "import", "noop", "change1", "naive", "copy")
+SCENARIOS = ("parse", "import", "noop", "change1", "change1+changes", "naive", "copy")
+CHANGES_BUDGET = 1.2  # issue 15: a 1% refresh recording its changes, vs one without
 
 
 # ---------------------------------------------------------------------------------------
@@ -127,14 +132,26 @@ def run_parse(engine: Engine, source: str) -> int:
     return rows
 
 
-def run_sync(engine: Engine, source: str, catalog: str, *, change_mark: int = 0) -> int:
+def run_sync(
+    engine: Engine, source: str, catalog: str, *, change_mark: int = 0, record: bool = False
+) -> int:
+    """`record`: write the run, its changes and its event in the sync's transaction, as a
+    command does; without it the sync records nothing (change tracking off too)."""
     snap = load_snapshot(source)
     # The benchmark labels its catalog rows itself (one per scenario and run): Spack's
     # rolling label must not move them.
     snap.catalog.rolling = False
     if change_mark:
         snap = replace(snap, packages=change_one_percent(snap.iter_packages(), change_mark))
-    stats = sync_catalog(engine, _catalog(engine, source, catalog), snap)
+    catalog_id = _catalog(engine, source, catalog)
+    sync_engine.RECORD_CHANGES = record
+    writer = None
+    if record:
+        named = RunCatalog(None, source, catalog, "bench")
+        writer = RunWriter(RunContext(trigger="cli"), "update_catalog", catalog_id, named, {})
+    stats = sync_catalog(engine, catalog_id, snap, on_written=writer)
+    if writer is not None:
+        print(f"# {source} changes recorded: {writer.written}", file=sys.stderr)
     print(f"# {source} stats: {json.dumps(stats.as_dict())}", file=sys.stderr)
     return stats.rows_written
 
@@ -330,6 +347,8 @@ def worker(scenario: str, source: str, url: str, rep: int) -> dict[str, Any]:
         rows = run_sync(engine, source, "bench")
     elif scenario == "change1":
         rows = run_sync(engine, source, "bench", change_mark=rep + 1)
+    elif scenario == "change1+changes":  # other marks: each run changes the 1% again
+        rows = run_sync(engine, source, "bench", change_mark=rep + 101, record=True)
     elif scenario == "naive":
         rows = run_naive(engine, source, fresh)
     elif scenario == "copy":
@@ -350,12 +369,15 @@ def worker(scenario: str, source: str, url: str, rep: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 # Orchestration
 # ---------------------------------------------------------------------------------------
-def run_scenario(scenario: str, source: str, url: str, repeat: int) -> dict[str, Any]:
+def run_scenario(
+    scenario: str, source: str, url: str, repeat: int, reps: list[int] | None = None
+) -> dict[str, Any]:
     """The fastest of `repeat` runs (the machine is shared: the minimum is the least
-    disturbed one), with the largest peak RSS of them."""
+    disturbed one), with the largest peak RSS of them. `reps`: the repetition numbers to
+    run (default 0..repeat-1)."""
     best: dict[str, Any] | None = None
     peak = 0.0
-    for rep in range(repeat):
+    for rep in reps if reps is not None else range(repeat):
         cmd = [
             sys.executable,
             "-m",
@@ -382,6 +404,21 @@ def run_scenario(scenario: str, source: str, url: str, repeat: int) -> dict[str,
     return best
 
 
+def run_side_by_side(
+    scenarios: tuple[str, ...], source: str, url: str, repeat: int
+) -> dict[str, dict[str, Any]]:
+    """Repetitions of `scenarios` in turns (a, b, a, b, ...): a load that comes and goes on
+    a shared machine then weighs on both alike. The best of each, as run_scenario."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in scenarios}
+    for rep in range(repeat):
+        for name in scenarios:
+            runs[name].append(run_scenario(name, source, url, 1, reps=[rep]))
+    return {
+        name: min(found, key=lambda r: r["seconds"]) | {"rss_mb": max(r["rss_mb"] for r in found)}
+        for name, found in runs.items()
+    }
+
+
 def report(source: str, results: dict[str, dict[str, Any]], import_rows: int) -> None:
     print(f"\n== {source}")
     print(f"{'scenario':<10} {'seconds':>10} {'peak RSS MB':>12} {'rows written':>13}")
@@ -397,6 +434,15 @@ def report(source: str, results: dict[str, dict[str, Any]], import_rows: int) ->
         elif name == "copy":
             note = "   (COPY statements + commit only)"
         print(f"{name:<10} {r['seconds']:>10.2f} {r['rss_mb']:>12.1f} {r['rows']:>13}{note}")
+    if "change1" in results and "change1+changes" in results:
+        ratio = results["change1+changes"]["seconds"] / results["change1"]["seconds"]
+        verdict = "within" if ratio <= CHANGES_BUDGET else "OVER"
+        print(
+            f"1% refresh recording changes vs without: {ratio:.2f}x "
+            f"({verdict} the {CHANGES_BUDGET}x budget)"
+        )
+    if not {"import", "parse", "naive", "copy", "noop"} <= set(results):
+        return  # a partial run (--scenarios): only the ratios it measured
     full = results["import"]["seconds"]
     parse = results["parse"]["seconds"]
     naive = results["naive"]["seconds"]
@@ -416,6 +462,11 @@ def main() -> int:
     parser.add_argument("--worker", nargs=4, metavar=("SCENARIO", "SOURCE", "URL", "REP"))
     parser.add_argument("--sources", default="spack,eessi")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario; best is kept")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated subset (import first: the refreshes refresh its catalog)",
+    )
     args = parser.parse_args()
     if args.worker:
         scenario, source, url, rep = args.worker
@@ -432,18 +483,25 @@ def main() -> int:
         upgrade(url)
         for source in args.sources.split(","):
             try:
-                results = {
-                    s: run_scenario(s, source, url, 2 if s == "naive" else args.repeat)
-                    for s in SCENARIOS
-                }
+                wanted = [s for s in SCENARIOS if s in args.scenarios.split(",")]
+                paired = ("change1", "change1+changes")
+                results: dict[str, dict[str, Any]] = {}
+                for s in wanted:
+                    if s == "change1+changes" and "change1" in wanted:
+                        continue  # measured side by side with change1
+                    if s == "change1" and "change1+changes" in wanted:
+                        results |= run_side_by_side(paired, source, url, args.repeat)
+                        continue
+                    results[s] = run_scenario(s, source, url, 2 if s == "naive" else args.repeat)
             except RuntimeError as exc:
                 print(f"\n== {source}: NOT MEASURED: {exc}")
                 continue
-            full_rows = results["import"]["rows"]
-            naive = results["naive"]
-            naive["sample_rows"], naive["sample_seconds"] = naive["rows"], naive["seconds"]
-            naive["rows"] = full_rows
-            naive["seconds"] = naive["sample_seconds"] * full_rows / naive["sample_rows"]
+            full_rows = results["import"]["rows"] if "import" in results else 0
+            if "naive" in results:
+                naive = results["naive"]
+                naive["sample_rows"], naive["sample_seconds"] = naive["rows"], naive["seconds"]
+                naive["rows"] = full_rows
+                naive["seconds"] = naive["sample_seconds"] * full_rows / naive["sample_rows"]
             report(source, results, full_rows)
     return 0
 

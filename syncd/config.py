@@ -66,6 +66,7 @@ class Settings:
     tick_cron: str = ""
     follow_upstream: bool = False
     retention_days: int = 0
+    run_retention_days: int = 180
     scheduler_enabled: bool = True
 
     worker_processes: int = 1
@@ -153,6 +154,8 @@ SETTINGS_DOC: dict[str, str] = {
     "follow_upstream": "scheduler also imports new upstream versions as new catalogs",
     "retention_days": "once a day the scheduler deletes auto-updated catalogs whose last "
     "successful update is older than this many days; 0 = never (Waldur's default is 90)",
+    "run_retention_days": "the scheduler deletes the sync runs (and their changes) that "
+    "started more than this many days ago; 0 = keep them all",
     "scheduler_enabled": "whether `syncd run` starts the scheduler",
     "worker_processes": "worker processes of `syncd worker`",
     "worker_threads": "threads per worker process",
@@ -179,8 +182,8 @@ SETTINGS_DOC: dict[str, str] = {
     "metadata); a longer one is cut to this length and named in the catalog's update_errors "
     "(the sync still succeeds)",
     "max_shrink_fraction": "an update that would remove more than this fraction of a catalog's "
-    "packages is refused, nothing written, reason in update_errors, not retried (a truncated "
-    "upstream); `syncd update --allow-shrink` overrides it once; 1.0 or more = off",
+    "packages or versions is refused, nothing written, reason in update_errors, not retried "
+    "(a truncated upstream); `syncd update --force` overrides it once; 1.0 or more = off",
     "allowed_redirect_hosts": "comma-separated extra hosts upstream redirects may go to",
     "allow_file_sources": "allow file:// sources (air-gapped mirrors)",
     "allow_private_sources": "allow sources on loopback/private networks",
@@ -203,7 +206,7 @@ POSITIVE_SECONDS = (
 # Fractions (0.5 = half): finite and not negative.
 FRACTIONS = ("max_shrink_fraction",)
 # Whole-number settings that must not be negative.
-NON_NEGATIVE = ("retention_days", "api_statement_timeout_ms")
+NON_NEGATIVE = ("retention_days", "run_retention_days", "api_statement_timeout_ms")
 # Whole-number settings that must be 1 or more.
 POSITIVE = ("max_field_chars",)
 # Text settings with a fixed set of values (compared case-insensitively, stored as listed).

@@ -23,6 +23,10 @@ class CatalogType(enum.StrEnum):
         return _CATALOG_TYPE_DISPLAY[self]
 
 
+# Who asked for a command (sync_run.trigger): an API action, a scheduler tick, the CLI, or
+# any other producer of a message (the default of a message that does not say).
+RUN_TRIGGERS = ("api", "scheduler", "message", "cli")
+
 _CATALOG_TYPE_DISPLAY = {
     CatalogType.BINARY_RUNTIME: "Binary Runtime (EESSI)",
     CatalogType.SOURCE_PACKAGE: "Source Package (Spack)",

@@ -64,7 +64,12 @@ class VersionNotOfferedError(PermanentError):
     """An import names a version its upstream does not offer (no catalog is created)."""
 
 
-class StaleSnapshotError(PermanentError):
+class RefusedError(PermanentError):
+    """Upstream's data was refused on purpose, not for a fault: its run is `refused`, and
+    `force` accepts it once (an older snapshot, or one that would empty most of a catalog)."""
+
+
+class StaleSnapshotError(RefusedError):
     """Upstream served data older than the catalog holds (a stale mirror or CDN node)."""
 
 

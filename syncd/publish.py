@@ -20,6 +20,7 @@ import dramatiq
 from dramatiq.common import dq_name
 
 from syncd.config import Settings
+from syncd.domain import RUN_TRIGGERS
 from syncd.errors import InvalidMessageError, TransientError
 from syncd.metrics import COMMANDS_PUBLISHED
 from syncd.names import formatting_problem
@@ -112,6 +113,12 @@ def _unstorable(value: str) -> str | None:
     return None
 
 
+def _trigger(value: Any) -> str | None:
+    if value in RUN_TRIGGERS and isinstance(value, str):
+        return None
+    return f"must be one of {', '.join(RUN_TRIGGERS)}, not {json.dumps(value)[:40]}"
+
+
 def _catalog_uuid(value: Any) -> str | None:
     if not isinstance(value, str):
         return f"must be a string, not {_json_type(value)}"
@@ -128,12 +135,14 @@ ACTOR_KWARGS: dict[str, dict[str, tuple[bool, Callable[[Any], str | None]]]] = {
         "version": (False, _text(50, nullable=True)),
         "source": (False, _text(2000, nullable=True)),
         "force": (False, _boolean),
+        "trigger": (False, _trigger),
     },
     ACTOR_UPDATE: {
         "catalog_uuid": (True, _catalog_uuid),
         "force": (False, _boolean),
         "keep_missing": (False, _boolean),
         "allow_shrink": (False, _boolean),
+        "trigger": (False, _trigger),
     },
 }
 
@@ -348,7 +357,9 @@ def publish_import(
     version: str | None = None,
     source: str | None = None,
     force: bool = False,
+    trigger: str | None = None,
 ) -> str:
+    """`trigger`: who asks (api, scheduler, cli); without it the run's trigger is `message`."""
     kwargs: dict[str, Any] = {"name": name}
     if version is not None:
         kwargs["version"] = version
@@ -356,6 +367,8 @@ def publish_import(
         kwargs["source"] = source
     if force:  # only when set: an unforced message stays what workers before `force` accept
         kwargs["force"] = True
+    if trigger is not None:
+        kwargs["trigger"] = trigger
     message = build_message(settings.queue_name, ACTOR_IMPORT, kwargs)
     return publish(broker, message, timeout=settings.publish_timeout_seconds)
 
@@ -368,7 +381,10 @@ def publish_update(
     force: bool = False,
     keep_missing: bool = False,
     allow_shrink: bool = False,
+    trigger: str | None = None,
 ) -> str:
+    """`force` accepts an older snapshot and lifts the shrink guard, once; `trigger`: as
+    for publish_import."""
     kwargs: dict[str, Any] = {"catalog_uuid": catalog_uuid}
     check_kwargs(ACTOR_UPDATE, kwargs)
     kwargs["catalog_uuid"] = normalize_uuid(catalog_uuid)
@@ -378,5 +394,7 @@ def publish_update(
         kwargs["keep_missing"] = True
     if allow_shrink:
         kwargs["allow_shrink"] = True
+    if trigger is not None:
+        kwargs["trigger"] = trigger
     message = build_message(settings.queue_name, ACTOR_UPDATE, kwargs)
     return publish(broker, message, timeout=settings.publish_timeout_seconds)

@@ -81,23 +81,22 @@ def declare_actors(
     resources = worker_resources(broker)
 
     def import_catalog(
-        name: str, version: str | None = None, source: str | None = None, force: bool = False
-    ) -> None:
+        name: str, version: str | None = None, source: str | None = None, force: bool = False,
+        trigger: str = service.TRIGGER_DEFAULT,
+    ) -> None:  # fmt: skip
         _run(
             settings, resources, service.import_catalog,
-            name=name, version=version, source=source, force=force,
+            name=name, version=version, source=source, force=force, trigger=trigger,
         )  # fmt: skip
 
     def update_catalog(
-        catalog_uuid: str,
-        force: bool = False,
-        keep_missing: bool = False,
-        allow_shrink: bool = False,
-    ) -> None:
+        catalog_uuid: str, force: bool = False, keep_missing: bool = False,
+        allow_shrink: bool = False, trigger: str = service.TRIGGER_DEFAULT,
+    ) -> None:  # fmt: skip
         _run(
             settings, resources, service.update_catalog,
             catalog_uuid=catalog_uuid, force=force, keep_missing=keep_missing,
-            allow_shrink=allow_shrink,
+            allow_shrink=allow_shrink, trigger=trigger,
         )  # fmt: skip
 
     actors: dict[str, dramatiq.Actor[Any, Any]] = {}
@@ -131,6 +130,8 @@ def _run(
             resources.adapters if resources.adapters is not None else {},
             resources.fetcher,
             will_retry=will_retry,
+            # Who published it (kwarg `trigger`) and which message: the attempt's run row.
+            run=service.RunContext(kwargs.pop("trigger"), message.message_id if message else ""),
             **kwargs,
         )
     except (KeyboardInterrupt, SystemExit):

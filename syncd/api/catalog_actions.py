@@ -166,7 +166,9 @@ def enqueue_update(
         )
     session.close()  # release the connection before waiting for the broker
     try:
-        publish_update(ctx.broker, ctx.settings, catalog_uuid=row.uuid.hex, force=force)
+        publish_update(
+            ctx.broker, ctx.settings, catalog_uuid=row.uuid.hex, force=force, trigger="api"
+        )
     except TransientError as exc:
         raise errors.unavailable(
             f"The update was not confirmed as queued; try again: {exc.message}"
@@ -232,6 +234,7 @@ def enqueue_import(ctx: ApiContext, session: Session, body: ImportRequest) -> di
             version=body.version,
             source=source,
             force=body.force,
+            trigger="api",
         )
     except TransientError as exc:
         raise errors.unavailable(

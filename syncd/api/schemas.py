@@ -125,8 +125,10 @@ class CatalogPatch(BaseModel):
 
 
 FORCE_DESCRIPTION = (
-    "Accept an upstream snapshot older than the one the catalog holds; without it such a "
-    "snapshot (a stale mirror) is refused and update_errors says why"
+    "Accept, this once, an upstream snapshot older than the one the catalog holds (a stale "
+    "mirror) or one that would remove more than SYNCD_MAX_SHRINK_FRACTION of the catalog's "
+    "packages or versions (a truncated upstream); without it either is refused and "
+    "update_errors says why"
 )
 
 

@@ -110,6 +110,7 @@ def import_command(settings: Settings, args: argparse.Namespace) -> int:
                     version=version,
                     source=source,
                     force=force,
+                    run=service.RunContext(trigger="cli"),
                 ),
                 what,
             )
@@ -123,7 +124,13 @@ def import_command(settings: Settings, args: argparse.Namespace) -> int:
             engine,
             where,
             lambda broker: publish_import(
-                broker, settings, name=adapter.name, version=version, source=source, force=force
+                broker,
+                settings,
+                name=adapter.name,
+                version=version,
+                source=source,
+                force=force,
+                trigger="cli",
             ),
             what,
             args,
@@ -174,6 +181,7 @@ def update_command(settings: Settings, args: argparse.Namespace) -> int:
                     force=force,
                     keep_missing=keep_missing,
                     allow_shrink=allow_shrink,
+                    run=service.RunContext(trigger="cli"),
                 ),
                 what,
             )
@@ -188,6 +196,7 @@ def update_command(settings: Settings, args: argparse.Namespace) -> int:
                 force=force,
                 keep_missing=keep_missing,
                 allow_shrink=allow_shrink,
+                trigger="cli",
             ),
             what,
             args,

@@ -199,10 +199,13 @@ def _offering_uuid(text: str) -> uuid.UUID:
 DRY_RUN_HELP = "show what would change, write nothing (runs in this process)"
 KEEP_MISSING_HELP = "add and update, delete nothing upstream dropped (a partial mirror)"
 ALLOW_SHRINK_HELP = (
-    "accept, this once, an update that removes more of the catalog's packages than "
-    "SYNCD_MAX_SHRINK_FRACTION allows"
+    "the shrink-guard part of --force (its older name): accept, this once, an update that "
+    "removes more of the catalog's packages or versions than SYNCD_MAX_SHRINK_FRACTION allows"
 )
-FORCE_HELP = "accept an upstream snapshot older than the catalog's (refused otherwise)"
+FORCE_HELP = (
+    "accept, this once, an upstream snapshot older than the catalog's or one the shrink guard "
+    "refuses (SYNCD_MAX_SHRINK_FRACTION; refused otherwise)"
+)
 
 # The commands that use the tick trigger (it is checked with the other settings).
 SCHEDULING_COMMANDS = ("scheduler", "run", "schedule")

@@ -64,7 +64,7 @@ def _publish(
     from syncd.publish import publish_update
 
     try:
-        publish_update(broker, settings, catalog_uuid=ref.uuid)
+        publish_update(broker, settings, catalog_uuid=ref.uuid, trigger="scheduler")
     except Exception as exc:
         _skip(result, ref, REASON_PUBLISH_FAILED, str(exc))
         if _broker_unavailable(exc):

@@ -54,5 +54,7 @@ class TickResult:
     not_followed: dict[str, str] = field(default_factory=dict)
     # Retention (SYNCD_RETENTION_DAYS): catalogs this tick deleted, at the day's first tick.
     deleted: list[CatalogRef] = field(default_factory=list)
+    # Run retention (SYNCD_RUN_RETENTION_DAYS): sync runs this tick deleted, once a day.
+    runs_pruned: int = 0
     # A publish of this tick found the broker out of reach: the tick publishes nothing more.
     broker_unavailable: bool = False

@@ -31,6 +31,7 @@ from syncd.scheduler.results import (
     TickResult,
 )
 from syncd.scheduler.retention import delete_expired, retention_claim_id
+from syncd.scheduler.run_retention import prune_runs
 
 if TYPE_CHECKING:
     import dramatiq
@@ -80,6 +81,8 @@ def run_tick(
         # Before the due pass: a catalog deleted now must not be enqueued by this tick.
         if settings.retention_days > 0 and _claim(engine, retention_claim_id(now)):
             result.deleted = delete_expired(engine, settings, now)
+        if settings.run_retention_days > 0:
+            result.runs_pruned = prune_runs(engine, settings, now)
         _enqueue_due(engine, broker, settings, now, result)
         # After the due pass, so that a catalog created here is enqueued once, not twice.
         if settings.follow_upstream:
@@ -104,6 +107,7 @@ def run_tick(
             created=[c.label for c in result.created],
             not_followed=result.not_followed or None,
             deleted=[c.label for c in result.deleted] or None,
+            runs_pruned=result.runs_pruned or None,
         )
         return result
 

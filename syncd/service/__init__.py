@@ -25,6 +25,10 @@ failed when update_errors is set and last_successful_update did not catch up, it
 when last_successful_update caught up (update_errors then holds its warnings, if any).
 `syncd update --wait` follows exactly that.
 
+Each attempt is also one run of the sync history (syncd/service/runs.py): written in the
+sync's transaction when it wrote rows, with its changes and its `catalog.synced` event; in a
+short transaction of its own otherwise (unchanged, failed, refused).
+
 Dry runs (dry_run_import, dry_run_update; syncd/service/dry_run.py) take the same steps
 but write nothing: no mark, no stamps, the sync planned and rolled back.
 
@@ -40,11 +44,14 @@ from syncd.service.hand_writes import hand_write
 from syncd.service.importing import import_catalog
 from syncd.service.resolving import adapter_for, find_adapter
 from syncd.service.running import CommandResult
+from syncd.service.runs import TRIGGER_DEFAULT, RunContext
 from syncd.service.updating import update_catalog
 
 __all__ = [
+    "TRIGGER_DEFAULT",
     "CommandResult",
     "DryRunResult",
+    "RunContext",
     "adapter_for",
     "dry_run_import",
     "dry_run_update",

@@ -184,11 +184,12 @@ def _record_failure(
     actor: str,
     stage: str,
     will_retry: bool,
-) -> None:
-    """Write update_errors (contents untouched) and log the failure. Never raises: the
-    original exception is what the caller must see."""
+) -> str | None:
+    """Write update_errors (contents untouched) and log the failure; returns the text
+    written (None: the process is stopping, nothing was). Never raises: the original
+    exception is what the caller must see."""
     if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
-        return  # the process is stopping; the message will be redelivered
+        return None  # the process is stopping; the message will be redelivered
     text = describe_error(exc, stage) + _retry_note(exc, will_retry)
     try:
         with engine.begin() as conn:
@@ -197,6 +198,7 @@ def _record_failure(
     except Exception as db_exc:  # the database may be what failed
         log.warning("update_errors_not_written", error=str(db_exc).splitlines()[0])
     _failed(exc, actor, _label(target), stage, will_retry, text=text)
+    return text
 
 
 def _label(target: _Target) -> str:

@@ -24,9 +24,10 @@ from syncd.domain import CatalogSnapshot
 from syncd.errors import SyncdError, UpstreamError, VersionNotOfferedError
 from syncd.logging import bind_job_context, get_logger
 from syncd.service.attempts import _create_or_mark, _label, _Target, parse_uuid, same_catalog
-from syncd.service.failures import _failed_before_marking
+from syncd.service.failures import _failed_before_marking, describe_error, is_transient
 from syncd.service.resolving import find_adapter
 from syncd.service.running import CommandResult, _attempt, fetch_snapshot
+from syncd.service.runs import FAILED, RunCatalog, RunContext, RunResult, record_run
 
 log = get_logger(__name__)
 
@@ -45,6 +46,7 @@ def import_catalog(
     will_retry: bool = False,
     force: bool = False,
     catalog_uuid: str | None = None,
+    run: RunContext | None = None,
 ) -> CommandResult:
     """Import (or refresh, when it exists) the catalog `name` `version` from its adapter.
 
@@ -56,8 +58,10 @@ def import_catalog(
     lasts); it only changes the wording of update_errors and the log. `force` accepts a
     snapshot older than the one the catalog holds (refused otherwise). `catalog_uuid`: the
     uuid a row this import creates gets (`syncd import-file --keep-uuids`), else a random one.
+    `run`: who asked (syncd/service/runs.py; default: a message).
     """
     started = time.monotonic()
+    run = run or RunContext()
     with bind_job_context(catalog_name=name, catalog_version=version):
         log.info(
             "command_received", command=ACTOR_IMPORT, name=name, version=version, source=source
@@ -77,13 +81,33 @@ def import_catalog(
             return _attempt(
                 engine, adapter, fetcher, target, ACTOR_IMPORT, source or target.source_url,
                 created=created, started=started, will_retry=will_retry, force=force,
-                fetched=fetched,
+                fetched=fetched, run=run,
             )  # fmt: skip
         except BaseException as exc:
-            if target is None:  # no row to write to: the log line is all there is
+            if target is None:  # no row to write to: the log line and the run are all
                 _close(fetched)
                 _failed_before_marking(exc, ACTOR_IMPORT, stage, will_retry)
+                _record_unmarked(engine, run, exc, stage, will_retry, name, version)
             raise
+
+
+def _record_unmarked(
+    engine: Engine,
+    run: RunContext,
+    exc: BaseException,
+    stage: str,
+    will_retry: bool,
+    name: str,
+    version: str | None,
+) -> None:
+    """The failed run of an import that has no catalog row (no uuid): named as asked."""
+    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+        return
+    catalog = RunCatalog(None, name, version or "", "")
+    result = RunResult(
+        FAILED, error=describe_error(exc, stage), will_retry=will_retry and is_transient(exc)
+    )
+    record_run(engine, run, ACTOR_IMPORT, catalog, result)
 
 
 def _fetch_first(

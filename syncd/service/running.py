@@ -1,5 +1,7 @@
 """One marked attempt carried through: fetch the snapshot, refuse it if it is older than
-the catalog's (syncd/service/staleness.py), sync it, stamp the outcome.
+the catalog's (syncd/service/staleness.py), sync it, stamp the outcome, and record it as a
+run (syncd/service/runs.py): inside the sync's transaction when it wrote rows, after it
+otherwise.
 
 Shared by both commands: import and update differ only in how they find and mark the row,
 not in what an attempt does once it has one.
@@ -16,8 +18,20 @@ from sqlalchemy import Engine
 from syncd import metrics
 from syncd.config import DEFAULT_MAX_FIELD_CHARS, DEFAULT_MAX_SHRINK_FRACTION
 from syncd.domain import CatalogSnapshot, SyncStats
+from syncd.errors import RefusedError
 from syncd.logging import bind_job_context, get_logger
 from syncd.service.attempts import _label, _record_failure, _record_success, _Target
+from syncd.service.failures import is_transient
+from syncd.service.runs import (
+    FAILED,
+    REFUSED,
+    UNCHANGED,
+    RunCatalog,
+    RunContext,
+    RunResult,
+    RunWriter,
+    record_run,
+)
 from syncd.service.staleness import refuse_older, with_snapshot_time
 
 log = get_logger(__name__)
@@ -80,11 +94,18 @@ def _attempt(
     fetched: CatalogSnapshot | None = None,
     keep_missing: bool = False,
     allow_shrink: bool = False,
+    run: RunContext | None = None,
 ) -> CommandResult:
     """`fetched`: a snapshot the caller already has (an import that read the latest version
-    from it); None = fetch it now, conditionally on the catalog's validators."""
+    from it); None = fetch it now, conditionally on the catalog's validators. `force`
+    accepts an older snapshot and lifts the shrink guard (as `allow_shrink`), once. `run`:
+    who asked, for the run row (default: a message, now)."""
     label = _label(target)
     stage = "fetch"
+    run = run or RunContext()
+    catalog = run_catalog(target)
+    recorded = False  # the sync wrote the run row in its own transaction
+    snapshot: CatalogSnapshot | None = None
     with bind_job_context(
         catalog_uuid=target.uuid, catalog_name=target.name, catalog_version=target.version
     ):
@@ -103,12 +124,25 @@ def _attempt(
             if snapshot is not None:
                 refuse_older(snapshot.catalog.snapshot_time, target.snapshot_time, force=force)
                 stage = "sync"
-                stats = _sync(engine, target, snapshot, fetcher, keep_missing, allow_shrink)
+                writer = RunWriter(run, actor, target.id, catalog, snapshot.validators)
+                stats = _sync(
+                    engine, target, snapshot, fetcher, keep_missing, allow_shrink or force, writer
+                )
+                recorded = writer.written
             stage = "finish"
             _record_success(engine, target, stats)
         except BaseException as exc:
-            _record_failure(engine, target, exc, actor, stage, will_retry)
+            text = _record_failure(engine, target, exc, actor, stage, will_retry)
+            if text is not None and not recorded:
+                outcome = REFUSED if isinstance(exc, RefusedError) else FAILED
+                retry = will_retry and is_transient(exc)
+                seen = snapshot.validators if snapshot is not None else {}
+                result = RunResult(outcome, seen, error=text, will_retry=retry)
+                record_run(engine, run, actor, catalog, result)
             raise
+        if not recorded:  # upstream not modified, or nothing differed: nothing written
+            seen = snapshot.validators if snapshot is not None else target.validators
+            record_run(engine, run, actor, catalog, RunResult(UNCHANGED, seen, stats))
         seconds = round(time.monotonic() - started, 3)
         log.info(
             "command_succeeded",
@@ -133,6 +167,10 @@ def _attempt(
         )
 
 
+def run_catalog(target: _Target) -> RunCatalog:
+    return RunCatalog(target.uuid, target.name, target.version, target.catalog_type)
+
+
 def _same_download(snapshot: CatalogSnapshot, target: _Target) -> bool:
     """Whether a snapshot fetched without validators (an import that had to read the latest
     version first) is the data of the catalog's last sync: the same validators are what a
@@ -150,6 +188,7 @@ def _sync(
     fetcher: Any,
     keep_missing: bool = False,
     allow_shrink: bool = False,
+    on_written: RunWriter | None = None,
 ) -> SyncStats:
     # Imported here: the sync engine is heavy and only the worker needs it. It logs
     # "sync_finished" and records SYNC_DURATION / ROWS_WRITTEN itself.
@@ -164,6 +203,7 @@ def _sync(
         keep_missing=keep_missing,
         max_shrink_fraction=_max_shrink_fraction(fetcher),
         allow_shrink=allow_shrink,
+        on_written=on_written,
     )
 
 

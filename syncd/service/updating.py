@@ -18,7 +18,8 @@ from syncd.logging import bind_job_context, get_logger
 from syncd.service.attempts import _label, _mark, _record_failure, _Target, parse_uuid
 from syncd.service.failures import _failed_before_marking
 from syncd.service.resolving import adapter_for
-from syncd.service.running import CommandResult, _attempt
+from syncd.service.running import CommandResult, _attempt, run_catalog
+from syncd.service.runs import FAILED, RunContext, RunResult, record_run
 
 log = get_logger(__name__)
 
@@ -36,12 +37,15 @@ def update_catalog(
     force: bool = False,
     keep_missing: bool = False,
     allow_shrink: bool = False,
+    run: RunContext | None = None,
 ) -> CommandResult:
     """Refresh the catalog `catalog_uuid` (hyphens optional) from its adapter. `force`
     accepts a snapshot older than the one the catalog holds (refused otherwise);
     `keep_missing` adds and updates but deletes nothing (a site whose mirror is partial);
-    `allow_shrink` accepts, this once, an update the shrink guard would refuse."""
+    `force` also lifts the shrink guard (`allow_shrink`, its older name, only that). `run`:
+    who asked (syncd/service/runs.py; default: a message)."""
     started = time.monotonic()
+    run = run or RunContext()
     parsed = parse_uuid(catalog_uuid)
     with bind_job_context(catalog_uuid=parsed.hex if parsed else catalog_uuid):
         log.info("command_received", command=ACTOR_UPDATE)
@@ -53,11 +57,13 @@ def update_catalog(
             return _attempt(
                 engine, adapter, fetcher, target, ACTOR_UPDATE, target.source_url,
                 created=False, started=started, will_retry=will_retry, force=force,
-                keep_missing=keep_missing, allow_shrink=allow_shrink,
+                keep_missing=keep_missing, allow_shrink=allow_shrink, run=run,
             )  # fmt: skip
         except NoAdapterError as exc:
             assert target is not None
-            _record_failure(engine, target, exc, ACTOR_UPDATE, "resolve", will_retry)
+            text = _record_failure(engine, target, exc, ACTOR_UPDATE, "resolve", will_retry)
+            result = RunResult(FAILED, error=text or exc.message)
+            record_run(engine, run, ACTOR_UPDATE, run_catalog(target), result)
             raise
         except BaseException as exc:
             if target is None:

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, DateTime, bindparam, text
 
 from syncd.domain import KindStats, SyncStats
 from syncd.sync.local_rows import after_diff, before_diff
+from syncd.sync.plan_changes import ChangeTracker
 from syncd.sync.records import _Staged
 from syncd.sync.shrink import GUARD_OFF, ShrinkRefusedError, ShrinkVerdict, shrink_verdict
 from syncd.sync.staging import _SQLITE_STAGE_INDEXES
@@ -210,8 +211,11 @@ class _Differ:
         keep_missing: bool = False,
         max_shrink_fraction: float = GUARD_OFF,
         allow_shrink: bool = False,
+        changes: ChangeTracker | None = None,
     ) -> None:
         self.conn = conn
+        # The sync history's (and a dry run's) changes, read around the writes below.
+        self.changes = changes
         # keep_missing: add and update, delete nothing (a site whose mirror is partial).
         self.keep_missing = keep_missing
         # The shrink guard (shrink.py); allow_shrink: an operator accepted this one, or a
@@ -260,11 +264,15 @@ class _Differ:
         if keeping:
             self.run(_KEPT_VERSION_COUNTS)
             self.run(_KEPT_EXTENSION_COUNTS)
+        if existing and self.changes:
+            self.changes.before_package_updates()
         if existing:
             stats.packages.updated = self.run(_UPDATE_PACKAGES)
             stats.packages.updated += self.run(_UPDATE_PACKAGE_COUNTS)
         stats.packages.created = self.run(_INSERT_PACKAGES)
         self.run(_RESOLVE_VERSIONS)
+        if existing and self.changes:
+            self.changes.before_version_updates()
         if existing:
             stats.versions.updated = self.run(_UPDATE_VERSIONS)
             stats.versions.updated += self.run(_UPDATE_ORDER)
@@ -277,6 +285,8 @@ class _Differ:
         resolved = int(self.conn.exec_driver_sql(_COUNT_RESOLVED_PARENTS).scalar_one())
         stats.parent_links.created = self.run(_INSERT_PARENTS)
         if existing and not self.keep_missing:
+            if self.changes:
+                self.changes.before_deletes()
             stats.targets.deleted = self.run(_DELETE_TARGETS)
             stats.versions.deleted = self.run(_DELETE_VERSIONS)
             stats.parent_links.deleted = self.run(_DELETE_PARENTS)
@@ -292,6 +302,8 @@ class _Differ:
             staged.packages = self._count("package")
             staged.versions = self._count("version")
             staged.targets = self._count("target")
+        if self.changes:
+            self.changes.finish(first_import=not existing)
         return stats, self._count_parent_rows() - resolved
 
     def _count(self, table: str) -> int:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import structlog
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from syncd import cache_events
@@ -24,6 +24,7 @@ from syncd.errors import PermanentError, SyncdError, TransientError, UnknownCata
 from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ, _is_empty
 from syncd.sync.direct_copy import _direct_import
+from syncd.sync.plan_changes import Changes, ChangeTracker
 from syncd.sync.records import _Staged
 from syncd.sync.shrink import GUARD_OFF
 from syncd.sync.sqlite_path import _sync_sqlite
@@ -31,6 +32,12 @@ from syncd.sync.staging import _create_staging, _stage_snapshot
 from syncd.sync.stats import _record_metrics, _refresh_sqlite_statistics
 
 DIRECT_FIRST_IMPORT = True  # tests turn it off to compare with the staged path
+# Off: `on_written` gets no changes (bench/bench_sync.py's baseline for recording them).
+RECORD_CHANGES = True
+
+# Called inside the sync's transaction, before its commit, when it wrote rows: the sync
+# history's run row, changes and event commit (or roll back) with the rows they report.
+OnWritten = Callable[[Connection, SyncStats, Changes], None]
 
 
 def sync_catalog(
@@ -44,6 +51,7 @@ def sync_catalog(
     keep_missing: bool = False,
     max_shrink_fraction: float = GUARD_OFF,
     allow_shrink: bool = False,
+    on_written: OnWritten | None = None,
 ) -> SyncStats:
     """Make catalog `catalog_id` hold exactly `snapshot`, in one transaction under its lock.
 
@@ -59,7 +67,9 @@ def sync_catalog(
     update that would remove more than `max_shrink_fraction` of the catalog's packages
     raises ShrinkRefusedError before writing anything, unless `allow_shrink`
     (syncd/sync/shrink.py); the default is off, every command passes the process's
-    SYNCD_MAX_SHRINK_FRACTION (syncd/service/running.py).
+    SYNCD_MAX_SHRINK_FRACTION (syncd/service/running.py). `on_written(conn, stats, changes)`
+    runs inside the transaction once everything is written, when the sync wrote rows: what
+    it writes commits with them (the run history, syncd/service/runs.py).
     """
     log = structlog.get_logger().bind(
         catalog_id=catalog_id,
@@ -71,12 +81,13 @@ def sync_catalog(
         if engine.dialect.name == "sqlite":
             written = _sync_sqlite(
                 engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars,
-                keep_missing, max_shrink_fraction, allow_shrink,
+                keep_missing, max_shrink_fraction, allow_shrink, on_written,
+                on_written is not None and RECORD_CHANGES,
             )  # fmt: skip
         else:
             written = _sync_postgresql(
                 engine, catalog_id, snapshot, lock_timeout, baseline, max_field_chars,
-                keep_missing, max_shrink_fraction, allow_shrink,
+                keep_missing, max_shrink_fraction, allow_shrink, on_written,
             )  # fmt: skip
     except SyncdError:
         raise
@@ -145,16 +156,20 @@ def _sync_postgresql(
     keep_missing: bool,
     max_shrink_fraction: float = GUARD_OFF,
     allow_shrink: bool = False,
+    on_written: OnWritten | None = None,
 ) -> tuple[SyncStats, _Staged, int, bool, float]:
     """(stats, staged, unknown parents, catalog row written, when staging ended)."""
     with catalog_transaction(engine, catalog_id, timeout=lock_timeout) as conn:
         now = datetime.now(UTC)
         current = _read_catalog(conn, catalog_id)
+        tracker = change_tracker(conn, catalog_id, now, on_written)
         if DIRECT_FIRST_IMPORT and _is_empty(conn, catalog_id):
             staged, stats, unknown_parents = _direct_import(
                 conn, catalog_id, snapshot, now, max_field_chars
             )
             staged_at = time.perf_counter()
+            if tracker:
+                tracker.finish(first_import=True)
         else:
             _create_staging(conn, "postgresql")
             staged = _stage_snapshot(conn, "postgresql", snapshot, max_field_chars)
@@ -162,10 +177,31 @@ def _sync_postgresql(
             differ = _Differ(
                 conn, "postgresql", catalog_id, now, keep_missing=keep_missing,
                 max_shrink_fraction=max_shrink_fraction, allow_shrink=allow_shrink,
+                changes=tracker,
             )  # fmt: skip
             stats, unknown_parents = differ.apply(staged)
         written = _update_catalog(conn, catalog_id, baseline or current, snapshot, staged, now)
+        report_written(conn, stats, tracker, on_written)
     return stats, staged, unknown_parents, written, staged_at
+
+
+def change_tracker(
+    conn: Connection, catalog_id: int, now: datetime, on_written: OnWritten | None
+) -> ChangeTracker | None:
+    if on_written is None or not RECORD_CHANGES:
+        return None
+    return ChangeTracker(conn, catalog_id, now, itemize_first_import=False)
+
+
+def report_written(
+    conn: Connection,
+    stats: SyncStats,
+    tracker: ChangeTracker | None,
+    on_written: OnWritten | None,
+) -> None:
+    """Hand what the sync wrote to `on_written`, inside its transaction."""
+    if on_written is not None and stats.rows_written:
+        on_written(conn, stats, tracker.changes if tracker else Changes())
 
 
 def _database_error(catalog_id: int, exc: Exception) -> SyncdError:

@@ -2,11 +2,11 @@
 
 plan_sync runs the very statements sync_catalog runs (staging, the diff of diff.py, the
 catalog row of catalog_row.py), in one transaction under the catalog's lock, reads what
-they changed inside that transaction (plan_changes.py), and then rolls the transaction
-back. So a plan cannot drift from what a sync would do, and it writes nothing: no row, no
-timestamp (the service marks no attempt either). Cost: the same as a sync, minus the
-commit. PostgreSQL hands out the ids the rolled-back inserts took (sequences are not
-transactional): the next real sync's ids skip them, which nothing relies on.
+they changed inside that transaction (plan_changes.py, as a sync records its changes), and
+then rolls the transaction back. So a plan cannot drift from what a sync would do, and it
+writes nothing: no row, no timestamp (the service marks no attempt either). Cost: the
+same as a sync, minus the commit. PostgreSQL hands out the ids the rolled-back inserts took
+(sequences are not transactional): the next real sync's ids skip them, which nothing relies on.
 
 A catalog that does not exist yet (`syncd import --dry-run` of a new one) is planned
 against a row inserted in the same transaction, which the rollback removes again: the diff
@@ -29,7 +29,7 @@ from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ
-from syncd.sync.plan_changes import Changes, compare, read_rows
+from syncd.sync.plan_changes import Changes, ChangeTracker
 from syncd.sync.shrink import ShrinkVerdict
 from syncd.sync.staging import _create_staging, _drop_staging, _stage_snapshot
 
@@ -74,19 +74,19 @@ def plan_sync(
             if catalog_id is None:
                 catalog_id = _insert_row(conn, new_row or {})
             current = _read_catalog(conn, catalog_id)
-            before = read_rows(conn, catalog_id)
             _create_staging(conn, dialect)
             staged = _stage_snapshot(conn, dialect, snapshot, max_field_chars)
             now = datetime.now(UTC)
+            tracker = ChangeTracker(conn, catalog_id, now, itemize_first_import=True)
             # The guard's verdict is the sync's (the same function, the same setting),
             # reported instead of enforced.
             differ = _Differ(
                 conn, dialect, catalog_id, now, keep_missing=keep_missing,
-                max_shrink_fraction=max_shrink_fraction, allow_shrink=True,
+                max_shrink_fraction=max_shrink_fraction, allow_shrink=True, changes=tracker,
             )  # fmt: skip
             stats, _unknown = differ.apply(staged)
             _update_catalog(conn, catalog_id, baseline or current, snapshot, staged, now)
-            changes = compare(conn, catalog_id, before, now)
+            changes = tracker.changes
             stats.warnings = staged.warnings()
             after = _read_catalog(conn, catalog_id)
             fields = [key for key in _CATALOG_FIELDS if after[key] != current[key]]

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from syncd.db.locks import sqlite_connection, sqlite_write_lock
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ
+from syncd.sync.plan_changes import Changes, ChangeTracker
 from syncd.sync.records import _Staged
 from syncd.sync.shrink import GUARD_OFF
 from syncd.sync.staging import _create_staging, _drop_staging, _stage_snapshot
@@ -33,6 +34,8 @@ def _sync_sqlite(
     keep_missing: bool = False,
     max_shrink_fraction: float = GUARD_OFF,
     allow_shrink: bool = False,
+    on_written: Callable[[Connection, SyncStats, Changes], None] | None = None,
+    tracking: bool = False,
 ) -> tuple[SyncStats, _Staged, int, bool, float]:
     """(stats, staged, unknown parents, catalog row written, when staging ended)."""
     with sqlite_connection(engine) as conn:
@@ -48,14 +51,22 @@ def _sync_sqlite(
             with sqlite_write_lock(conn, catalog_id, lock_timeout):
                 _read_catalog(conn, catalog_id)  # deleted while the snapshot was staged?
                 now = datetime.now(UTC)
+                tracker = (
+                    ChangeTracker(conn, catalog_id, now, itemize_first_import=False)
+                    if tracking
+                    else None
+                )
                 differ = _Differ(
                     conn, "sqlite", catalog_id, now, keep_missing=keep_missing,
                     max_shrink_fraction=max_shrink_fraction, allow_shrink=allow_shrink,
+                    changes=tracker,
                 )  # fmt: skip
                 stats, unknown_parents = differ.apply(staged)
                 written = _update_catalog(
                     conn, catalog_id, baseline or current, snapshot, staged, now
                 )
+                if on_written is not None and stats.rows_written:
+                    on_written(conn, stats, tracker.changes if tracker else Changes())
         finally:
             with contextlib.suppress(Exception):  # the pooled connection keeps temp tables
                 _drop_staging(conn, "sqlite")

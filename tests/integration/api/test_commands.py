@@ -30,7 +30,9 @@ def test_import_puts_the_command_on_the_queue(
     response = client.post(IMPORT, json={"name": "EESSI", "version": "2025.06"}, headers=staff)
     assert response.status_code == 202, response.text
     assert response.json() == {"status": "importing", "name": "EESSI", "version": "2025.06"}
-    assert queued(broker) == [{"actor": "import_catalog", "name": "EESSI", "version": "2025.06"}]
+    assert queued(broker) == [
+        {"actor": "import_catalog", "name": "EESSI", "version": "2025.06", "trigger": "api"}
+    ]
 
 
 def test_import_without_version_of_a_new_name(
@@ -41,7 +43,7 @@ def test_import_without_version_of_a_new_name(
     assert response.status_code == 202, response.text
     # Waldur's answer, exactly: no "version" key when the request named none.
     assert response.json() == {"status": "importing", "name": "EESSI"}
-    assert queued(broker) == [{"actor": "import_catalog", "name": "EESSI"}]
+    assert queued(broker) == [{"actor": "import_catalog", "name": "EESSI", "trigger": "api"}]
 
 
 def test_import_of_an_existing_version_is_a_400(
@@ -182,6 +184,7 @@ def test_update_catalog_enqueues(
     [message] = queued(broker)
     assert message["actor"] == "update_catalog"
     assert uuid.UUID(message["catalog_uuid"]) == sample.eessi
+    assert message["trigger"] == "api"  # the run this command makes is the API's
 
 
 def test_update_catalog_without_an_adapter_is_a_400(
@@ -294,6 +297,7 @@ def test_force_in_the_bodies_is_passed_on(
     )
     assert imported.status_code == 202, imported.text
     assert [m.get("force") for m in queued(broker)] == [True, None, None, True]
+    assert {m["trigger"] for m in queued(broker)} == {"api"}
 
 
 def test_force_must_be_a_boolean(

@@ -44,7 +44,9 @@ def test_a_version_not_imported_yet_is_syncds_extension(
         "Catalog EESSI 2023.06 (binary_runtime) already exists; "
         "refresh it with update_catalog instead."
     ]
-    assert queued(broker) == [{"actor": "import_catalog", "name": "EESSI", "version": "2025.06"}]
+    assert queued(broker) == [
+        {"actor": "import_catalog", "name": "EESSI", "version": "2025.06", "trigger": "api"}
+    ]
 
 
 def test_only_the_same_name_and_type_count(
@@ -60,7 +62,7 @@ def test_only_the_same_name_and_type_count(
     response = client.post(IMPORT, json={"name": "EESSI"}, headers=staff)
     assert response.status_code == 202, response.text
     assert response.json() == {"status": "importing", "name": "EESSI"}
-    assert queued(broker) == [{"actor": "import_catalog", "name": "EESSI"}]
+    assert queued(broker) == [{"actor": "import_catalog", "name": "EESSI", "trigger": "api"}]
 
 
 def _discover_spack(client: TestClient, app: FastAPI, staff: dict[str, str]) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import datetime
@@ -14,12 +15,17 @@ from syncd.domain import CatalogInfo, CatalogSnapshot, CatalogType, PackageRecor
 from syncd.errors import UpstreamError
 from tests.support.records import package, target, version
 
+# Versions every generation holds: a refresh replaces at most half of a catalog's versions,
+# as upstreams do, so the shrink guard (SYNCD_MAX_SHRINK_FRACTION=0.5) lets it through.
+STABLE_VERSIONS = ("0.1", "0.2")
+
 
 def packages_of(generation: int, count: int = 4) -> list[PackageRecord]:
     """A small catalog whose content depends on `generation` (so a refresh changes it)."""
     return [
         package(
             f"pkg{i}",
+            *(version(v, target("x86_64/generic")) for v in STABLE_VERSIONS),
             version(f"{generation}.{i}", target("x86_64/generic")),
             description=f"package {i}, generation {generation}",
         )
@@ -90,6 +96,16 @@ class FakeAdapter:
             packages=packages_of(generation),
             validators={url: {"etag": etag}},
         )
+
+
+class ShrinkingAdapter(FakeAdapter):
+    """FakeAdapter whose generation 2 upstream lists one package of the five."""
+
+    def fetch_snapshot(self, fetcher: Any, **kwargs: Any) -> CatalogSnapshot | None:
+        snapshot = super().fetch_snapshot(fetcher, **kwargs)
+        if snapshot is None or self.generation < 2:
+            return snapshot
+        return dataclasses.replace(snapshot, packages=list(snapshot.packages)[:1])
 
 
 def catalogs(engine: Engine) -> list[Any]:

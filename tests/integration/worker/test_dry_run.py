@@ -183,6 +183,8 @@ def test_shrink_guard_verdict_and_keep_missing(engine: Engine, db_url: str, sour
         "max_shrink_fraction": 0.5,
         "packages_before": 12,
         "packages_removed": 9,
+        "versions_before": 34,
+        "versions_removed": 27,
     }
     kept = plan(env, "update", uuid, "--keep-missing")
     assert kept["keep_missing"] is True and kept["shrink_guard"]["verdict"] == "pass"

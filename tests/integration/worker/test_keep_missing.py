@@ -15,7 +15,13 @@ from syncd.config import Settings
 from syncd.db.tables import Catalog, Package, Version
 from syncd.outcomes import read_outcome
 from tests.integration.worker.conftest import StartWorker
-from tests.integration.worker.fakes import FakeAdapter, catalog_row, contents, wait_until
+from tests.integration.worker.fakes import (
+    STABLE_VERSIONS,
+    FakeAdapter,
+    catalog_row,
+    contents,
+    wait_until,
+)
 from tests.integration.worker.rabbit import envelope, publish_raw
 from tests.support.catalog_cli import FIRST, changed_spack, run_syncd, spack_env, write
 
@@ -72,7 +78,8 @@ def test_syncd_update_keep_missing_keeps_what_upstream_dropped(
 def test_amqp_keep_missing_kwarg(
     mq_settings: Settings, pg_engine: Engine, start_worker: StartWorker
 ) -> None:
-    """generation 1 has pkg0..pkg4 at versions 1.i; generation 2 has pkg0..pkg3 at 2.i. With
+    """generation 1 has pkg0..pkg4 at versions 0.1, 0.2 and 1.i; generation 2 has pkg0..pkg3
+    at 0.1, 0.2 and 2.i. With
     keep_missing the catalog holds both generations' versions, and pkg4."""
     fake = FakeAdapter()
     start_worker({"Fake": fake})
@@ -89,12 +96,11 @@ def test_amqp_keep_missing_kwarg(
     expected: set[tuple[Any, ...]] = set()
     for i in range(5):
         description = f"package {i}, generation {2 if i < 4 else 1}"
-        expected.add((f"pkg{i}", description, f"1.{i}"))
-        if i < 4:
-            expected.add((f"pkg{i}", description, f"2.{i}"))
+        for number in (*STABLE_VERSIONS, f"1.{i}", *([f"2.{i}"] if i < 4 else [])):
+            expected.add((f"pkg{i}", description, number))
     assert contents(pg_engine, first.catalog_id) == expected
     row = catalog_row(pg_engine, id=first.catalog_id)
-    assert (row.package_count, row.version_count, row.update_errors) == (5, 9, "")
+    assert (row.package_count, row.version_count, row.update_errors) == (5, 19, "")
 
 
 def _final(engine: Engine, message: dict[str, Any]) -> bool:
