@@ -36,7 +36,10 @@ def _unlink(path: str) -> None:
 class FetchResult:
     """One URL's outcome: a body on disk, "not modified", or (optional files) "absent".
 
-    `validators` is this URL's new entry for the catalog's validators dict.
+    `validators` is this URL's new entry for the catalog's validators dict: ETag and
+    Last-Modified, and "hash", the sha256 of the (decoded) body.
+    `same_body`: a body arrived, but it hashes as the last sync's did (a new ETag on the same
+    content, or a file:// mirror copied again): it is `not_modified` too, and kept.
     `bytes_downloaded` counts bytes received on the wire (after a file:// read: its size).
     """
 
@@ -52,11 +55,12 @@ class FetchResult:
     max_bytes: int | None = None
     parse_seconds: float | None = None
     parse_spent: float = 0.0
+    same_body: bool = False
     _finalizer: weakref.finalize | None = field(default=None, repr=False)
 
     @property
     def not_modified(self) -> bool:
-        return self.status == 304
+        return self.status == 304 or self.same_body
 
     @property
     def absent(self) -> bool:
