@@ -21,7 +21,14 @@ from adapters.fetch.deadline import deadline_at
 from adapters.fetch.errors import _status_error, bad_location, deadline_error, transport_error
 from adapters.fetch.pinning import AddressRefused
 from adapters.fetch.policy import check_source_allowed, parse_source
-from adapters.fetch.results import _ABSENT_STATUSES, FetchResult, Validators, _validators_of
+from adapters.fetch.results import (
+    _ABSENT_STATUSES,
+    FetchResult,
+    Validators,
+    _file_hash,
+    _kept,
+    _validators_of,
+)
 from adapters.fetch.transport import PinnedTransport, environment_proxy_mounts
 from syncd.config import Settings
 from syncd.errors import PermanentError, UpstreamError
@@ -391,17 +398,3 @@ class Fetcher:
             transient=False,
             url=url,
         )
-
-
-def _kept(previous: dict[str, Any]) -> dict[str, Any]:
-    """What a "not modified" carries over from the last sync's entry: its validators and
-    its body's hash (still the hash of the body the catalog holds)."""
-    return {k: v for k, v in previous.items() if k in ("etag", "last_modified", "hash")}
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

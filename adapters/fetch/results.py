@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
 import os
 import weakref
@@ -135,6 +136,20 @@ class _Capped(io.RawIOBase):
 def child_url(base: str, name: str) -> str:
     """`name` inside the folder `base` (an http(s) base URL or a file:// folder)."""
     return urljoin(base if base.endswith("/") else base + "/", name)
+
+
+def _kept(previous: dict[str, Any]) -> dict[str, Any]:
+    """What a "not modified" carries over from the last sync's entry: its validators and
+    its body's hash (still the hash of the body the catalog holds)."""
+    return {k: v for k, v in previous.items() if k in ("etag", "last_modified", "hash")}
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _validators_of(response: httpx.Response) -> dict[str, Any]:
