@@ -123,6 +123,21 @@ def test_spack_identical_body_with_a_new_etag_is_unchanged(
     assert not_modified_count("Spack") == counted + 1
 
 
+def test_import_again_of_the_same_body_under_a_new_etag_writes_nothing(
+    engine: Engine, up: FakeUpstream
+) -> None:
+    """An import without a version downloads unconditionally (the version comes from the
+    data): the same body under new validators is still the catalog's last sync."""
+    settings = up.settings()
+    first = first_import(engine, settings, "Spack")
+    before = state(engine, first.catalog_id)
+    up.fault(up.SPACK, "changed_etag")
+    with Fetcher(settings) as fetcher, structlog.testing.capture_logs() as logs:
+        again = service.import_catalog(engine, load_adapters(settings), fetcher, name="Spack")
+    assert again.catalog_uuid == first.catalog_uuid
+    assert_unchanged(engine, again, logs, before)
+
+
 def test_spack_one_byte_changed_is_synced(engine: Engine, up: FakeUpstream) -> None:
     settings = up.settings()
     first = first_import(engine, settings, "Spack")
