@@ -175,6 +175,7 @@ class PortableCatalogFile:
         url = source or self.url
         result = fetcher.fetch(url, validators=validators)
         if result.not_modified:
+            result.close()  # a same_body result holds a body nobody will read
             return None
         try:
             header = read_export_header(result, url)

@@ -223,6 +223,7 @@ class SpackAdapter:
         url = source or self.default_source()
         result = fetcher.fetch(url, validators=validators)
         if result.not_modified:
+            result.close()  # a same_body result holds a body nobody will read
             return None
         try:
             label, header = self._header(result, url)

@@ -11,6 +11,11 @@ the full-scale EESSI file:
   naive     one ORM insert per row, commit per 25 rows, as the reference does (on a sample,
             extrapolated linearly to the full row count; printed as such)
   copy      raw COPY of the same rows into the same tables: the physical floor
+and, side by side, the no-op refresh as a command runs it (`noop_refresh_report`):
+  refresh_hash    service.update_catalog of a file:// mirror copied again (same bytes, new
+                  mtimes, so new validators): unchanged by the bodies' sha256
+  refresh_hashes  the same with EESSI's hashes.json in the mirror: no data file read
+`--noop-only` runs just import, noop and these.
 Every scenario runs in a subprocess of its own, 3 times (naive: twice); the fastest run is
 reported (the machine is shared) with the largest peak RSS. Peak RSS is the kernel's
 high-water mark at the end minus the RSS after imports and the first database connection
@@ -51,6 +56,7 @@ NAIVE_SAMPLE_ROWS = 12_000
 NAIVE_BATCH = 25
 SCENARIOS = ("parse", "import", "noop", "change1", "change1+changes", "naive", "copy")
 CHANGES_BUDGET = 1.2  # issue 15: a 1% refresh recording its changes, vs one without
+NOOP_SCENARIOS = {"spack": ("refresh_hash",), "eessi": ("refresh_hash", "refresh_hashes")}
 
 
 # ---------------------------------------------------------------------------------------
@@ -291,6 +297,64 @@ def run_copy(engine: Engine, source: str, catalog: str) -> tuple[int, float]:
     return len(pkgs) + len(vers) + len(tgts) + len(link_rows), seconds
 
 
+def _refresh_mirror(source: str, hashes_json: bool) -> Path:
+    """A mirror folder of the source's files for the refresh scenarios (its mtimes are
+    moved), with EESSI's hashes.json (as EESSI/api_data calculate_hashes.py writes it) or
+    without."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    mirror = Path(tempfile.gettempdir()) / f"syncd-bench-refresh-{source}-{os.getuid()}"
+    mirror.mkdir(exist_ok=True)
+    files = [SPACK_FILE] if source == "spack" else sorted(_eessi_mirror().iterdir())
+    for src in files:
+        if not (mirror / src.name).exists():
+            shutil.copyfile(src, mirror / src.name)
+    hashes = mirror / "hashes.json"
+    hashes.unlink(missing_ok=True)
+    if hashes_json:
+        listed = {
+            f.name: {"hash": hashlib.sha256(f.read_bytes()).hexdigest(), "timestamp": ""}
+            for f in files
+        }
+        hashes.write_text(json.dumps(listed, indent=4))
+    return mirror
+
+
+def run_refresh(engine: Engine, url: str, source: str, *, hashes_json: bool) -> tuple[int, float]:
+    """One no-op refresh through the service, as a worker runs it, of a mirror whose files
+    were copied again (same bytes, new mtimes); returns (rows written, seconds of the
+    refresh). The first run imports the catalog (not timed)."""
+    from adapters.base import load_adapters
+    from adapters.fetch import Fetcher
+    from syncd import service
+
+    mirror = _refresh_mirror(source, hashes_json)
+    uri = (mirror / SPACK_FILE.name).as_uri() if source == "spack" else mirror.as_uri() + "/"
+    settings = Settings(allow_file_sources=True, database_url=url)
+    adapters = load_adapters(settings)
+    name = "Spack" if source == "spack" else "EESSI"
+    with Fetcher(settings) as fetcher:
+        with engine.connect() as conn:
+            found = conn.scalar(select(Catalog.uuid).where(Catalog.source_url == uri))
+        if found is None:
+            catalog_uuid = service.import_catalog(
+                engine, adapters, fetcher, name=name, source=uri
+            ).catalog_uuid
+        else:
+            catalog_uuid = found.hex
+        for path in mirror.iterdir():
+            stamp = path.stat().st_mtime + 60  # copied again: new validators
+            os.utime(path, (stamp, stamp))
+        started = time.perf_counter()
+        result = service.update_catalog(engine, adapters, fetcher, catalog_uuid=catalog_uuid)
+        seconds = time.perf_counter() - started
+    if result.changed:
+        raise RuntimeError(f"{source}: a refresh of identical content synced")
+    return (result.stats.rows_written if result.stats else 0), seconds
+
+
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -353,13 +417,17 @@ def worker(scenario: str, source: str, url: str, rep: int) -> dict[str, Any]:
         rows = run_naive(engine, source, fresh)
     elif scenario == "copy":
         rows, extra["copy_seconds"] = run_copy(engine, source, fresh)
+    elif scenario in ("refresh_hash", "refresh_hashes"):
+        rows, extra["refresh_seconds"] = run_refresh(
+            engine, url, source, hashes_json=scenario == "refresh_hashes"
+        )
     else:
         raise SystemExit(f"unknown scenario {scenario}")
     seconds = time.perf_counter() - started
     peak_kb = _peak_rss()
     engine.dispose()
     return {
-        "seconds": extra.pop("copy_seconds", seconds),
+        "seconds": extra.pop("copy_seconds", extra.pop("refresh_seconds", seconds)),
         "rss_mb": (peak_kb - baseline_kb) / 1024,
         "rows": rows,
         **extra,
@@ -457,6 +525,24 @@ def report(source: str, results: dict[str, dict[str, Any]], import_rows: int) ->
     print(f"no-op refresh rows written:       {results['noop']['rows']} (import: {import_rows})")
 
 
+def noop_refresh_report(
+    source: str, url: str, repeat: int, results: dict[str, dict[str, Any]]
+) -> None:
+    """The no-op refresh before (what a refresh with new validators did: parse, stage, diff
+    every row; the `noop` scenario) and after (the service's refresh, unchanged by content),
+    each against the same run's full import."""
+    full = results["import"]["seconds"]
+    print(f"no-op refresh vs full import ({source}, identical content, validators changed):")
+    print(f"  before: parsed, staged, diffed:   {results['noop']['seconds'] / full:.3f}")
+    for scenario in NOOP_SCENARIOS[source]:
+        r = run_scenario(scenario, source, url, repeat)
+        how = "hashes.json" if scenario == "refresh_hashes" else "body sha256"
+        print(
+            f"  after:  unchanged by {how + ':':<13} {r['seconds'] / full:.3f}"
+            f"   ({r['seconds']:.3f}s of {full:.2f}s, {r['rows']} rows written)"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--worker", nargs=4, metavar=("SCENARIO", "SOURCE", "URL", "REP"))
@@ -466,6 +552,9 @@ def main() -> int:
         "--scenarios",
         default=",".join(SCENARIOS),
         help="comma-separated subset (import first: the refreshes refresh its catalog)",
+    )
+    parser.add_argument(
+        "--noop-only", action="store_true", help="only import, noop and the service refreshes"
     )
     args = parser.parse_args()
     if args.worker:
@@ -481,9 +570,10 @@ def main() -> int:
     print(f"best of {args.repeat} runs per scenario (naive: best of 2); RSS: the largest")
     with postgres_database("syncd_bench") as url:
         upgrade(url)
+        scenarios = ("import", "noop") if args.noop_only else SCENARIOS
         for source in args.sources.split(","):
             try:
-                wanted = [s for s in SCENARIOS if s in args.scenarios.split(",")]
+                wanted = [s for s in scenarios if s in args.scenarios.split(",")]
                 paired = ("change1", "change1+changes")
                 results: dict[str, dict[str, Any]] = {}
                 for s in wanted:
@@ -493,6 +583,10 @@ def main() -> int:
                         results |= run_side_by_side(paired, source, url, args.repeat)
                         continue
                     results[s] = run_scenario(s, source, url, 2 if s == "naive" else args.repeat)
+                if args.noop_only:
+                    print(f"\n== {source}")
+                    noop_refresh_report(source, url, args.repeat, results)
+                    continue
             except RuntimeError as exc:
                 print(f"\n== {source}: NOT MEASURED: {exc}")
                 continue
@@ -503,6 +597,10 @@ def main() -> int:
                 naive["rows"] = full_rows
                 naive["seconds"] = naive["sample_seconds"] * full_rows / naive["sample_rows"]
             report(source, results, full_rows)
+            try:
+                noop_refresh_report(source, url, args.repeat, results)
+            except RuntimeError as exc:
+                print(f"no-op refresh through the service: NOT MEASURED: {exc}")
     return 0
 
 

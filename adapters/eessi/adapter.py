@@ -8,12 +8,16 @@ from typing import Any, ClassVar
 
 from adapters.base import schema_error, upstream_time
 from adapters.eessi.dump import dump_catalog_metadata, iter_dump_packages
+from adapters.eessi.hashes import distrusted, file_name, published_hashes
 from adapters.eessi.parse import WHAT, _names, iter_stack_packages, read_header
 from adapters.eessi.sources import source_files
 from adapters.fetch import Fetcher, FetchResult
 from syncd.config import Settings
 from syncd.domain import CatalogInfo, CatalogSnapshot, CatalogType
 from syncd.errors import VersionNotOfferedError
+from syncd.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class EessiAdapter:
@@ -123,25 +127,69 @@ class EessiAdapter:
     ) -> dict[str, FetchResult] | None:
         """Every file, or None when none changed since `validators` were taken.
 
-        Files answered "not modified" are fetched again in full when another file changed,
-        because a snapshot is always built from every file.
+        hashes.json first (adapters/eessi/hashes.py): a file it lists with the hash of the
+        last sync is not requested. Files found not modified are fetched again in full when
+        another file changed (unless their body came anyway), because a snapshot is always
+        built from every file.
         """
+        urls = [software_url, *ext_urls.values()]
+        published = published_hashes(fetcher, software_url, urls) if validators else {}
         results: dict[str, FetchResult] = {}
         try:
-            results[software_url] = fetcher.fetch(software_url, validators=validators)
-            for url in ext_urls.values():
-                results[url] = fetcher.fetch(url, validators=validators, optional=True)
+            for url in urls:
+                results[url] = _fetch_one(fetcher, url, url != software_url, validators, published)
+            # A body's hash, or the stored one that a 304 vouches for, against hashes.json's.
+            known = {u: r.validators.get("hash") for u, r in results.items()}
+            if wrong := distrusted(published, known):
+                log.info(
+                    "hashes_json_distrusted",
+                    reason=f"{file_name(wrong[0])} is not what hashes.json says",
+                )
+                for url in urls:
+                    if _on_its_word(url, url != software_url, validators, published):
+                        results[url] = fetcher.fetch(
+                            url, validators=validators, optional=url != software_url
+                        )
             unchanged = all(
                 r.not_modified or (r.absent and (validators.get(url) or {}).get("absent"))
                 for url, r in results.items()
             )
             if unchanged:
+                for r in results.values():
+                    r.close()
                 return None
             for url, r in list(results.items()):
-                if r.not_modified:
+                if r.not_modified and r.path is None:
                     results[url] = fetcher.fetch(url, optional=url != software_url)
             return results
         except BaseException:
             for r in results.values():
                 r.close()
             raise
+
+
+def _on_its_word(
+    url: str, optional: bool, validators: dict[str, Any], published: dict[str, str]
+) -> bool:
+    """Whether hashes.json alone says `url` is as the last sync saw it: listed with the
+    stored hash, or (hashes.json lists every file of the folder) left out when the file
+    was absent then too."""
+    previous = validators.get(url) or {}
+    if url in published:
+        return published[url] == previous.get("hash")
+    return bool(published) and optional and bool(previous.get("absent"))
+
+
+def _fetch_one(
+    fetcher: Fetcher,
+    url: str,
+    optional: bool,
+    validators: dict[str, Any],
+    published: dict[str, str],
+) -> FetchResult:
+    if url not in published and _on_its_word(url, optional, validators, published):
+        return FetchResult(url, 404, {"absent": True}, final_url=url)
+    # A listed file with the stored hash: the fetcher answers "not modified" unasked.
+    return fetcher.fetch(
+        url, validators=validators, optional=optional, published_hash=published.get(url)
+    )

@@ -31,9 +31,13 @@ SYNCD_FETCH_MAX_BYTES; the result also carries the fetch deadline as the parse b
 adapters/json_stream.py (`parse_seconds`).
 
 Validators are kept per catalog as a dict keyed by URL:
-`{url: {"etag": ..., "last_modified": ...}}`; an optional file that was missing is
-remembered as `{url: {"absent": True}}`. `fetch(url, validators=...)` looks its own URL up
-in that dict and returns the new entry in `FetchResult.validators`. `newest_last_modified`
+`{url: {"etag": ..., "last_modified": ..., "hash": ...}}`; an optional file that was missing
+is remembered as `{url: {"absent": True}}`. `fetch(url, validators=...)` looks its own URL up
+in that dict and returns the new entry in `FetchResult.validators`. "hash" is the sha256 of
+the body, taken while it streams (a file:// source is read once for it): a body that hashes
+as the stored one is `not_modified` (`same_body`) whatever its ETag, and a hash that upstream
+publishes (`published_hash`, EESSI's hashes.json) equal to the stored one skips the request.
+`newest_last_modified`
 reads the snapshot time of a source that states none from such a dict (a file's mtime for
 file:// sources).
 

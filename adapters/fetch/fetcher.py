@@ -4,6 +4,7 @@ conditional requests are applied the same way for every adapter.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import threading
 import time
@@ -20,7 +21,14 @@ from adapters.fetch.deadline import deadline_at
 from adapters.fetch.errors import _status_error, bad_location, deadline_error, transport_error
 from adapters.fetch.pinning import AddressRefused
 from adapters.fetch.policy import check_source_allowed, parse_source
-from adapters.fetch.results import _ABSENT_STATUSES, FetchResult, Validators, _validators_of
+from adapters.fetch.results import (
+    _ABSENT_STATUSES,
+    FetchResult,
+    Validators,
+    _file_hash,
+    _kept,
+    _validators_of,
+)
 from adapters.fetch.transport import PinnedTransport, environment_proxy_mounts
 from syncd.config import Settings
 from syncd.errors import PermanentError, UpstreamError
@@ -98,6 +106,15 @@ class Fetcher:
         """Bytes this thread downloaded: a per-command figure when threads share a fetcher."""
         return int(getattr(self._local, "bytes", 0))
 
+    @property
+    def thread_same_hashes(self) -> int:
+        """Fetches of this thread found unchanged by content hash (the body's, or the one
+        upstream published) rather than by a 304: the service names how it knew."""
+        return int(getattr(self._local, "same_hashes", 0))
+
+    def _same_hash(self) -> None:
+        self._local.same_hashes = getattr(self._local, "same_hashes", 0) + 1
+
     def _count(self, nbytes: int, requests: int = 0) -> None:
         self._local.bytes = getattr(self._local, "bytes", 0) + nbytes
         with self._lock:
@@ -118,27 +135,47 @@ class Fetcher:
     # the one public operation -------------------------------------------------------------
 
     def fetch(
-        self, url: str, *, validators: Validators | None = None, optional: bool = False
+        self,
+        url: str,
+        *,
+        validators: Validators | None = None,
+        optional: bool = False,
+        published_hash: str | None = None,
+        max_bytes: int | None = None,
     ) -> FetchResult:
         """Download `url` (conditionally, when `validators` has an entry for it).
 
         Returns a result whose status is 200 (body in `path`), 304 (not modified, no body)
-        or, when `optional`, 404/410 (absent). Raises UpstreamError otherwise.
+        or, when `optional`, 404/410 (absent). Raises UpstreamError otherwise. A 200 whose
+        body hashes (sha256, taken while it streams) as the entry's "hash" is
+        `same_body`: not modified either, though its body is kept for a caller that needs
+        it anyway. `published_hash`: the body's sha256 as upstream publishes it (EESSI's
+        hashes.json); when it is the entry's "hash", nothing is requested (a 304).
+        `max_bytes`: a lower size limit than SYNCD_FETCH_MAX_BYTES for this one body.
         """
         try:
             check_source_allowed(url, self.settings)
         except PermanentError as exc:
             raise UpstreamError(exc.message, transient=False, url=url) from None
         previous = dict((validators or {}).get(url) or {})
+        if published_hash is not None and published_hash == previous.get("hash"):
+            self._same_hash()
+            return FetchResult(url, 304, _kept(previous), final_url=url)
+        limit = min(max_bytes or self.settings.fetch_max_bytes, self.settings.fetch_max_bytes)
         fetch = self._fetch_file if urlsplit(url).scheme.lower() == "file" else self._fetch_http
-        result = fetch(url, previous, optional)
+        result = fetch(url, previous, optional, limit)
+        if result.status == 200 and previous.get("hash") == result.validators.get("hash"):
+            result.same_body = True
+            self._same_hash()
         # Reading is bounded like receiving: the byte cap after gunzip, the deadline for parsing.
-        result.max_bytes, result.parse_seconds = self.settings.fetch_max_bytes, self.deadline
+        result.max_bytes, result.parse_seconds = limit, self.deadline
         return result
 
     # file:// -------------------------------------------------------------------------------
 
-    def _fetch_file(self, url: str, previous: dict[str, Any], optional: bool) -> FetchResult:
+    def _fetch_file(
+        self, url: str, previous: dict[str, Any], optional: bool, limit: int
+    ) -> FetchResult:
         path = Path(url2pathname(urlsplit(url).path))
         try:
             st = path.stat()
@@ -158,20 +195,25 @@ class Fetcher:
             ) from None
         if not path.is_file():
             raise UpstreamError(f"{url}: not a regular file.", transient=False, url=url)
-        if st.st_size > self.settings.fetch_max_bytes:
-            raise self._too_large(url, st.st_size)
-        new = {
+        if st.st_size > limit:
+            raise self._too_large(url, st.st_size, limit)
+        new: dict[str, Any] = {
             "etag": f'"{st.st_size:x}-{st.st_mtime_ns:x}"',
             "last_modified": formatdate(st.st_mtime, usegmt=True),
         }
         if previous.get("etag") == new["etag"]:
-            return FetchResult(url, 304, new, final_url=url)
+            return FetchResult(url, 304, {**_kept(previous), **new}, final_url=url)
+        # A mirror copied again has a new mtime: only the content tells whether it changed.
+        # This is the one extra pass over a local file (a changed one is parsed again).
+        new["hash"] = _file_hash(path)
         self._count(st.st_size)
         return FetchResult(url, 200, new, path=path, bytes_downloaded=st.st_size, final_url=url)
 
     # http(s) -------------------------------------------------------------------------------
 
-    def _fetch_http(self, url: str, previous: dict[str, Any], optional: bool) -> FetchResult:
+    def _fetch_http(
+        self, url: str, previous: dict[str, Any], optional: bool, limit: int
+    ) -> FetchResult:
         attempts = 1 + max(0, self.settings.fetch_retries)
         started = time.monotonic()
         # One deadline for the whole fetch, retries included: every connect, header and body
@@ -179,7 +221,7 @@ class Fetcher:
         with deadline_at(started + self.deadline):
             for attempt in range(1, attempts + 1):
                 try:
-                    return self._attempt(url, previous, optional, started)
+                    return self._attempt(url, previous, optional, started, limit)
                 except UpstreamError as exc:
                     if not exc.transient or attempt == attempts:
                         if exc.transient and attempts > 1:
@@ -199,7 +241,7 @@ class Fetcher:
         return float(min(0.5 * 2 ** (attempt - 1), self.max_retry_after))
 
     def _attempt(
-        self, url: str, previous: dict[str, Any], optional: bool, started: float
+        self, url: str, previous: dict[str, Any], optional: bool, started: float, limit: int
     ) -> FetchResult:
         headers = {}
         if previous.get("etag"):
@@ -215,7 +257,7 @@ class Fetcher:
                         self._count(response.num_bytes_downloaded)
                         current = self._redirect_target(url, current, response)
                         continue
-                    return self._receive(url, current, response, previous, optional, started)
+                    return self._receive(url, current, response, previous, optional, started, limit)
             except httpx.HTTPError as exc:
                 raise transport_error(url, current, exc, self.settings, self.deadline) from None
             except AddressRefused as exc:
@@ -280,12 +322,13 @@ class Fetcher:
         previous: dict[str, Any],
         optional: bool,
         started: float,
+        limit: int,
     ) -> FetchResult:
         status = response.status_code
         if status == 304:
             self._count(response.num_bytes_downloaded)
             # A 304 may omit validators; the ones we sent are still the current ones.
-            kept = {k: v for k, v in previous.items() if k in ("etag", "last_modified")}
+            kept = _kept(previous)
             kept.update(_validators_of(response))
             return FetchResult(url, 304, kept, final_url=current)
         if optional and status in _ABSENT_STATUSES:
@@ -305,15 +348,14 @@ class Fetcher:
             declared
             and declared.isdigit()
             and not response.headers.get("content-encoding")
-            and int(declared) > self.settings.fetch_max_bytes
+            and int(declared) > limit
         ):
-            raise self._too_large(url, int(declared))
-        return self._download(url, current, response, started)
+            raise self._too_large(url, int(declared), limit)
+        return self._download(url, current, response, started, limit)
 
     def _download(
-        self, url: str, current: str, response: httpx.Response, started: float
+        self, url: str, current: str, response: httpx.Response, started: float, limit: int
     ) -> FetchResult:
-        limit = self.settings.fetch_max_bytes
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept past this function
             prefix="syncd-fetch-", suffix=".body", dir=self._tmpdir, delete=False
         )
@@ -321,6 +363,7 @@ class Fetcher:
         result.own_file()
         received = 0
         counted = 0
+        digest = hashlib.sha256()  # of the decoded body, as upstream hashes its files
         result.final_url = current
         try:
             with handle:
@@ -330,22 +373,26 @@ class Fetcher:
                     self._count(wire - counted)
                     counted = wire
                     if received > limit:
-                        raise self._too_large(url, received, partial=True)
+                        raise self._too_large(url, received, limit, partial=True)
                     if time.monotonic() - started > self.deadline:
                         raise deadline_error(url, current, self.deadline, received)
                     handle.write(chunk)
+                    digest.update(chunk)
         except BaseException:
             result.close()
             raise
         result.bytes_downloaded = counted
+        result.validators["hash"] = digest.hexdigest()
         return result
 
     # error helpers --------------------------------------------------------------------------
 
-    def _too_large(self, url: str, size: int, *, partial: bool = False) -> UpstreamError:
+    def _too_large(
+        self, url: str, size: int, limit: int, *, partial: bool = False
+    ) -> UpstreamError:
         what = f"more than {size - 1} bytes arrived" if partial else f"it is {size} bytes"
         return UpstreamError(
-            f"{url} is larger than the limit of {self.settings.fetch_max_bytes} bytes "
+            f"{url} is larger than the limit of {limit} bytes "
             f"({what}); download aborted. If the upstream really is this large, raise "
             "SYNCD_FETCH_MAX_BYTES.",
             transient=False,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
 import os
 import weakref
@@ -36,7 +37,10 @@ def _unlink(path: str) -> None:
 class FetchResult:
     """One URL's outcome: a body on disk, "not modified", or (optional files) "absent".
 
-    `validators` is this URL's new entry for the catalog's validators dict.
+    `validators` is this URL's new entry for the catalog's validators dict: ETag and
+    Last-Modified, and "hash", the sha256 of the (decoded) body.
+    `same_body`: a body arrived, but it hashes as the last sync's did (a new ETag on the same
+    content, or a file:// mirror copied again): it is `not_modified` too, and kept.
     `bytes_downloaded` counts bytes received on the wire (after a file:// read: its size).
     """
 
@@ -52,11 +56,12 @@ class FetchResult:
     max_bytes: int | None = None
     parse_seconds: float | None = None
     parse_spent: float = 0.0
+    same_body: bool = False
     _finalizer: weakref.finalize | None = field(default=None, repr=False)
 
     @property
     def not_modified(self) -> bool:
-        return self.status == 304
+        return self.status == 304 or self.same_body
 
     @property
     def absent(self) -> bool:
@@ -131,6 +136,20 @@ class _Capped(io.RawIOBase):
 def child_url(base: str, name: str) -> str:
     """`name` inside the folder `base` (an http(s) base URL or a file:// folder)."""
     return urljoin(base if base.endswith("/") else base + "/", name)
+
+
+def _kept(previous: dict[str, Any]) -> dict[str, Any]:
+    """What a "not modified" carries over from the last sync's entry: its validators and
+    its body's hash (still the hash of the body the catalog holds)."""
+    return {k: v for k, v in previous.items() if k in ("etag", "last_modified", "hash")}
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _validators_of(response: httpx.Response) -> dict[str, Any]:

@@ -65,12 +65,16 @@ def fetch_snapshot(
     log.info("fetch_started", adapter=adapter.name, source=source or "default")
     started = time.monotonic()
     bytes_before = _bytes_downloaded(fetcher)
+    hashes_before = _same_hashes(fetcher)
     snapshot: CatalogSnapshot | None = adapter.fetch_snapshot(
         fetcher, version=version, source=source or None, validators=validators
     )
     seconds = round(time.monotonic() - started, 3)
     if snapshot is None:
-        log.info("upstream_not_modified", seconds=seconds)
+        # Unchanged by a 304, or by content: a body (or a published hash) equal to the
+        # last sync's, whatever its ETag; either way nothing was parsed or staged.
+        how = {"compared": "hash"} if _same_hashes(fetcher) > hashes_before else {}
+        log.info("upstream_not_modified", seconds=seconds, **how)
         metrics.UPSTREAM_NOT_MODIFIED.labels(adapter=adapter.name).inc()
         return None
     fetched = _bytes_downloaded(fetcher) - bytes_before
@@ -175,10 +179,27 @@ def _same_download(snapshot: CatalogSnapshot, target: _Target) -> bool:
     """Whether a snapshot fetched without validators (an import that had to read the latest
     version first) is the data of the catalog's last sync: the same validators are what a
     conditional request would have answered 304 to, so it is "not modified" too."""
-    if not snapshot.validators or snapshot.validators != target.validators:
+    if not snapshot.validators:
         return False
-    log.info("upstream_not_modified", seconds=0.0, compared="validators")
-    return True
+    if snapshot.validators == target.validators:
+        log.info("upstream_not_modified", seconds=0.0, compared="validators")
+        return True
+    if _hashes(snapshot.validators) and _hashes(snapshot.validators) == _hashes(target.validators):
+        log.info("upstream_not_modified", seconds=0.0, compared="hash")
+        return True
+    return False
+
+
+def _hashes(validators: dict[str, Any]) -> dict[str, Any] | None:
+    """Each file's body hash (or absence); None when some file has neither (a catalog
+    synced before bodies were hashed): then only the validators can tell."""
+    found: dict[str, Any] = {}
+    for url, entry in validators.items():
+        mark = entry.get("hash") or ("absent" if entry.get("absent") else None)
+        if mark is None:
+            return None
+        found[url] = mark
+    return found
 
 
 def _sync(
@@ -220,6 +241,12 @@ def _max_field_chars(fetcher: Any) -> int:
     (the one upstream resource every command gets)."""
     limit = getattr(getattr(fetcher, "settings", None), "max_field_chars", None)
     return limit if isinstance(limit, int) and limit > 0 else DEFAULT_MAX_FIELD_CHARS
+
+
+def _same_hashes(fetcher: Any) -> int:
+    """This thread's count of fetches found unchanged by content hash (Fetcher)."""
+    value = getattr(fetcher, "thread_same_hashes", 0)
+    return value if isinstance(value, int) else 0
 
 
 def _bytes_downloaded(fetcher: Any) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import ipaddress
+import os
 import shutil
 import socket
 import ssl
@@ -55,7 +57,8 @@ def test_download_then_conditional_refetch_transfers_no_body(up: FakeUpstream) -
     first = fetcher.fetch(up.url(PATH))
     assert first.status == 200 and body(first) == BODY
     assert first.bytes_downloaded == len(BODY) == fetcher.bytes_downloaded
-    assert set(first.validators) == {"etag", "last_modified"}
+    assert set(first.validators) == {"etag", "last_modified", "hash"}
+    assert first.validators["hash"] == hashlib.sha256(BODY).hexdigest()  # taken as it streamed
 
     second = fetcher.fetch(up.url(PATH), validators={up.url(PATH): first.validators})
     assert second.not_modified and second.path is None
@@ -80,6 +83,29 @@ def test_changed_etag_with_identical_content_downloads_again(up: FakeUpstream) -
     second = fetcher.fetch(up.url(PATH), validators={up.url(PATH): first.validators})
     assert second.status == 200 and body(second) == BODY
     assert second.validators["etag"] != first.validators["etag"]
+    # The same body under a new ETag: not modified by its hash, the body kept all the same.
+    assert second.same_body and second.not_modified and fetcher.thread_same_hashes == 1
+    up.set_file(PATH, BODY + b" ")
+    third = fetcher.fetch(up.url(PATH), validators={up.url(PATH): first.validators})
+    assert not third.not_modified and third.validators["hash"] != first.validators["hash"]
+
+
+def test_a_published_hash_equal_to_the_stored_one_skips_the_request(up: FakeUpstream) -> None:
+    fetcher = make_fetcher(up)
+    first = fetcher.fetch(up.url(PATH))
+    up.reset_requests()
+    stored = {up.url(PATH): first.validators}
+    same = fetcher.fetch(up.url(PATH), validators=stored, published_hash=first.validators["hash"])
+    assert same.not_modified and same.path is None and up.requests == []
+    assert same.validators == first.validators  # what the next sync stores again
+    other = fetcher.fetch(up.url(PATH), validators=stored, published_hash="0" * 64)
+    assert other.status == 304 and len(up.requests) == 1  # asked, conditionally
+
+
+def test_max_bytes_lowers_the_limit_for_one_fetch(up: FakeUpstream) -> None:
+    with pytest.raises(UpstreamError, match=f"limit of {len(BODY) - 1} bytes"):
+        make_fetcher(up).fetch(up.url(PATH), max_bytes=len(BODY) - 1)
+    assert body(make_fetcher(up).fetch(up.url(PATH), max_bytes=len(BODY))) == BODY
 
 
 def test_temporary_file_is_removed_on_close(up: FakeUpstream) -> None:
@@ -285,6 +311,9 @@ def test_file_sources(tmp_path: Path, up: FakeUpstream) -> None:
     first.close()
     assert path.exists()  # a mirror file is never deleted
     assert fetcher.fetch(url, validators={url: first.validators}).not_modified
+    os.utime(path, (path.stat().st_mtime + 60, path.stat().st_mtime + 60))  # copied again
+    again = fetcher.fetch(url, validators={url: first.validators})
+    assert again.same_body and again.validators["etag"] != first.validators["etag"]
     with pytest.raises(UpstreamError) as missing:
         fetcher.fetch((tmp_path / "nope.json").as_uri())
     assert not missing.value.transient

@@ -24,6 +24,12 @@ Every response carries an ETag (hash of the content) and a Last-Modified; If-Non
 If-Modified-Since are answered 304 with no body. Gzip content is sent with
 Content-Encoding: gzip to clients that accept it. Every request is recorded.
 
+`FakeUpstream(..., hashes_json=True)` also publishes /eessi/hashes.json as EESSI does
+(EESSI/api_data scripts/calculate_hashes.py): `{"<file name>": {"hash": sha256 of the
+decoded file, "timestamp": its Last-Modified as ISO 8601}}` for every other file under
+/eessi/, rewritten whenever one of them changes. Off by default, so that the requests other
+tests count stay the data files'.
+
 Faults (`fault(path, kind, times=None, **options)`), see FAULTS:
   "500"             HTTP 500
   "429"             HTTP 429 with Retry-After: `retry_after` (seconds, default 1)
@@ -46,6 +52,12 @@ Faults (`fault(path, kind, times=None, **options)`), see FAULTS:
                     nests `depth` (default 40,000) arrays: 2 bytes per level
   "gzip_body"       the content as a gzip body *without* Content-Encoding (a .json.gz
                     served as is), followed by a gzip member of `padding` (default 0) spaces
+  "missing"         404, as if the file were not there
+and for /eessi/hashes.json (FakeUpstream.HASHES) only:
+  "malformed"       every entry's hash cut to 40 hex digits (valid JSON, not a sha256)
+  "wrong_hash"      every entry's hash is the sha256 of other bytes
+  "stale"           the hashes.json of `generations` (default 1) changes of the files ago
+                    (the oldest kept when there were fewer): left behind by its data
 
 As a pytest fixture: `from tests.support.fake_upstream import fake_upstream` in a test module
 (or a conftest) and take `fake_upstream` as an argument; it yields a started FakeUpstream.
@@ -60,12 +72,14 @@ import contextlib
 import dataclasses
 import gzip
 import hashlib
+import json
 import struct
 import threading
 import time
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -93,7 +107,12 @@ FAULTS = (
     "changed_etag",
     "deep_nesting",
     "gzip_body",
+    "missing",
+    "malformed",
+    "wrong_hash",
+    "stale",
 )
+HASHES_FAULTS = ("malformed", "wrong_hash", "stale")
 EXTENSION_TYPES = ("python", "r", "perl", "octave", "ruby", "component")
 
 
@@ -169,6 +188,7 @@ class FakeUpstream:
     SPACK = "/spack/repology.json"
     EESSI_SOFTWARE = "/eessi/eessi_api_metadata_software.json"
     RISCV = "/eessi/eessi_api_metadata-riscv_software.json"
+    HASHES = "/eessi/hashes.json"
 
     def __init__(
         self,
@@ -176,6 +196,7 @@ class FakeUpstream:
         *,
         files: Mapping[str, bytes] | None = None,
         data_dir: Path = UPSTREAM_DIR,
+        hashes_json: bool = False,
     ) -> None:
         if dataset is None:
             dataset = "sample" if data_dir.is_dir() else "synthetic"
@@ -188,6 +209,8 @@ class FakeUpstream:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.hashes_json = hashes_json
+        self._hash_generations: list[dict[str, dict[str, str]]] = []
         for path, content in (
             files if files is not None else dataset_files(dataset, data_dir)
         ).items():
@@ -271,10 +294,34 @@ class FakeUpstream:
             if old is not None and last_modified is None:
                 stamp = max(stamp, old.last_modified + 1)
             self._files[path] = _File(content, gzipped, etag, stamp)
+            self._publish_hashes(path)
 
     def remove_file(self, path: str) -> None:
         with self._lock:
             self._files.pop(path, None)
+            self._publish_hashes(path)
+
+    def _publish_hashes(self, changed: str) -> None:
+        """Rewrite hashes.json after a change of `changed` (the lock is held)."""
+        if not self.hashes_json or changed == self.HASHES or not changed.startswith("/eessi/"):
+            return
+        folder = self.HASHES.rsplit("/", 1)[0] + "/"
+        document = {
+            path.removeprefix(folder): {
+                "hash": hashlib.sha256(
+                    gzip.decompress(f.content) if f.gzipped else f.content
+                ).hexdigest(),
+                "timestamp": datetime.fromtimestamp(f.last_modified, UTC).isoformat(),
+            }
+            for path, f in sorted(self._files.items())
+            if path.startswith(folder) and path != self.HASHES
+        }
+        self._hash_generations.append(document)
+        content = json.dumps(document, indent=4).encode()
+        etag = '"' + hashlib.sha256(content).hexdigest()[:20] + '"'
+        old = self._files.get(self.HASHES)
+        stamp = max(float(int(time.time())), old.last_modified + 1 if old else 0.0)
+        self._files[self.HASHES] = _File(content, False, etag, stamp)
 
     def content(self, path: str) -> bytes:
         """The decoded content served at `path`."""
@@ -321,7 +368,27 @@ class FakeUpstream:
             if f is not None and fault is not None and fault.kind == "changed_etag":
                 self._etag_counter += 1
                 etag = f'"{f.etag.strip(chr(34))}-{self._etag_counter}"'
+            if f is not None and fault is not None and fault.kind in HASHES_FAULTS:
+                f = self._faulty_hashes(f, fault)
+                etag = '"' + hashlib.sha256(f.content).hexdigest()[:20] + '"'
             return f, fault, etag
+
+    def _faulty_hashes(self, f: _File, fault: _Fault) -> _File:
+        """hashes.json as the fault serves it (the lock is held)."""
+        if fault.kind == "stale":
+            back = int(fault.options.get("generations", 1))
+            document = self._hash_generations[max(0, len(self._hash_generations) - 1 - back)]
+        else:
+            document = self._hash_generations[-1]
+        altered = {}
+        for name, entry in document.items():
+            digest = entry["hash"]
+            if fault.kind == "malformed":
+                digest = digest[:40]
+            elif fault.kind == "wrong_hash":
+                digest = hashlib.sha256(digest.encode()).hexdigest()
+            altered[name] = {**entry, "hash": digest}
+        return dataclasses.replace(f, content=json.dumps(altered, indent=4).encode())
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
@@ -393,7 +460,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._oversized(
                 record, int(opts.get("size", 1 << 30)), bool(opts.get("declare_length"))
             )
-        if f is None:
+        if f is None or kind == "missing":
             return self._simple(record, 404, b'{"detail": "Not found."}')
         last_modified = formatdate(f.last_modified, usegmt=True)
         validators = {"ETag": etag, "Last-Modified": last_modified}
