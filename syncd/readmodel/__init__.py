@@ -9,6 +9,20 @@ renders on the fly whatever is missing or of an older FORMAT; `fill_stale(engine
 """
 
 from syncd.readmodel.fragments import FORMAT, Fragment
-from syncd.readmodel.store import fill_stale, read_fragments, render_packages, stale_count
+from syncd.readmodel.store import (
+    fill_stale,
+    read_fragments,
+    render_packages,
+    stale_count,
+    with_parents,
+)
 
-__all__ = ["FORMAT", "Fragment", "fill_stale", "read_fragments", "render_packages", "stale_count"]
+__all__ = [
+    "FORMAT",
+    "Fragment",
+    "fill_stale",
+    "read_fragments",
+    "render_packages",
+    "stale_count",
+    "with_parents",
+]

@@ -172,6 +172,18 @@ def render_packages(conn: Connection, catalog_id: int, package_ids: Collection[i
     return len(fragments)
 
 
+def with_parents(conn: Connection, package_ids: Collection[int]) -> set[int]:
+    """`package_ids` and their parents: a parent's fragment names its extensions' versions."""
+    found = set(package_ids)
+    for chunk in _chunks(sorted(found)):
+        found.update(
+            conn.execute(
+                select(PackageParent.parent_id).where(PackageParent.package_id.in_(chunk))
+            ).scalars()
+        )
+    return found
+
+
 def read_fragments(conn: Connection, package_ids: Sequence[int]) -> dict[int, Fragment]:
     """The fragments of a page's packages: stored ones of the current FORMAT, the others
     rendered now (nothing is written: a read never waits for a writer's lock)."""
@@ -226,4 +238,5 @@ __all__ = [
     "read_fragments",
     "render_packages",
     "stale_count",
+    "with_parents",
 ]

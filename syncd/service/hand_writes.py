@@ -35,7 +35,7 @@ from syncd.db.locks import catalog_transaction, lock_catalog
 from syncd.db.tables import Package
 from syncd.errors import TransientError
 from syncd.logging import get_logger
-from syncd.readmodel import render_packages
+from syncd.readmodel import render_packages, with_parents
 from syncd.service.hand_write_rows import (
     Action,
     CatalogsMoved,
@@ -72,9 +72,9 @@ def refresh_derived(conn: Connection, package_ids: AbstractSet[int]) -> None:
     """Data derived from packages' stored rows, brought up to date after a hand write, in its
     transaction. `package_ids`: the packages (that still exist) whose own row, versions,
     targets, parents or extensions the write changed: their list fragments are rendered
-    again (a move touches two catalogs)."""
+    again, with their parents' (which name their versions; a move touches two catalogs)."""
     by_catalog: dict[int, list[int]] = defaultdict(list)
-    ids = sorted(package_ids)
+    ids = sorted(with_parents(conn, package_ids))
     for start in range(0, len(ids), 5000):
         rows = conn.execute(
             select(Package.catalog_id, Package.id).where(Package.id.in_(ids[start : start + 5000]))

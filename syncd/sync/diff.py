@@ -9,12 +9,12 @@ from datetime import datetime
 from sqlalchemy import Connection, DateTime, bindparam, text
 
 from syncd.domain import KindStats, SyncStats
-from syncd.readmodel import render_packages
+from syncd.readmodel import render_packages, with_parents
 from syncd.sync.local_rows import after_diff, before_diff
 from syncd.sync.records import _Staged
 from syncd.sync.shrink import GUARD_OFF, ShrinkRefusedError, ShrinkVerdict, shrink_verdict
 from syncd.sync.staging import _SQLITE_STAGE_INDEXES
-from syncd.sync.touched import packages_of_versions, with_parents, written_packages
+from syncd.sync.touched import packages_of_versions, written_packages
 
 # ---------------------------------------------------------------------------------------
 # Diff: set-based statements, the same text on both backends (UPDATE ... FROM needs

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, DateTime, bindparam, select, text
 
-from syncd.db.tables import PackageParent, Version
+from syncd.db.tables import Version
 
 _CHUNK = 5000
 
@@ -40,16 +40,5 @@ def packages_of_versions(conn: Connection, version_ids: Iterable[int]) -> set[in
     for chunk in _chunks(version_ids):
         found.update(
             conn.execute(select(Version.package_id).where(Version.id.in_(chunk))).scalars()
-        )
-    return found
-
-
-def with_parents(conn: Connection, package_ids: set[int]) -> set[int]:
-    found = set(package_ids)
-    for chunk in _chunks(package_ids):
-        found.update(
-            conn.execute(
-                select(PackageParent.parent_id).where(PackageParent.package_id.in_(chunk))
-            ).scalars()
         )
     return found
