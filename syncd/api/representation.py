@@ -182,11 +182,11 @@ def target(
 def cpu_targets(row: Catalog) -> list[dict[str, str]]:
     """CPU family / microarchitecture choices of a binary runtime, from its architectures_map.
 
-    The map is EESSI's: either {EESSI_VERSION: {hardware: build}} (the upstream file's shape)
-    or already this version's {hardware: build}; a list of paths maps each to itself. As
-    Waldur's cpu_targets_for_catalog: family and microarchitecture are those of the build (the
-    targets a client filters on are builds), `full_arch` is the hardware path, sorted by it.
-    Other catalogs have none.
+    As Waldur's cpu_targets_for_catalog: only the map's entry for the catalog's own version
+    counts, {hardware: build} or a list of paths (each mapped to itself); a map not keyed by
+    the catalog's version gives none. Family and microarchitecture are those of the build
+    (the targets a client filters on are builds), `full_arch` is the hardware path, sorted
+    by it. Other catalogs have none.
     """
     if row.catalog_type != CatalogType.BINARY_RUNTIME:
         return []
@@ -194,12 +194,10 @@ def cpu_targets(row: Catalog) -> list[dict[str, str]]:
     if not isinstance(arch_map, dict):
         return []
     per_version = arch_map.get(row.version)
-    if isinstance(per_version, dict | list):
-        arch_map = per_version
-    elif any(isinstance(value, dict | list) for value in arch_map.values()):
-        return []  # keyed by other stack versions only
+    if not isinstance(per_version, dict | list):
+        return []
     found: list[dict[str, str]] = []
-    for hardware, build in sorted(_hardware_builds(arch_map)):
+    for hardware, build in sorted(_hardware_builds(per_version), key=lambda pair: pair[0]):
         family, micro = split_cpu_arch(build)
         found.append({"cpu_family": family, "cpu_microarchitecture": micro, "full_arch": hardware})
     return found
