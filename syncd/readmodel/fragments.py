@@ -113,8 +113,3 @@ def nested_package(
         # version string): a client wants each version once, in the nested order.
         "versions": list(dict.fromkeys(versions)),
     }
-
-
-def render(extensions: list[dict[str, Any]], versions: list[dict[str, Any]]) -> Fragment:
-    """The fragment of nested extension objects (urls as paths) and nested versions."""
-    return Fragment(dumps(extensions), dumps(versions))

@@ -11,19 +11,20 @@ from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, delete, insert, or_, select
+from sqlalchemy import Connection, Engine, Select, bindparam, delete, insert, or_, select, update
 
 from syncd.db.locks import catalog_transaction
 from syncd.db.tables import Package, PackageParent, PackageReadModel, Target, Version
+from syncd.readmodel import pg_render
 from syncd.readmodel.fragments import (
     EMPTY,
     FORMAT,
     PACKAGES_PATH,
     Fragment,
+    dumps,
     nested_package,
     nested_target,
     nested_version,
-    render,
 )
 
 # A package's versions and a version's targets as Waldur nests them (its models' default
@@ -95,17 +96,20 @@ def _targets(
     return found
 
 
-def _extensions(conn: Connection, package_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
-    """Each package's extensions (by name), with their version strings in the nested order."""
+def _extensions(
+    conn: Connection, catalog_id: int | None, package_ids: Sequence[int]
+) -> dict[int, list[dict[str, Any]]]:
+    """Each package's extensions (by name), with their version strings in the nested order;
+    with `catalog_id`, the links of that whole catalog."""
     links: list[Any] = []
-    for chunk in _chunks(package_ids):
-        links.extend(
-            conn.execute(
-                select(PackageParent.parent_id, Package.id, Package.uuid, Package.name)
-                .join(Package, Package.id == PackageParent.package_id)
-                .where(PackageParent.parent_id.in_(chunk))
-            )
-        )
+    statement = select(PackageParent.parent_id, Package.id, Package.uuid, Package.name).join(
+        Package, Package.id == PackageParent.package_id
+    )
+    if catalog_id is not None:
+        links.extend(conn.execute(statement.where(PackageParent.catalog_id == catalog_id)))
+    else:
+        for chunk in _chunks(package_ids):
+            links.extend(conn.execute(statement.where(PackageParent.parent_id.in_(chunk))))
     links.sort(key=lambda link: (link.parent_id, link.name, link.id))
     names: dict[int, list[str]] = defaultdict(list)
     for chunk in _chunks(sorted({link.id for link in links})):
@@ -121,20 +125,33 @@ def _extensions(conn: Connection, package_ids: Sequence[int]) -> dict[int, list[
     return found
 
 
-def _render(
+def _versions_in_python(
     conn: Connection, catalog_id: int | None, package_ids: Sequence[int]
-) -> dict[int, Fragment]:
-    """Fragments of `package_ids` (all of them, also those with nothing to embed); with
-    `catalog_id`, versions and targets are read for that whole catalog in one query each."""
+) -> dict[int, str]:
+    """The `versions` JSON text of the packages that have versions."""
     versions = _version_rows(conn, catalog_id, package_ids)
     targets = _targets(conn, catalog_id, [row.id for row in versions])
     nested: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in versions:
         nested[row.package_id].append(nested_version(row, targets.get(row.id, [])))
-    extensions = _extensions(conn, package_ids)
+    return {package_id: dumps(items) for package_id, items in nested.items()}
+
+
+def _render(
+    conn: Connection, catalog_id: int | None, package_ids: Sequence[int]
+) -> dict[int, Fragment]:
+    """Fragments of `package_ids` (all of them, also those with nothing to embed); with
+    `catalog_id`, versions and targets are read for that whole catalog at once."""
+    if conn.dialect.name == "postgresql":
+        versions = pg_render.versions_json(conn, catalog_id, package_ids)
+    else:
+        versions = _versions_in_python(conn, catalog_id, package_ids)
+    extensions = _extensions(conn, catalog_id, package_ids)
     return {
-        package_id: render(extensions.get(package_id, []), nested.get(package_id, []))
-        if package_id in nested or package_id in extensions
+        package_id: Fragment(
+            dumps(extensions.get(package_id, [])), versions.get(package_id, EMPTY.versions)
+        )
+        if package_id in versions or package_id in extensions
         else EMPTY
         for package_id in package_ids
     }
@@ -144,16 +161,28 @@ def render_packages(conn: Connection, catalog_id: int, package_ids: Collection[i
     """Store the fragments of `package_ids` of catalog `catalog_id` (None: all its packages),
     in the caller's transaction; ids of packages that no longer exist are ignored. Returns
     how many were stored."""
+    if package_ids is None:
+        conn.execute(delete(PackageReadModel).where(PackageReadModel.catalog_id == catalog_id))
+        chunks: list[list[int] | None] = [None]
+    else:
+        id_chunks = list(_chunks(sorted(set(package_ids))))
+        for id_chunk in id_chunks:
+            conn.execute(delete(PackageReadModel).where(PackageReadModel.package_id.in_(id_chunk)))
+        chunks = list(id_chunks)
+    if conn.dialect.name == "postgresql":
+        # Built and stored by PostgreSQL, without a round trip through Python.
+        stored = sum(pg_render.store(conn, catalog_id, chunk, FORMAT) for chunk in chunks)
+        _store_extensions(conn, catalog_id if package_ids is None else None, package_ids)
+        return stored
     packages = select(Package.id).where(Package.catalog_id == catalog_id).order_by(Package.id)
     if package_ids is None:
         ids = list(conn.execute(packages).scalars())
-        conn.execute(delete(PackageReadModel).where(PackageReadModel.catalog_id == catalog_id))
         fragments = _render(conn, catalog_id, ids)
     else:
         ids = []
-        for chunk in _chunks(sorted(set(package_ids))):
+        for chunk in chunks:
+            assert chunk is not None
             ids.extend(conn.execute(packages.where(Package.id.in_(chunk))).scalars())
-            conn.execute(delete(PackageReadModel).where(PackageReadModel.package_id.in_(chunk)))
         fragments = _render(conn, None, ids)
     if fragments:
         conn.execute(
@@ -170,6 +199,20 @@ def render_packages(conn: Connection, catalog_id: int, package_ids: Collection[i
             ],
         )
     return len(fragments)
+
+
+def _store_extensions(
+    conn: Connection, catalog_id: int | None, package_ids: Collection[int] | None
+) -> None:
+    """The `extensions` of the stored packages that have any (pg_render stores `[]`)."""
+    extensions = _extensions(conn, catalog_id, sorted(package_ids or ()))
+    if extensions:
+        conn.execute(
+            update(PackageReadModel)
+            .where(PackageReadModel.package_id == bindparam("parent"))
+            .values(extensions=bindparam("text")),
+            [{"parent": parent, "text": dumps(items)} for parent, items in extensions.items()],
+        )
 
 
 def with_parents(conn: Connection, package_ids: Collection[int]) -> set[int]:

@@ -8,6 +8,7 @@ go through HTTP.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, func, select, update
 
 from syncd import readmodel
-from syncd.db.tables import Package, PackageReadModel
+from syncd.db.tables import Package, PackageReadModel, Target, Version
 from syncd.domain import PackageRecord
-from syncd.readmodel import store
+from syncd.readmodel import pg_render, store
 from syncd.sync import diff
 from syncd.sync.shrink import ShrinkRefusedError
-from tests.integration.api.conftest import CATALOGS, PACKAGES, VERSIONS
+from tests.integration.api.conftest import CATALOGS, PACKAGES, VERSIONS, Sample
 from tests.integration.api.test_software_writes_sync import (
     ScriptedUpstream,
     Upstream,
@@ -242,6 +243,30 @@ def test_missing_or_old_fragments_are_rendered_on_the_fly_and_by_migrate(
     assert listed(client) == before
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(PackageReadModel)).scalar() == 4
+
+
+def test_postgresql_builds_the_objects_python_builds(
+    engine: Engine, sample: Sample, db_url: str
+) -> None:
+    # The sample's versions carry modules, toolchains, release dates, GPU targets; one more
+    # gets odd metadata (a module that is not an object, a toolchain list, a null family).
+    with engine.begin() as conn:
+        odd = {"module": "x", "toolchain": [], "toolchain_families_compatibility": None}
+        conn.execute(update(Version).where(Version.id == 1).values(metadata_=odd))
+        conn.execute(update(Target).where(Target.id == 1).values(metadata_=None))
+        ids = list(conn.execute(select(Package.id)).scalars())
+        python = store._versions_in_python(conn, None, ids)
+        assert python and python == store._versions_in_python(conn, None, ids)
+        if not db_url.startswith("postgresql"):
+            return
+        built = pg_render.versions_json(conn, None, ids)
+        by_catalog: dict[int, str] = {}
+        for catalog_id in set(conn.execute(select(Package.catalog_id)).scalars()):
+            by_catalog.update(pg_render.versions_json(conn, catalog_id, ids))
+    assert {k: json.loads(v) for k, v in built.items()} == {
+        k: json.loads(v) for k, v in python.items()
+    }
+    assert by_catalog == built
 
 
 def _package_id(engine: Engine, hex_uuid: str, conn: Connection | None = None) -> int:
