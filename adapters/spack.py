@@ -8,16 +8,17 @@ callers compare it with what they asked for.) `last_update` is also the snapshot
 
 Records:
 - one package per key whose `name` equals the key (alias keys, key != name, are skipped);
-  description = summary, homepage = first of homepages, categories, licenses, maintainers;
+  description = summary, homepage = first of homepages ("" stays ""), categories, licenses,
+  maintainers;
 - one version per entry of `version`, newest first by Spack's version semantics
   (syncd.versioning); branch versions (develop, main, ... with no downloads) are kept.
   `dependencies` is the package's dependency list (as the reference loader does);
   metadata: `downloads` (flattened URL list; odd shapes such as [[]] or nested lists are
-  tolerated), `branch` and `repositories` for branch versions, `patches` and `aliases`
-  of the package when it has any;
+  tolerated), `branch` ("" for a release, as Waldur's loader), `repositories` for branch
+  versions, `patches` and `aliases` of the package when it has any;
 - targets per version, as the reference loader derives them: build_variant/default with
-  the first download URL (for a branch version without downloads, its repository URL) as
-  location; platform/windows when categories has "windows"; external/system when it has
+  the first download URL as location ("" for a branch version without downloads);
+  platform/windows when categories has "windows"; external/system when it has
   "detectable"; build_system/build-tool when it has "build-tools".
 
 The 22 MB file is streamed from the fetcher's temporary file (adapters/json_stream.py: depth,
@@ -119,14 +120,14 @@ def _version_record(entry: dict[str, Any], shared: _Shared) -> VersionRecord | N
     downloads = flatten_urls(entry.get("downloads"))
     metadata: dict[str, Any] = {"downloads": downloads}
     repositories = entry.get("repositories")
-    repo_urls: list[str] = []
-    if "branch" in entry:
-        metadata["branch"] = entry.get("branch")
+    # Every version has a branch, "" for a release, as Waldur's loader stores it.
+    branch = entry.get("branch")
+    metadata["branch"] = branch if isinstance(branch, str) else ""
     if isinstance(repositories, list):
         metadata["repositories"] = repositories
-        repo_urls = [r["url"] for r in repositories if isinstance(r, dict) and r.get("url")]
     metadata.update(shared.package_metadata)
-    location = downloads[0] if downloads else (repo_urls[0] if repo_urls else "")
+    # Waldur's loader: the first download, else nothing (a branch version such as master).
+    location = downloads[0] if downloads else ""
     return VersionRecord(
         version=version,
         dependencies=shared.dependencies,
@@ -136,6 +137,13 @@ def _version_record(entry: dict[str, Any], shared: _Shared) -> VersionRecord | N
             *shared.category_targets,
         ],
     )
+
+
+def _homepage(value: Any) -> str | None:
+    """The first of `homepages` as upstream gives it ("" stays ""); None without one."""
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return value[0]
+    return None
 
 
 def package_record(key: str, package: Any) -> PackageRecord | None:
@@ -161,12 +169,11 @@ def package_record(key: str, package: Any) -> PackageRecord | None:
                 versions.setdefault(record.version, record)
             else:
                 left_out.append(no_version(entry, "a version entry"))
-    homepages = string_list(package.get("homepages"))
     summary = package.get("summary")
     return PackageRecord(
         name=key,
         description=summary.strip() if isinstance(summary, str) else "",
-        homepage=homepages[0] if homepages else None,
+        homepage=_homepage(package.get("homepages")),
         categories=string_list(package.get("categories")),
         licenses=string_list(package.get("licenses")),
         maintainers=string_list(package.get("maintainers")),

@@ -37,7 +37,8 @@ Records for one stack:
 - a target per cpu_arch path: cpu_architecture, target_name = the family before the first
   "/", target_subtype = the rest (or "generic"), location
   /cvmfs/software.eessi.io/versions/<stack>/software/linux/<path>, gpu_architectures = that
-  CPU target's list in gpu_arch, metadata {"full_arch": path}.
+  CPU target's list in gpu_arch, metadata {"full_arch": path, "gpu_arch": the version's
+  gpu_arch map} as Waldur's loader stores it.
 - extensions (from the extension files) are packages with is_extension=True and
   parent_names = the parent software names present in the stack. An extension version's
   module_version is the parent module's version ("3.24.35-GCCcore-12.2.0" for an extension
@@ -50,7 +51,8 @@ Records for one stack:
   1.0.0-foss-2023a) are both passed on: the sync keeps the first, counts and logs the rest.
 
 Catalog metadata: timestamp, architectures_map (whole map; the API serves cpu_targets from
-the stack's entry), gpu_architectures_map, category_details, eessi_version, files read.
+the stack's entry), gpu_architectures_map, category_details, eessi_version, files read,
+api_base_url (the folder of the software file, as Waldur's loader names its source).
 The snapshot time (CatalogInfo.snapshot_time) is `timestamp` (None when it is missing or
 unreadable; the service then takes the files' Last-Modified).
 

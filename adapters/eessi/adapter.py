@@ -97,6 +97,8 @@ class EessiAdapter:
                 "gpu_architectures_map": top.get("gpu_architectures_map") or {},
                 "category_details": top.get("category_details") or {},
                 "files": [software_url, *(u for _r, u in present.values())],
+                # Waldur's loader: the folder the API files are read from.
+                "api_base_url": software_url.rsplit("/", 1)[0],
             },
         )
         catalog.snapshot_time = upstream_time(top.get("timestamp"))
@@ -111,9 +113,7 @@ class EessiAdapter:
             name=self.name,
             version=stack,
             catalog_type=self.catalog_type,
-            description=(
-                f"European Environment for Scientific Software Installations (EESSI) {stack}"
-            ),
+            description=(f"European Environment for Scientific Software Installations {stack}"),
             source_url=source,
             metadata=metadata,
         )

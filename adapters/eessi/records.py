@@ -35,7 +35,8 @@ def _targets(entry: dict[str, Any], stack: str) -> list[TargetRecord]:
             target_name=family,
             target_subtype=subtype,
             location=f"{CVMFS_ROOT}/{stack}/software/linux/{path}",
-            metadata={"full_arch": path},
+            # Waldur's loader: the hardware path and the version's whole gpu_arch map.
+            metadata={"full_arch": path, "gpu_arch": gpu},
             gpu_architectures=string_list(gpu.get(path)),
         )
     return list(targets.values())
@@ -62,6 +63,10 @@ def version_record(
         "versionsuffix": entry.get("versionsuffix") or "",
         "required_modules": required,
         "license": string_list(entry.get("license")),
+        # As Waldur's loader stores them ("" and [] when upstream leaves them out).
+        "image": entry.get("image") if isinstance(entry.get("image"), str) else "",
+        "categories": string_list(entry.get("categories")),
+        "identifier": entry.get("identifier") if isinstance(entry.get("identifier"), str) else "",
     }
     if extension_type is None:
         metadata["extensions"] = [e for e in entry.get("extensions") or [] if isinstance(e, dict)]
@@ -147,12 +152,18 @@ def package_builder(
         {lic for e in entries for lic in string_list(e.get("license"))}
     )
     description = software.get("description") or entries[0].get("description") or ""
-    homepage = software.get("homepage") or entries[0].get("homepage") or None
+    # Upstream's own text, an empty string included (Waldur stores it so); None only when
+    # neither the software nor its first build names one.
+    homepage = software.get("homepage")
+    if not isinstance(homepage, str):
+        homepage = entries[0].get("homepage")
+    if not isinstance(homepage, str):
+        homepage = None
     builder = _Builder(
         PackageRecord(
             name=name,
             description=str(description).strip(),
-            homepage=str(homepage) if homepage else None,
+            homepage=homepage,
             categories=string_list(software.get("categories")),
             licenses=licenses,
             is_extension=extension_type is not None,

@@ -7,12 +7,23 @@ uuids are 32 hex digits, datetimes ISO 8601 in UTC, `url`s absolute. Version obj
 from __future__ import annotations
 
 import uuid as uuid_module
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from adapters.eessi import split_cpu_arch
 from syncd.db.tables import Catalog, Package, Target, Version
 from syncd.domain import CatalogType
+from syncd.readmodel.fragments import (
+    iso_date,
+    nested_target,
+    version_metadata,
+)
+from syncd.readmodel.fragments import (
+    nested_package as nested_package,
+)
+from syncd.readmodel.fragments import (
+    nested_version as nested_version,
+)
 from syncd.redaction import redact_urls
 
 CATALOGS = "/api/marketplace-software-catalogs/"
@@ -39,10 +50,6 @@ def iso_datetime(value: datetime | None) -> str | None:
     if value.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def iso_date(value: date | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def type_display(catalog_type: str) -> str:
@@ -82,29 +89,17 @@ def catalog(base: str, row: Catalog) -> dict[str, Any]:
     }
 
 
-def nested_package(
-    base: str, row_uuid: uuid_module.UUID, name: str, versions: list[str]
-) -> dict[str, Any]:
-    return {
-        "uuid": row_uuid.hex,
-        "name": name,
-        "url": link(base, PACKAGES, row_uuid),
-        # An EESSI extension has a version row per parent module that bundles it (same
-        # version string): a client wants each version once, newest first as given.
-        "versions": list(dict.fromkeys(versions)),
-    }
-
-
 def package(
     base: str,
     row: Package,
     cat: Catalog | Any,
     *,
     parents: list[dict[str, Any]],
-    extensions: list[dict[str, Any]],
-    versions: list[dict[str, Any]],
+    extensions: list[dict[str, Any]] | Any,
+    versions: list[dict[str, Any]] | Any,
 ) -> dict[str, Any]:
-    """`cat` carries uuid, name, version and catalog_type of the package's catalog."""
+    """`cat` carries uuid, name, version and catalog_type of the package's catalog;
+    `extensions` and `versions` may be JSON text placed as it is (pagination.RawJson)."""
     return {
         "url": link(base, PACKAGES, row.uuid),
         "uuid": row.uuid.hex,
@@ -129,48 +124,6 @@ def package(
         "version_count": row.version_count,
         "extension_count": row.extension_count,
         "versions": versions,
-    }
-
-
-def _version_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    module = metadata.get("module")
-    module = module if isinstance(module, dict) else {}
-    toolchain = metadata.get("toolchain")
-
-    def as_list(key: str) -> list[Any]:
-        value = metadata.get(key)
-        return value if isinstance(value, list) else []
-
-    return {
-        "module": module,
-        "modulename": str(module.get("full_module_name", "") or ""),
-        "required_modules": as_list("required_modules"),
-        "extensions": as_list("extensions"),
-        "toolchain": toolchain if isinstance(toolchain, dict) else {},
-        "toolchain_families_compatibility": as_list("toolchain_families_compatibility"),
-    }
-
-
-def nested_target(row: Target) -> dict[str, Any]:
-    return {
-        "uuid": row.uuid.hex,
-        "target_type": row.target_type,
-        "target_name": row.target_name,
-        "target_subtype": row.target_subtype,
-        "location": row.location,
-        "metadata": row.metadata_,
-        "gpu_architectures": row.gpu_architectures,
-    }
-
-
-def nested_version(row: Version, targets: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "uuid": row.uuid.hex,
-        "version": row.version,
-        "module_version": row.module_version,
-        "release_date": iso_date(row.release_date),
-        "targets": targets,
-        **_version_metadata(row.metadata_ or {}),
     }
 
 
@@ -201,7 +154,7 @@ def version(
         "metadata": row.metadata_,
         "target_count": target_count,
         "is_local": row.is_local,
-        **_version_metadata(row.metadata_ or {}),
+        **version_metadata(row.metadata_ or {}),
     }
 
 
@@ -229,11 +182,11 @@ def target(
 def cpu_targets(row: Catalog) -> list[dict[str, str]]:
     """CPU family / microarchitecture choices of a binary runtime, from its architectures_map.
 
-    The map is EESSI's: either {EESSI_VERSION: {hardware: build}} (the upstream file's shape)
-    or already this version's {hardware: build}; a list of paths maps each to itself. As
-    Waldur's cpu_targets_for_catalog: family and microarchitecture are those of the build (the
-    targets a client filters on are builds), `full_arch` is the hardware path, sorted by it.
-    Other catalogs have none.
+    As Waldur's cpu_targets_for_catalog: only the map's entry for the catalog's own version
+    counts, {hardware: build} or a list of paths (each mapped to itself); a map not keyed by
+    the catalog's version gives none. Family and microarchitecture are those of the build
+    (the targets a client filters on are builds), `full_arch` is the hardware path, sorted
+    by it. Other catalogs have none.
     """
     if row.catalog_type != CatalogType.BINARY_RUNTIME:
         return []
@@ -241,12 +194,10 @@ def cpu_targets(row: Catalog) -> list[dict[str, str]]:
     if not isinstance(arch_map, dict):
         return []
     per_version = arch_map.get(row.version)
-    if isinstance(per_version, dict | list):
-        arch_map = per_version
-    elif any(isinstance(value, dict | list) for value in arch_map.values()):
-        return []  # keyed by other stack versions only
+    if not isinstance(per_version, dict | list):
+        return []
     found: list[dict[str, str]] = []
-    for hardware, build in sorted(_hardware_builds(arch_map)):
+    for hardware, build in sorted(_hardware_builds(per_version), key=lambda pair: pair[0]):
         family, micro = split_cpu_arch(build)
         found.append({"cpu_family": family, "cpu_microarchitecture": micro, "full_arch": hardware})
     return found

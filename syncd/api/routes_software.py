@@ -112,6 +112,7 @@ def list_packages(
     page_size: PageSizeParam = None,
 ) -> Response:
     base = ctx.base_url(request)
+    fields = request.query_params.getlist("field")  # none of the embedded ones: not read
     # Opened here rather than by DbSession: see routes_catalogs.list_catalogs.
     with ctx.session_factory() as session:
         return paginated(
@@ -121,7 +122,7 @@ def list_packages(
             base=base,
             number=page,
             size=page_size,
-            render=lambda rows: render_packages(session, base, rows),
+            render=lambda rows: render_packages(session, base, rows, fields),
             count_query=stored_count_query(filters, "package_count"),
         )
 

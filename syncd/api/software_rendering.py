@@ -1,7 +1,9 @@
 """Rows of the package, version and target lists turned into their wire objects.
 
-Apart from the queries because what a page embeds (parents, extensions, versions, target
-counts) is loaded here with one query per page, never one per row, once the page is known.
+Apart from the queries because what a page embeds (parents, target counts) is loaded here
+with one query per page, never one per row, once the page is known. A package's versions
+(with their targets) and extensions are its stored list fragment (syncd/readmodel/),
+placed into the answer as JSON text.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from syncd.api import representation
+from syncd.api.pagination import RawJson
 from syncd.api.software_filters import _OTHER_PACKAGE
 from syncd.db.tables import PackageParent, Target, Version
+from syncd.readmodel import read_fragments
+from syncd.readmodel.store import NESTED_VERSION_ORDER
 
-# A package's versions and a version's targets as Waldur nests them (its models' default
-# orderings, which its prefetches keep): versions oldest first (by the upstream's version
-# semantics, where Waldur compares strings), then module version; targets newest first.
-NESTED_VERSION_ORDER = [Version.sort_index.desc(), Version.module_version, Version.id]
-NESTED_TARGET_ORDER = [Target.created.desc(), Target.id]
+# The keys a package's fragment fills: a `?field=` naming neither skips reading it.
+_EMBEDDED = frozenset({"extensions", "versions"})
 
 
 @dataclass(frozen=True)
@@ -94,49 +96,41 @@ def _related(
     return found
 
 
-def render_packages(session: Session, base: str, rows: list[Any]) -> list[dict[str, Any]]:
-    """A list page: parents embedded; versions and extensions only counted (see issue 3)."""
-    parents = _related(session, base, [row.id for row in rows], parents=True)
-    return [
-        representation.package(
-            base,
-            row,
-            _catalog_ref(row),
-            parents=parents.get(row.id, []),
-            extensions=[],
-            versions=[],
+def render_packages(
+    session: Session, base: str, rows: list[Any], fields: Iterable[str] = ()
+) -> list[dict[str, Any]]:
+    """A list page, each package as its retrieve answers it: parents read for the page,
+    versions and extensions from the stored fragments (skipped when `fields`, the page's
+    `?field=`, names neither)."""
+    ids = [row.id for row in rows]
+    parents = _related(session, base, ids, parents=True)
+    wanted = set(fields)
+    if wanted and not wanted & _EMBEDDED:
+        fragments = {}
+    else:
+        fragments = {
+            package_id: fragment.with_base(base)
+            for package_id, fragment in read_fragments(session.connection(), ids).items()
+        }
+    items = []
+    for row in rows:
+        fragment = fragments.get(row.id)
+        items.append(
+            representation.package(
+                base,
+                row,
+                _catalog_ref(row),
+                parents=parents.get(row.id, []),
+                extensions=RawJson(fragment.extensions) if fragment else [],
+                versions=RawJson(fragment.versions) if fragment else [],
+            )
         )
-        for row in rows
-    ]
-
-
-def _nested_versions(session: Session, package_id: int) -> list[dict[str, Any]]:
-    versions = list(
-        session.execute(
-            select(Version).where(Version.package_id == package_id).order_by(*NESTED_VERSION_ORDER)
-        ).scalars()
-    )
-    targets: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    if versions:
-        for target in session.execute(
-            select(Target)
-            .where(Target.version_id.in_([v.id for v in versions]))
-            .order_by(*NESTED_TARGET_ORDER)
-        ).scalars():
-            targets[target.version_id].append(representation.nested_target(target))
-    return [representation.nested_version(v, targets.get(v.id, [])) for v in versions]
+    return items
 
 
 def render_package_detail(session: Session, base: str, row: Any) -> dict[str, Any]:
-    package = row
-    return representation.package(
-        base,
-        package,
-        _catalog_ref(row),
-        parents=_related(session, base, [package.id], parents=True).get(package.id, []),
-        extensions=_related(session, base, [package.id], parents=False).get(package.id, []),
-        versions=_nested_versions(session, package.id),
-    )
+    """The retrieve: the list's object, the same fragment embedded."""
+    return render_packages(session, base, [row])[0]
 
 
 def _target_counts(session: Session, version_ids: list[int]) -> dict[int, int]:

@@ -21,7 +21,9 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.cli.common import _error
+    from syncd.db.engine import make_engine
     from syncd.db.migrate import upgrade
+    from syncd.readmodel import fill_stale
 
     try:
         upgrade(settings.database_url)
@@ -29,6 +31,15 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
         _error(str(exc))
         return 1
     print(f"database at revision head: {_redacted(settings.database_url)}")
+    # Fragments the package list embeds, missing since 0013 or of an older format: rendered
+    # here once rather than on the fly by every list request until each catalog's next sync.
+    engine = make_engine(settings.database_url)
+    try:
+        rendered = fill_stale(engine)
+    finally:
+        engine.dispose()
+    if rendered:
+        print(f"package list fragments rendered: {rendered}")
     return 0
 
 

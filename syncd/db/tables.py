@@ -178,6 +178,24 @@ class PackageParent(Base):
     )
 
 
+class PackageReadModel(Base):
+    """A package's embedded part of the list object (versions with their targets, and
+    extensions) as JSON text, rendered by its writer (syncd/readmodel/), so a list page
+    concatenates it instead of reading nested rows. `format`: the renderer's FORMAT."""
+
+    __tablename__ = "package_read_model"
+
+    package_id: Mapped[int] = mapped_column(
+        ForeignKey("package.id", ondelete="CASCADE"), primary_key=True
+    )
+    catalog_id: Mapped[int] = mapped_column(
+        ForeignKey("catalog.id", ondelete="CASCADE"), index=True
+    )
+    format: Mapped[int] = mapped_column(Integer)
+    extensions: Mapped[str] = mapped_column(Text)
+    versions: Mapped[str] = mapped_column(Text)
+
+
 class Version(_Identified, Base):
     __tablename__ = "version"
     __table_args__ = (

@@ -22,17 +22,20 @@ transaction, as the sync keeps them.
 from __future__ import annotations
 
 import uuid as uuid_module
+from collections import defaultdict
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 
 from syncd import cache_events
 from syncd.db import statement_timeout
 from syncd.db.locks import catalog_transaction, lock_catalog
+from syncd.db.tables import Package
 from syncd.errors import TransientError
 from syncd.logging import get_logger
+from syncd.readmodel import render_packages, with_parents
 from syncd.service.hand_write_rows import (
     Action,
     CatalogsMoved,
@@ -68,12 +71,18 @@ __all__ = [
 def refresh_derived(conn: Connection, package_ids: AbstractSet[int]) -> None:
     """Data derived from packages' stored rows, brought up to date after a hand write, in its
     transaction. `package_ids`: the packages (that still exist) whose own row, versions,
-    targets, parents or extensions the write changed.
-
-    Nothing is derived yet: the packages' rendered list objects, rendered when a sync writes
-    (embedded versions and targets), are to be re-rendered here for these packages.
-    """
-    del conn, package_ids
+    targets, parents or extensions the write changed: their list fragments are rendered
+    again, with their parents' (which name their versions; a move touches two catalogs)."""
+    by_catalog: dict[int, list[int]] = defaultdict(list)
+    ids = sorted(with_parents(conn, package_ids))
+    for start in range(0, len(ids), 5000):
+        rows = conn.execute(
+            select(Package.catalog_id, Package.id).where(Package.id.in_(ids[start : start + 5000]))
+        )
+        for catalog_id, package_id in rows:
+            by_catalog[int(catalog_id)].append(int(package_id))
+    for catalog_id, found in sorted(by_catalog.items()):
+        render_packages(conn, catalog_id, found)
 
 
 @contextmanager

@@ -9,11 +9,13 @@ from datetime import datetime
 from sqlalchemy import Connection, DateTime, bindparam, text
 
 from syncd.domain import KindStats, SyncStats
+from syncd.readmodel import render_packages, with_parents
 from syncd.sync.local_rows import after_diff, before_diff
 from syncd.sync.plan_changes import ChangeTracker
 from syncd.sync.records import _Staged
 from syncd.sync.shrink import GUARD_OFF, ShrinkRefusedError, ShrinkVerdict, shrink_verdict
 from syncd.sync.staging import _SQLITE_STAGE_INDEXES
+from syncd.sync.touched import packages_of_versions, written_packages
 
 # ---------------------------------------------------------------------------------------
 # Diff: set-based statements, the same text on both backends (UPDATE ... FROM needs
@@ -147,7 +149,9 @@ INSERT INTO package_parent (package_id, parent_id, catalog_id)
 SELECT s.package_id, s.parent_id, :c FROM stage_parent AS s
 WHERE s.parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM package_parent AS l
     WHERE l.package_id = s.package_id AND l.parent_id = s.parent_id)
+RETURNING parent_id
 """
+# The statements RETURNING ids name the packages whose list fragment they change (touched.py).
 # Deletes run bottom-up so that each kind is counted before a cascade could hide it.
 # Local rows (made through the API) are never deleted by a sync (syncd/sync/local_rows.py).
 _DELETE_TARGETS = """
@@ -155,17 +159,20 @@ DELETE FROM target WHERE catalog_id = :c AND NOT is_local
   AND NOT EXISTS (SELECT 1 FROM stage_target AS s
     WHERE s.version_id = target.version_id AND s.target_type = target.target_type
       AND s.target_name = target.target_name AND s.target_subtype = target.target_subtype)
+RETURNING version_id
 """
 _DELETE_VERSIONS = """
 DELETE FROM version WHERE catalog_id = :c AND NOT is_local
   AND NOT EXISTS (SELECT 1 FROM stage_version AS s
     WHERE s.package_id = version.package_id AND s.version = version.version
       AND s.module_version = version.module_version)
+RETURNING package_id
 """
 _DELETE_PARENTS = """
 DELETE FROM package_parent WHERE catalog_id = :c AND NOT EXISTS (
     SELECT 1 FROM stage_parent AS s
     WHERE s.package_id = package_parent.package_id AND s.parent_id = package_parent.parent_id)
+RETURNING parent_id
 """
 _DELETE_PACKAGES = """
 DELETE FROM package WHERE catalog_id = :c AND NOT is_local
@@ -225,6 +232,7 @@ class _Differ:
         self.shrink = ShrinkVerdict(0, 0, max_shrink_fraction)
         self.dialect = dialect
         self.catalog_id = catalog_id
+        self.now = now
         self.params = {"c": catalog_id, "now": now}
         self.pg = pg = dialect == "postgresql"
         new_uuid = _PG_UUID if pg else _SQLITE_UUID
@@ -237,6 +245,10 @@ class _Differ:
         if ":now" in sql:
             statement = statement.bindparams(bindparam("now", type_=DateTime(timezone=True)))
         return int(self.conn.execute(statement, self.params).rowcount)
+
+    def run_returning(self, sql: str) -> list[int]:
+        """Run a statement RETURNING one id per row written (so its length is the count)."""
+        return [int(row[0]) for row in self.conn.execute(text(sql), self.params)]
 
     def prepare(self) -> None:
         # PostgreSQL needs nothing here: without statistics on the temporary tables the
@@ -283,13 +295,20 @@ class _Differ:
         stats.targets.created = self.run(_INSERT_TARGETS)
         self.run(_RESOLVE_PARENTS if self.pg else _RESOLVE_PARENTS_SQLITE)
         resolved = int(self.conn.exec_driver_sql(_COUNT_RESOLVED_PARENTS).scalar_one())
-        stats.parent_links.created = self.run(_INSERT_PARENTS)
+        linked = self.run_returning(_INSERT_PARENTS)
+        stats.parent_links.created = len(linked)
+        touched = set(linked)
         if existing and not self.keep_missing:
             if self.changes:
                 self.changes.before_deletes()
-            stats.targets.deleted = self.run(_DELETE_TARGETS)
-            stats.versions.deleted = self.run(_DELETE_VERSIONS)
-            stats.parent_links.deleted = self.run(_DELETE_PARENTS)
+            of_targets = self.run_returning(_DELETE_TARGETS)
+            stats.targets.deleted = len(of_targets)
+            touched |= packages_of_versions(self.conn, of_targets)
+            of_versions = self.run_returning(_DELETE_VERSIONS)
+            stats.versions.deleted = len(of_versions)
+            of_links = self.run_returning(_DELETE_PARENTS)
+            stats.parent_links.deleted = len(of_links)
+            touched |= {*of_versions, *of_links}
             stats.packages.deleted = self.run(_DELETE_PACKAGES)
         staged.parent_links = resolved
         _set_unchanged(stats.packages, staged.packages)
@@ -304,7 +323,17 @@ class _Differ:
             staged.targets = self._count("target")
         if self.changes:
             self.changes.finish(first_import=not existing)
+        self._render(existing, touched)
         return stats, self._count_parent_rows() - resolved
+
+    def _render(self, existing: bool, touched: set[int]) -> None:
+        """The list fragments of exactly the packages this diff changed, in its transaction
+        (a first import: all of them, read a catalog at a time)."""
+        if not existing:
+            render_packages(self.conn, self.catalog_id, None)
+            return
+        touched |= written_packages(self.conn, self.catalog_id, self.now)
+        render_packages(self.conn, self.catalog_id, with_parents(self.conn, touched))
 
     def _count(self, table: str) -> int:
         return int(

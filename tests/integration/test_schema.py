@@ -25,6 +25,7 @@ EXPECTED_TABLES = {
     "offering_catalog",
     "package",
     "package_parent",
+    "package_read_model",
     "pending_command",
     "scheduler_tick",
     "sync_change",

@@ -70,6 +70,16 @@ def test_other_stack_versions_only_give_no_targets(
     assert client.get(f"{CATALOGS}{created['uuid']}/cpu_targets/").json() == []
 
 
+def test_a_map_not_keyed_by_the_catalogs_version_gives_no_targets(
+    client: TestClient, staff: dict[str, str]
+) -> None:
+    # Waldur reads architectures_map[catalog.version] only: a map of this version's hardware
+    # without the version key is not one.
+    flat = {"x86_64/amd/zen4": "x86_64/amd/zen4", "aarch64/generic": "aarch64/generic"}
+    created = _create(client, staff, metadata={"architectures_map": flat})
+    assert client.get(f"{CATALOGS}{created['uuid']}/cpu_targets/").json() == []
+
+
 def test_every_catalog_answer_says_whether_it_supports_cpu_restrictions(
     client: TestClient, sample: Sample, staff: dict[str, str]
 ) -> None:

@@ -31,9 +31,13 @@ def test_package_list_shape(client: TestClient, sample: Sample) -> None:
         }
     ]
     python = by_name["python"]
-    # Lists carry counts, not every version and target (the reference's pages are huge).
     assert (python["version_count"], python["extension_count"]) == (2, 1)
-    assert python["versions"] == [] and python["extensions"] == []
+    # Lists embed versions (with targets) and extensions as the retrieve does (issue 25).
+    detail = client.get(f"{PACKAGES}{sample.packages['python']}/").json()
+    assert [v["version"] for v in python["versions"]] == ["3.10.8", "3.11.3"]
+    assert python["versions"] == detail["versions"]
+    assert python["extensions"] == detail["extensions"]
+    assert python["extensions"][0]["url"] == f"http://testserver{PACKAGES}{numpy['uuid']}/"
 
 
 def test_package_retrieve_embeds_versions_targets_and_extensions(

@@ -1,0 +1,83 @@
+"""Loader metadata and values as Waldur's catalog loaders store them (issue 25, item 10):
+what the EESSI and Spack adapters put into catalog, version and target records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support import upstream_data
+from tests.unit.test_eessi_adapter import BASE, SOFTWARE, setup
+from tests.unit.test_spack_adapter import snapshot_packages
+
+
+def _eessi_snapshot(doc: dict[str, Any], stack: str = "2023.06") -> Any:
+    adapter, fetcher = setup({SOFTWARE: upstream_data.dumps(doc)}, eessi_extensions=False)
+    snapshot = adapter.fetch_snapshot(fetcher, version=stack)
+    assert snapshot is not None
+    return snapshot
+
+
+def _gpu_build(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    for name, software in doc["software"].items():
+        for entry in software["versions"]:
+            if entry["gpu_arch"] and entry["required_modules"][0]["module_version"] == "2023.06":
+                return name, entry
+    raise AssertionError("the document has no GPU build")
+
+
+def test_eessi_targets_carry_full_arch_and_the_versions_gpu_arch_map() -> None:
+    doc = upstream_data.eessi_software_document()
+    name, entry = _gpu_build(doc)
+    packages = {p.name: p for p in _eessi_snapshot(doc).packages}
+    [version] = [v for v in packages[name].versions if v.metadata["module"] == entry["module"]]
+    for target in version.targets:
+        assert list(target.metadata) == ["full_arch", "gpu_arch"]
+        assert target.metadata["gpu_arch"] == entry["gpu_arch"]
+        assert target.metadata["full_arch"].endswith(target.target_subtype)
+
+
+def test_eessi_versions_carry_image_categories_and_identifier() -> None:
+    doc = upstream_data.eessi_software_document()
+    name, entry = _gpu_build(doc)
+    entry.update(image="https://img.example/x.png", categories=["chem"], identifier="x-1")
+    packages = {p.name: p for p in _eessi_snapshot(doc).packages}
+    [version] = [v for v in packages[name].versions if v.metadata["module"] == entry["module"]]
+    assert version.metadata["image"] == "https://img.example/x.png"
+    assert version.metadata["categories"] == ["chem"]
+    assert version.metadata["identifier"] == "x-1"
+    other = next(v for p in packages.values() for v in p.versions if v is not version)
+    assert (other.metadata["image"], other.metadata["identifier"]) == ("", "")
+
+
+def test_eessi_catalog_names_its_api_base_url_and_waldurs_description() -> None:
+    snapshot = _eessi_snapshot(upstream_data.eessi_software_document())
+    assert snapshot.catalog.metadata["api_base_url"] == BASE.rstrip("/")
+    assert snapshot.catalog.description == (
+        "European Environment for Scientific Software Installations 2023.06"
+    )
+
+
+def test_an_empty_upstream_homepage_stays_an_empty_string() -> None:
+    doc = upstream_data.eessi_software_document()
+    name = next(iter(doc["software"]))
+    doc["software"][name]["homepage"] = ""
+    packages = {p.name: p for p in _eessi_snapshot(doc).packages}
+    assert packages[name].homepage == ""
+    spack = upstream_data.spack_document()
+    first = next(iter(spack["packages"]))
+    spack["packages"][first]["homepages"] = [""]
+    found = snapshot_packages(upstream_data.dumps(spack))
+    assert found[first].homepage == ""
+
+
+def test_spack_versions_all_have_a_branch_and_master_has_no_location() -> None:
+    doc = upstream_data.spack_document()
+    name = next(iter(doc["packages"]))
+    doc["packages"][name]["version"].append({"branch": "master", "version": "master"})
+    found = snapshot_packages(upstream_data.dumps(doc))
+    versions = {v.version: v for v in found[name].versions}
+    assert versions["master"].metadata["branch"] == "master"
+    assert versions["master"].targets[0].location == ""
+    releases = [e["version"] for e in doc["packages"][name]["version"] if "branch" not in e]
+    assert releases
+    assert all(versions[str(number)].metadata["branch"] == "" for number in releases)
