@@ -89,7 +89,8 @@ def summary_line(run: RunSummary) -> str:
     if added:
         parts.append(f"targets added to {_plural(added, 'version')}")
     if removed:
-        parts.append(f"targets removed from {_plural(removed, 'version')}")
+        to = f"{removed:,}" if added else _plural(removed, "version")
+        parts.append(f"{'' if added else 'targets '}removed from {to}")
     return ", ".join(part for part in parts if part) or _plural(run.change_count, "change")
 
 

@@ -252,3 +252,41 @@ def test_head_and_anonymous_read_as_configured(
         assert refused.status_code == 401
         assert refused.json() == {"detail": "Authentication credentials were not provided."}
         _parse(client.get(url, headers=user))
+
+
+def test_a_title_names_each_noun_once(
+    client: TestClient, session_factory: sessionmaker[Session], sample: Sample
+) -> None:
+    def target(kind: str, version: str) -> Any:
+        return (kind, "hdf5", version, "", {"targets": 1, "names": ["default"]})
+
+    add_run(
+        session_factory,
+        catalog_uuid=sample.spack,
+        catalog_name="Spack",
+        catalog_version="2026.07.01",
+        started=T0,
+        changes=[
+            ("package_removed", "old", "", "", {}),
+            ("version_added", "hdf5", "1.14", "", {}),
+            ("version_removed", "hdf5", "1.10", "", {}),
+            ("version_removed", "hdf5", "1.8", "", {}),
+            target("target_added", "1.14"),
+            target("target_removed", "1.10"),
+            target("target_removed", "1.8"),
+        ],
+    )
+    add_run(
+        session_factory,
+        catalog_uuid=sample.spack,
+        catalog_name="Spack",
+        catalog_version="2026.07.01",
+        started=T0 + timedelta(days=1),
+        changes=[target("target_removed", "1.14")],
+    )
+    titles = [e.title for e in _parse(client.get(_catalog_feed(sample.spack))).entries]
+    assert titles == [
+        "Spack 2026.07.01: targets removed from 1 version",
+        "Spack 2026.07.01: 1 package removed, 1 version added, 2 removed, "
+        "targets added to 1 version, removed from 2",
+    ]
