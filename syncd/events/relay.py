@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
@@ -274,7 +275,7 @@ class EventRelay:
         # existed when the process started (a previous process logged them).
         self._after_id = 0 if destination.marks_published else _newest_id(engine)
         self._down_since: float | None = None
-        self._pruned_at = 0.0
+        self._pruned_at = -math.inf  # the first poll prunes
 
     def start(self) -> EventRelay:
         self._thread = threading.Thread(target=self._loop, name="events-relay", daemon=True)
