@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -159,6 +160,15 @@ class SyncdRabbitmqBroker(RabbitmqBroker):
     def _disarm_deadline(self) -> None:
         for impl, handle in getattr(self.state, "deadline_timers", ()):
             impl._adapter_remove_timeout(handle)
+
+
+def arm_deadline(connection: pika.BlockingConnection, seconds: float) -> Callable[[], None]:
+    """The publish deadline on a connection of one's own (the events relay's): after
+    `seconds` the connection is torn down and the waiting call raises PublishTimeout, as in
+    SyncdRabbitmqBroker.enqueue_within. Returns the function that disarms it."""
+    impl = connection._impl
+    handle = impl._adapter_call_later(seconds, functools.partial(_expire, impl))
+    return functools.partial(impl._adapter_remove_timeout, handle)
 
 
 def _expire(impl: Any) -> None:

@@ -20,11 +20,14 @@ later.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -82,9 +85,12 @@ class AmqpDestination:
     name = "rabbitmq"
     marks_published = True
 
-    def __init__(self, broker_url: str, exchange: str) -> None:
+    def __init__(self, broker_url: str, exchange: str, *, timeout: float = 10.0) -> None:
+        """`timeout`: how long connecting, declaring or one publish's confirm may take (a
+        frozen node keeps TCP open; without it the claim would wait for the heartbeat)."""
         self.urls = [u.strip() for u in broker_url.split(";") if u.strip()]
         self.exchange = exchange
+        self.timeout = timeout
         self._connection: Any = None
         self._channel: Any = None
 
@@ -99,12 +105,24 @@ class AmqpDestination:
         parameters = [pika.URLParameters(with_url_defaults(url)) for url in self.urls]
         for p in parameters:
             p.connection_attempts = 1
+            p.stack_timeout = self.timeout
         self._connection = pika.BlockingConnection(parameters)
-        channel = self._connection.channel()
-        channel.confirm_delivery()
-        channel.exchange_declare(exchange=self.exchange, exchange_type="topic", durable=True)
+        with self._deadline():
+            channel = self._connection.channel()
+            channel.confirm_delivery()
+            channel.exchange_declare(exchange=self.exchange, exchange_type="topic", durable=True)
         self._channel = channel
         return channel
+
+    @contextlib.contextmanager
+    def _deadline(self) -> Iterator[None]:
+        from syncd.broker.rabbitmq import arm_deadline  # here: broker imports us
+
+        disarm = arm_deadline(self._connection, self.timeout)
+        try:
+            yield
+        finally:
+            disarm()
 
     def send(self, event: OutboxEvent) -> None:
         import pika
@@ -114,19 +132,20 @@ class AmqpDestination:
             # it once per outage instead.
             with held_back_logs("pika"):
                 channel = self._open()
-                channel.basic_publish(
-                    exchange=self.exchange,
-                    routing_key=event.type,
-                    body=json.dumps(event.body, ensure_ascii=False).encode("utf-8"),
-                    properties=pika.BasicProperties(
-                        content_type="application/json",
-                        content_encoding="utf-8",
-                        delivery_mode=pika.DeliveryMode.Persistent,
-                        message_id=event.event_id.hex,
-                        type=event.type,
-                        app_id=APP_ID,
-                    ),
-                )
+                with self._deadline():
+                    channel.basic_publish(
+                        exchange=self.exchange,
+                        routing_key=event.type,
+                        body=json.dumps(event.body, ensure_ascii=False).encode("utf-8"),
+                        properties=pika.BasicProperties(
+                            content_type="application/json",
+                            content_encoding="utf-8",
+                            delivery_mode=pika.DeliveryMode.Persistent,
+                            message_id=event.event_id.hex,
+                            type=event.type,
+                            app_id=APP_ID,
+                        ),
+                    )
         except Exception as exc:
             self.close()
             raise DestinationError(_describe(exc)) from exc
@@ -256,7 +275,7 @@ class EventRelay:
         # existed when the process started (a previous process logged them).
         self._after_id = 0 if destination.marks_published else _newest_id(engine)
         self._down_since: float | None = None
-        self._pruned_at = 0.0
+        self._pruned_at = -math.inf  # the first poll prunes
 
     def start(self) -> EventRelay:
         self._thread = threading.Thread(target=self._loop, name="events-relay", daemon=True)
@@ -347,6 +366,10 @@ def make_relay(settings: Settings, engine: Engine) -> EventRelay | None:
     destination: Destination = (
         LogDestination()
         if settings.uses_embedded_queue
-        else AmqpDestination(settings.broker_url, settings.events_exchange)
+        else AmqpDestination(
+            settings.broker_url,
+            settings.events_exchange,
+            timeout=settings.publish_timeout_seconds,
+        )
     )
     return EventRelay(engine, destination, poll_seconds=settings.events_poll_seconds)

@@ -272,3 +272,38 @@ def test_documented_examples_match_their_schemas() -> None:
     assert sorted(e["type"] for e in examples) == sorted(EVENT_TYPES)
     for example in examples:
         check_body(example)
+
+
+def test_a_frozen_rabbitmq_does_not_hold_the_claim(engine: Engine, amqp_url: str) -> None:
+    """A node that stops answering with TCP open (SIGSTOP, a partition): the publish gives up
+    after its deadline instead of pika's heartbeat, the claim is released, the event waits."""
+    from tests.support.freezable_proxy import FreezableProxy, via
+
+    exchange, queue = unique_name("ev"), unique_name("evq")
+    bind_queue(amqp_url, exchange, queue)
+    proxy = FreezableProxy(upstream_of(amqp_url))
+    destination = AmqpDestination(via(amqp_url, proxy.port), exchange, timeout=1.0)
+    relay = EventRelay(engine, destination, poll_seconds=0.05)
+    with capture_logs() as logs:
+        relay.start()
+        try:
+            write_events(engine, 1)
+            _wait(lambda: backlog(engine) == 0, what="the first event")
+            proxy.freeze()
+            [held] = write_events(engine, 1)
+            _wait(
+                lambda: any(e["event"] == "events_relay_waiting" for e in logs),
+                timeout=20,
+                what="the publish into the frozen broker to give up (heartbeat: ~60 s)",
+            )
+            [row] = [r for r in outbox_rows(engine) if r.event_id.hex == held]
+            assert row.published_at is None and row.attempts >= 1
+            proxy.thaw()
+            _wait(lambda: backlog(engine) == 0, timeout=60, what="the event after the thaw")
+        finally:
+            relay.stop()
+            proxy.close()
+    waiting = next(e for e in logs if e["event"] == "events_relay_waiting")
+    assert "did not confirm" in waiting["error"], waiting
+    delivered = [b["event_id"] for _, _, b in take(amqp_url, queue, 2)]
+    assert held in delivered  # perhaps twice: the frozen publish may arrive after all

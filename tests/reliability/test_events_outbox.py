@@ -82,7 +82,8 @@ def test_sigkill_between_commit_and_publish_loses_nothing(
     exchange, queue = unique_name("rel_ev"), unique_name("rel_evq")
     bind_queue(amqp_url, exchange, queue)
     proxy = FreezableProxy(upstream_of(amqp_url))
-    _, env = command_env(pg_url, via(amqp_url, proxy.port), "rel_ev")
+    # The publish deadline (which would release the claim) far beyond the kill.
+    _, env = command_env(pg_url, via(amqp_url, proxy.port), "rel_ev", publish_timeout_seconds=120)
     engine = make_engine(pg_url)
     worker = worker_process(_events(env, exchange), logs / "worker.log")
     try:
@@ -107,8 +108,15 @@ def test_sigkill_between_commit_and_publish_loses_nothing(
         started = time.monotonic()
         restarted.start()
         try:
+            restarted.wait_event("events_relay_started", timeout=60)
             got = take(amqp_url, queue, 1, timeout=60)
             delay = time.monotonic() - started
+            wait_until(
+                lambda: _published(engine)[held] == (True, 1),
+                timeout=30,
+                what="the new relay to mark the event published",
+            )
+            got += take(amqp_url, queue, 0, timeout=0)  # a duplicate, if any, is there now
         finally:
             restarted.stop()
     finally:
