@@ -242,7 +242,7 @@ def test_hashes_json_names_the_changed_file(engine: Engine, up: FakeUpstream) ->
 @pytest.mark.parametrize(
     ("fault", "options", "reason"),
     [
-        ("missing", {}, "HTTP 404"),
+        ("missing", {}, "not found (404)"),
         ("malformed", {}, "has no sha256 hash"),
         ("invalid_json", {}, "not valid JSON"),
         ("wrong_schema", {}, "does not list"),
