@@ -70,7 +70,7 @@ def _read(fetcher: Fetcher, url: str) -> Any:
         raise _Unusable(exc.message) from None
     try:
         if result.absent:
-            raise _Unusable(f"HTTP {result.status}: the upstream publishes none")
+            raise _Unusable(f"not found ({result.status}): the upstream publishes none")
         with result.open() as stream:
             data = stream.read(HASHES_MAX_BYTES + 1)
     except UpstreamError as exc:

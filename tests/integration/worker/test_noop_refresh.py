@@ -47,9 +47,7 @@ def written(engine: Engine, catalog_id: int) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     with engine.connect() as conn:
         for table in (Package, Version, Target):
-            query = select(table.id, table.modified)
-            if table is Package:
-                query = query.where(Package.catalog_id == catalog_id)
+            query = select(table.id, table.modified).where(table.catalog_id == catalog_id)
             rows.extend(tuple(r) for r in conn.execute(query.order_by(table.id)))
     return rows
 
@@ -242,7 +240,7 @@ def test_hashes_json_names_the_changed_file(engine: Engine, up: FakeUpstream) ->
 @pytest.mark.parametrize(
     ("fault", "options", "reason"),
     [
-        ("missing", {}, "HTTP 404"),
+        ("missing", {}, "not found (404)"),
         ("malformed", {}, "has no sha256 hash"),
         ("invalid_json", {}, "not valid JSON"),
         ("wrong_schema", {}, "does not list"),
