@@ -83,7 +83,12 @@ def version_wire_metadata(
     """A version's `metadata` as Waldur's loader stored it: for an upstream Spack version
     (source_package), downloads, branch, dependencies, patches and aliases always there, in
     its order, then the rest; otherwise as stored."""
-    if catalog_type != "source_package" or is_local or not isinstance(metadata, dict):
+    if (
+        catalog_type != "source_package"
+        or is_local
+        or not isinstance(metadata, dict)
+        or "downloads" not in metadata  # not as the Spack adapter stores it (a hand edit)
+    ):
         return metadata
     composed: dict[str, Any] = {
         "downloads": metadata.get("downloads", []),
