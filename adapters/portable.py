@@ -44,6 +44,10 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _homepage(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -122,7 +126,8 @@ def _package(name: str, entry: Any, url: str, keep_uuids: bool) -> PackageRecord
     return PackageRecord(
         name=name,
         description=_text(package.get("description")),
-        homepage=_text(package.get("homepage")) or None,
+        # "" stays "" (an upstream's empty homepage, as stored); null stays null.
+        homepage=_homepage(package.get("homepage")),
         categories=string_list(package.get("categories")),
         licenses=string_list(package.get("licenses")),
         maintainers=string_list(package.get("maintainers")),

@@ -475,11 +475,13 @@ def run_scenario(
 def run_side_by_side(
     scenarios: tuple[str, ...], source: str, url: str, repeat: int
 ) -> dict[str, dict[str, Any]]:
-    """Repetitions of `scenarios` in turns (a, b, a, b, ...): a load that comes and goes on
-    a shared machine then weighs on both alike. The best of each, as run_scenario."""
+    """Repetitions of `scenarios` in turns, the order swapped every round (a, b, b, a, a,
+    b, ...): a load that comes and goes on a shared machine, and whatever the previous run
+    left behind (dead tuples, cold pages), then weigh on both alike. The best of each, as
+    run_scenario."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in scenarios}
     for rep in range(repeat):
-        for name in scenarios:
+        for name in scenarios if rep % 2 == 0 else tuple(reversed(scenarios)):
             runs[name].append(run_scenario(name, source, url, 1, reps=[rep]))
     return {
         name: min(found, key=lambda r: r["seconds"]) | {"rss_mb": max(r["rss_mb"] for r in found)}

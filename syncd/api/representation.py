@@ -17,6 +17,7 @@ from syncd.readmodel.fragments import (
     iso_date,
     nested_target,
     version_metadata,
+    version_wire_metadata,
 )
 from syncd.readmodel.fragments import (
     nested_package as nested_package,
@@ -151,7 +152,9 @@ def version(
         "module_version": row.module_version,
         "release_date": iso_date(row.release_date),
         "dependencies": row.dependencies,
-        "metadata": row.metadata_,
+        "metadata": version_wire_metadata(
+            catalog_type, row.metadata_, row.dependencies, is_local=row.is_local
+        ),
         "target_count": target_count,
         "is_local": row.is_local,
         **version_metadata(row.metadata_ or {}),

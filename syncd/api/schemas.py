@@ -252,7 +252,7 @@ class PackageOut(BaseModel):
     is_local: bool = Field(json_schema_extra={"readOnly": True}, description=LOCAL_DESCRIPTION)
     parent_softwares: list[NestedPackageOut]
     extensions: list[NestedPackageOut] = Field(
-        description="Extension packages; embedded on retrieve only (lists carry extension_count)"
+        description="Extension packages, by name, each with its versions; in lists too, as Waldur's"
     )
     catalog_name: str
     catalog_version: str
@@ -261,7 +261,8 @@ class PackageOut(BaseModel):
     version_count: int
     extension_count: int
     versions: list[NestedVersionOut] = Field(
-        description="Versions and targets; embedded on retrieve only (lists carry version_count)"
+        description="Versions oldest first, each with its targets newest first; in lists too, as "
+        "Waldur's (`?field=` without `versions` leaves them out)"
     )
 
 

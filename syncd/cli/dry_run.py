@@ -118,10 +118,10 @@ def _shrink_line(guard: dict[str, Any]) -> str:
     fraction = guard["max_shrink_fraction"]
     limit = f"limit {round(fraction * 100)}%" if fraction < 1 else "off"
     verdict = "would refuse" if guard["verdict"] == "refuse" else "pass"
-    return (
-        f"shrink guard: {verdict} (removes {guard['packages_removed']} of "
-        f"{guard['packages_before']} packages; {limit})"
-    )
+    removes = f"{guard['packages_removed']} of {guard['packages_before']} packages"
+    if guard.get("versions_before"):  # counted when the guard is on
+        removes += f", {guard['versions_removed']} of {guard['versions_before']} versions"
+    return f"shrink guard: {verdict} (removes {removes}; {limit})"
 
 
 def _name(change: dict[str, Any]) -> str:

@@ -71,6 +71,36 @@ def version_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# Waldur's Spack loader copies package-wide lists into every version's metadata; syncd keeps
+# the dependencies in the version's own column and patches/aliases only where the package has
+# any, and composes Waldur's keys when a version is shown.
+_SPACK_VERSION_KEYS = ("downloads", "branch", "dependencies", "patches", "aliases")
+
+
+def version_wire_metadata(
+    catalog_type: str, metadata: Any, dependencies: Any, *, is_local: bool = False
+) -> Any:
+    """A version's `metadata` as Waldur's loader stored it: for an upstream Spack version
+    (source_package), downloads, branch, dependencies, patches and aliases always there, in
+    its order, then the rest; otherwise as stored."""
+    if (
+        catalog_type != "source_package"
+        or is_local
+        or not isinstance(metadata, dict)
+        or "downloads" not in metadata  # not as the Spack adapter stores it (a hand edit)
+    ):
+        return metadata
+    composed: dict[str, Any] = {
+        "downloads": metadata.get("downloads", []),
+        "branch": metadata.get("branch", ""),
+        "dependencies": dependencies if isinstance(dependencies, list) else [],
+        "patches": metadata.get("patches", []),
+        "aliases": metadata.get("aliases", []),
+    }
+    composed.update((k, v) for k, v in metadata.items() if k not in _SPACK_VERSION_KEYS)
+    return composed
+
+
 def nested_target(row: Any) -> dict[str, Any]:
     """`row`: uuid, target_type, target_name, target_subtype, location, metadata_,
     gpu_architectures (an ORM row or a Core row labelled so)."""

@@ -61,6 +61,7 @@ FROM version AS v LEFT JOIN (
 WHERE {versions} GROUP BY v.package_id
 """
 )
+_SORT_MEMORY = "64MB"
 _STORE = """
 INSERT INTO package_read_model (package_id, catalog_id, format, extensions, versions)
 SELECT p.id, p.catalog_id, :format, '[]', coalesce(agg.versions, '[]')
@@ -109,4 +110,11 @@ def store(conn: Connection, catalog_id: int, package_ids: Sequence[int] | None, 
     if package_ids is not None:
         statement = statement.bindparams(bindparam("ids", expanding=True))
         params["ids"] = list(package_ids)
-    return int(conn.execute(statement, params).rowcount)
+    # A whole catalog's versions and targets are sorted for their aggregates: in memory
+    # rather than in temporary files (a quarter of the statement's time on a Spack import).
+    previous = conn.execute(text("SELECT current_setting('work_mem')")).scalar_one()
+    conn.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": _SORT_MEMORY})
+    stored = int(conn.execute(statement, params).rowcount)
+    # (A failure aborts the transaction, which undoes the local setting by itself.)
+    conn.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": previous})
+    return stored

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from syncd import service
-from syncd.db.tables import Catalog, EventOutbox, SyncChange, SyncRun
+from syncd.db.tables import Catalog, EventOutbox, Package, SyncChange, SyncRun
 from syncd.errors import StaleSnapshotError
+from syncd.service.runs import RunCatalog, RunContext, RunWriter
+from syncd.sync import sync_catalog
 from tests.integration.worker.fakes import FakeAdapter
 from tests.support.catalog_cli import (
     FIRST,
@@ -26,6 +28,7 @@ from tests.support.catalog_cli import (
     truncated_spack,
     write,
 )
+from tests.support.records import small_snapshot
 
 COUNTS = {"created", "updated", "deleted", "unchanged"}
 
@@ -208,3 +211,31 @@ def test_an_older_snapshot_is_a_refused_run_through_the_service(engine: Engine) 
     assert "older than" in stale.error
     assert stale.validators == {fake.default_source(): {"etag": '"gen-2"'}}
     assert events(engine)[-1]["payload"]["outcome"] == "refused"
+
+
+def test_the_run_commits_with_the_rows_or_not_at_all(engine: Engine) -> None:
+    """The run, its changes and its event are written in the sync's transaction: a failure
+    after them, before the commit, leaves none of them and none of the rows."""
+    with engine.begin() as conn:
+        catalog_id = conn.execute(
+            insert(Catalog).values(name="Test", version="1", catalog_type="binary_runtime")
+        ).inserted_primary_key[0]  # type: ignore[index]
+    run = RunContext(trigger="cli")
+    named = RunCatalog(None, "Test", "1", "binary_runtime")
+    writer = RunWriter(run, "import_catalog", catalog_id, named, {})
+
+    def write_then_crash(conn: Any, stats: Any, changes: Any) -> None:
+        writer(conn, stats, changes)
+        assert writer.written
+        raise RuntimeError("crash before the commit")
+
+    with pytest.raises(RuntimeError):
+        sync_catalog(engine, catalog_id, small_snapshot(), on_written=write_then_crash)
+    assert runs(engine) == [] and events(engine) == []
+    with engine.connect() as conn:
+        assert conn.execute(select(Package.id)).first() is None
+
+    sync_catalog(engine, catalog_id, small_snapshot(), on_written=writer)
+    [done] = runs(engine)
+    assert (done.uuid, done.outcome, done.change_count) == (run.uuid, "succeeded", 1)
+    assert [e["type"] for e in events(engine)] == ["catalog.synced"]

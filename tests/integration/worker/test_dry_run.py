@@ -107,7 +107,7 @@ def test_update_dry_run_names_the_changes_and_writes_nothing(
     assert "package_added (1): pkg-100\n" in out
     assert "package_removed (2): pkg-010, pkg-011\n" in out
     assert "version_added (3): pkg-004 9.9.9, pkg-100 0.1.10, pkg-100 1.1.9\n" in out
-    assert "shrink guard: pass (removes 2 of 12 packages; limit 50%)" in out
+    assert "shrink guard: pass (removes 2 of 12 packages, 8 of 34 versions; limit 50%)" in out
     assert database_dump(engine) == before
 
     doc = plan(env, "update", uuid)
