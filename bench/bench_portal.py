@@ -176,10 +176,12 @@ def _values(url: str) -> dict[str, list[Any]]:
                 .where(cpu)
                 .order_by(Target.catalog_id, Target.target_name, Target.target_subtype)
             ).all()
-            gpu_rows = conn.execute(select(Target.gpu_architectures).limit(200_000)).scalars()
-            toolchains = conn.execute(
-                select(Version.metadata_["toolchain"]["name"].as_string()).distinct()
-            ).scalars()
+            gpu_rows = conn.execute(select(Target.gpu_architectures).limit(200_000)).scalars().all()
+            toolchains = (
+                conn.execute(select(Version.metadata_["toolchain"]["name"].as_string()).distinct())
+                .scalars()
+                .all()
+            )
             catalogs = dict(conn.execute(select(Catalog.id, Catalog.uuid)).all())
             packages = conn.execute(
                 select(Package.uuid, Package.name, Package.categories, Package.licenses).order_by(
@@ -426,8 +428,8 @@ def mix(
     )
     for name, lat in _per_class(classes, results["syncd"]).items():
         p50, p99 = _stats(lat)
-        print(f"{name:<18} {len(lat) / max(1, sum(len(r['samples']) for r in results['syncd'])):>6.1%} "
-              f"{p50:>8.1f} {p99:>8.1f}")  # fmt: skip
+        share = len(lat) / max(1, sum(len(r["samples"]) for r in results["syncd"]))
+        print(f"{name:<18} {share:>6.1%} {p50:>8.1f} {p99:>8.1f}")
 
 
 def single(

@@ -237,6 +237,43 @@ class Target(_Identified, Base):
 Index("ix_target_created_desc_id", Target.created.desc(), Target.id)
 
 
+class PackageFacet(Base):
+    """Derived, kept by syncd/readmodel/facets.py in the writer's transaction: one value a
+    package's filters match (a CPU family or microarchitecture of its targets, a toolchain of
+    its versions, `gpu` when a target has GPU architectures), so a filter probes this index
+    instead of scanning versions and targets per request."""
+
+    __tablename__ = "package_facet"
+    __table_args__ = (Index("ix_package_facet_package_id", "package_id"),)
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
+    package_id: Mapped[int] = mapped_column(
+        ForeignKey("package.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class PackageSearch(Base):
+    """Derived, as PackageFacet: what the `query` filter searches (name, description and
+    version strings, lowercased, joined by a separator no search value holds), with a
+    trigram index on PostgreSQL (migration 0014, when pg_trgm is available)."""
+
+    __tablename__ = "package_search"
+    __table_args__ = (
+        Index(
+            "ix_package_search_text_trgm",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+    )
+
+    package_id: Mapped[int] = mapped_column(
+        ForeignKey("package.id", ondelete="CASCADE"), primary_key=True
+    )
+    search_text: Mapped[str] = mapped_column(Text)
+
+
 class ApiToken(Base):
     """An API token; only the SHA-256 of the key is stored."""
 

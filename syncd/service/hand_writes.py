@@ -33,6 +33,7 @@ from syncd.db import statement_timeout
 from syncd.db.locks import catalog_transaction, lock_catalog
 from syncd.errors import TransientError
 from syncd.logging import get_logger
+from syncd.readmodel.facets import refresh_facets
 from syncd.service.hand_write_rows import (
     Action,
     CatalogsMoved,
@@ -70,10 +71,11 @@ def refresh_derived(conn: Connection, package_ids: AbstractSet[int]) -> None:
     transaction. `package_ids`: the packages (that still exist) whose own row, versions,
     targets, parents or extensions the write changed.
 
-    Nothing is derived yet: the packages' rendered list objects, rendered when a sync writes
-    (embedded versions and targets), are to be re-rendered here for these packages.
+    The packages' filter values and search text (syncd/readmodel/facets.py); the packages'
+    rendered list objects, rendered when a sync writes (embedded versions and targets), are
+    to be re-rendered here for these packages too.
     """
-    del conn, package_ids
+    refresh_facets(conn, None, package_ids)
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from syncd.db.locks import catalog_transaction
 from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.errors import PermanentError, SyncdError, TransientError, UnknownCatalogError
+from syncd.readmodel.facets import refresh_facets
 from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ, _is_empty
 from syncd.sync.direct_copy import _direct_import
@@ -165,6 +166,7 @@ def _sync_postgresql(
             )  # fmt: skip
             stats, unknown_parents = differ.apply(staged)
         written = _update_catalog(conn, catalog_id, baseline or current, snapshot, staged, now)
+        refresh_facets(conn, catalog_id, None)
     return stats, staged, unknown_parents, written, staged_at
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from syncd.db.locks import sqlite_connection, sqlite_write_lock
 from syncd.domain import CatalogSnapshot, SyncStats
+from syncd.readmodel.facets import refresh_facets
 from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ
 from syncd.sync.records import _Staged
@@ -56,6 +57,7 @@ def _sync_sqlite(
                 written = _update_catalog(
                     conn, catalog_id, baseline or current, snapshot, staged, now
                 )
+                refresh_facets(conn, catalog_id, None)
         finally:
             with contextlib.suppress(Exception):  # the pooled connection keeps temp tables
                 _drop_staging(conn, "sqlite")

@@ -1,0 +1,78 @@
+"""package_facet and package_search: filter values and search text derived at sync time
+
+Revision ID: 0014
+Revises: 0012
+Create Date: 2026-12-03
+
+The portal's filtered lists (cpu_family, cpu_microarchitecture, has_gpu, toolchain_name,
+query) scanned versions and targets per request; these tables hold what they match, written
+by syncd/readmodel/facets.py in the writer's transaction. The trigram index needs pg_trgm:
+created only where the extension is available (without it `query` still works, by a scan of
+package_search). Existing catalogs are filled here, so no resync is needed.
+(Revises 0012: 0013 is being written on another branch; the lead re-points it at merge.)
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0014"
+down_revision: str | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "package_facet",
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("value", sa.String(length=200), nullable=False),
+        sa.Column("package_id", ID, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["package_id"], ["package.id"], name="fk_package_facet_package_id_package",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("kind", "value", "package_id", name="pk_package_facet"),
+    )  # fmt: skip
+    op.create_index("ix_package_facet_package_id", "package_facet", ["package_id"])
+    op.create_table(
+        "package_search",
+        sa.Column("package_id", ID, nullable=False),
+        sa.Column("search_text", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["package_id"], ["package.id"], name="fk_package_search_package_id_package",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("package_id", name="pk_package_search"),
+    )  # fmt: skip
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        available = bind.exec_driver_sql(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'"
+        ).first()
+        if available and _create_extension(bind):
+            op.execute(
+                "CREATE INDEX ix_package_search_text_trgm ON package_search "
+                "USING gin (search_text gin_trgm_ops)"
+            )
+    from syncd.readmodel.facets import refresh_facets
+
+    refresh_facets(bind, None, None)
+
+
+def _create_extension(bind: sa.Connection) -> bool:
+    """pg_trgm created (a role without the right to create it gets no trigram index)."""
+    try:
+        with bind.begin_nested():
+            bind.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    except sa.exc.DBAPIError:
+        return False
+    return True
+
+
+def downgrade() -> None:
+    op.drop_table("package_search")
+    op.drop_table("package_facet")

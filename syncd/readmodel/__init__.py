@@ -1,0 +1,1 @@
+"""Data derived from the catalog rows at write time, for the API's reads."""
