@@ -146,7 +146,7 @@ def fill(url: str, data: str) -> dict[str, int]:
             sync_catalog(engine, int(catalog_id), snap)
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("ANALYZE")
+                conn.exec_driver_sql("VACUUM ANALYZE")  # as autovacuum leaves a new import
         with engine.connect() as conn:
             return {
                 t.__tablename__: int(conn.scalar(select(func.count()).select_from(t)) or 0)
@@ -462,8 +462,53 @@ def single(
         print(f"{name:<18} {p50:>8.1f} {p99:>8.1f}  {'ok' if ok else 'OVER BUDGET'}")
 
 
+def explain(url: str, urls: list[tuple[str, str, float]]) -> None:
+    """The most popular URL of each class, through the app in process: every SELECT it runs
+    is run again under EXPLAIN (ANALYZE, BUFFERS) (EXPLAIN QUERY PLAN on SQLite) and printed
+    with the request's time."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import event
+
+    from syncd.api.app import create_app
+    from syncd.config import Settings
+    from syncd.db.engine import make_engine
+
+    engine = make_engine(url)
+    plans: list[str] = []
+    pg = engine.dialect.name == "postgresql"
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def capture(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if not statement.lstrip().upper().startswith("SELECT") or "EXPLAIN" in statement:
+            return
+        prefix = "EXPLAIN (ANALYZE, BUFFERS) " if pg else "EXPLAIN QUERY PLAN "
+        cursor.execute(prefix + statement, params)
+        rows = cursor.fetchall()
+        plans.append("\n".join(str(r[0] if pg else r[-1]) for r in rows))
+
+    settings = Settings(database_url=url, api_cache_seconds=0.0, log_level="WARNING")
+    app = create_app(settings, engine=engine)
+    with TestClient(app) as client:
+        for name in CLASSES:
+            path = next(p for c, p, _ in urls if c == name)
+            client.get(path)  # warm
+            plans.clear()
+            started = time.perf_counter()
+            response = client.get(path)
+            ms = (time.perf_counter() - started) * 1000
+            print(f"\n### {name}: GET {path} -> {response.status_code}, "
+                  f"X-Result-Count {response.headers.get('X-Result-Count')}, {ms:.1f} ms "
+                  "(request with EXPLAIN runs)")  # fmt: skip
+            for plan in plans:
+                print(plan)
+    engine.dispose()
+
+
 @contextmanager
-def database(backend: str, workdir: Path) -> Iterator[str]:
+def database(backend: str, workdir: Path, given: str | None) -> Iterator[str]:
+    if given:
+        yield given
+        return
     if backend == "sqlite":
         yield f"sqlite:///{workdir}/portal.db"
         return
@@ -473,12 +518,27 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
         yield url
 
 
+def _filled(url: str) -> bool:
+    from sqlalchemy import select
+
+    from syncd.db.engine import make_engine
+    from syncd.db.tables import Package
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(select(Package.id).limit(1)) is not None
+    finally:
+        engine.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--load", nargs=5, metavar=("PORT", "SPEC", "SECONDS", "CLIENTS", "SEQ"))
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--data", choices=("full", "synthetic"), default="full")
-    parser.add_argument("--mode", choices=("mix", "single", "both"), default="both")
+    parser.add_argument("--mode", choices=("mix", "single", "both", "explain"), default="both")
+    parser.add_argument("--database", help="use (and keep) this database; filled when empty")
     parser.add_argument("--urls", type=int, default=4000, help="distinct URLs")
     parser.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent in a class")
     parser.add_argument("--clients", type=int, default=50)
@@ -503,14 +563,16 @@ def main() -> int:
           f"{os.getloadavg()[0]:.1f}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="syncd-bench-portal-") as tmp:
         workdir = Path(tmp)
-        with database(args.backend, workdir) as url:
+        with database(args.backend, workdir, args.database) as url:
             upgrade(url)
             started = time.perf_counter()
-            counts = fill(url, args.data)
+            counts = fill(url, args.data) if not _filled(url) else {}
             print(f"data ({args.data}): " + ", ".join(f"{n} {t}s" for t, n in counts.items())
                   + f" (imported in {time.perf_counter() - started:.1f} s)")  # fmt: skip
             urls = build_urls(url, args.urls, args.zipf, args.seed)
             print(f"{len(urls)} distinct URLs, {args.clients} clients")
+            if args.mode == "explain":
+                explain(url, urls)
             if args.mode in ("single", "both"):
                 single(args, url, urls, workdir)
             if args.mode in ("mix", "both"):
