@@ -211,7 +211,7 @@ def _facet(kind: str, values: Sequence[str]) -> ColumnElement[bool]:
 
 def _query_condition(text: str) -> ColumnElement[bool]:
     """Waldur's `query`: the name, the description or a version contains `text`, case
-    insensitively. Read from the stored search text (one trigram-indexed column) with the
+    insensitively. Read from the stored search text (one column) with the
     LIKE pattern icontains builds; the three scans when `text` holds the separator."""
     if not facets.searchable(text):
         return or_(

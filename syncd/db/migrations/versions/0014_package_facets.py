@@ -6,9 +6,10 @@ Create Date: 2026-12-03
 
 The portal's filtered lists (cpu_family, cpu_microarchitecture, has_gpu, toolchain_name,
 query) scanned versions and targets per request; these tables hold what they match, written
-by syncd/readmodel/facets.py in the writer's transaction. The trigram index needs pg_trgm:
-created only where the extension is available (without it `query` still works, by a scan of
-package_search). Existing catalogs are filled here, so no resync is needed.
+by syncd/readmodel/facets.py in the writer's transaction. No pg_trgm index on the search
+text: measured, the planner does not pick it for short queries and it tripled the cost of
+writing the text (docs/performance.md). Existing catalogs are filled here, so no resync is
+needed.
 (Revises 0012: 0013 is being written on another branch; the lead re-points it at merge.)
 """
 
@@ -49,28 +50,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("package_id", name="pk_package_search"),
     )  # fmt: skip
     bind = op.get_bind()
-    if bind.dialect.name == "postgresql":
-        available = bind.exec_driver_sql(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'"
-        ).first()
-        if available and _create_extension(bind):
-            op.execute(
-                "CREATE INDEX ix_package_search_text_trgm ON package_search "
-                "USING gin (search_text gin_trgm_ops)"
-            )
     from syncd.readmodel.facets import refresh_facets
 
     refresh_facets(bind, None, None)
-
-
-def _create_extension(bind: sa.Connection) -> bool:
-    """pg_trgm created (a role without the right to create it gets no trigram index)."""
-    try:
-        with bind.begin_nested():
-            bind.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-    except sa.exc.DBAPIError:
-        return False
-    return True
 
 
 def downgrade() -> None:
