@@ -137,6 +137,8 @@ class Package(_Identified, Base):
     __table_args__ = (
         UniqueConstraint("catalog_id", "name", name="uq_package_catalog_name"),
         Index("ix_package_name_lower", text("lower(name)")),
+        # `o=name` / `o=-name` (migration 0014): read in order, ties by id sorted per name.
+        Index("ix_package_name", "name"),
         # PostgreSQL-only (migration 0002): JSONB containment for the category/license filters.
         Index("ix_package_categories_gin", "categories", postgresql_using="gin").ddl_if(
             dialect="postgresql"

@@ -49,6 +49,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("package_id", name="pk_package_search"),
     )  # fmt: skip
+    # The package table's `o=name` / `o=-name`: without it every such page sorted all packages.
+    op.create_index("ix_package_name", "package", ["name"])
     bind = op.get_bind()
     from syncd.readmodel.facets import refresh_facets
 
@@ -56,5 +58,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_package_name", table_name="package")
     op.drop_table("package_search")
     op.drop_table("package_facet")
