@@ -211,7 +211,10 @@ def _class_urls(name: str, v: dict[str, list[Any]], n: int, rng: random.Random) 
     def page() -> dict[str, Any]:
         # Filtered lists: the first page, at the portal's page sizes (a later page may not
         # exist, and Waldur answers 404 there).
-        return {"page_size": rng.choice([10, 10, 25])}
+        q: dict[str, Any] = {"page_size": rng.choice([10, 10, 25])}
+        if rng.random() < 0.3:  # a column header clicked
+            q["o"] = rng.choice(["name", "-name", "catalog_name", "-modified"])
+        return q
 
     def prefix() -> str:
         word = rng.choice(v["names"])
@@ -220,13 +223,16 @@ def _class_urls(name: str, v: dict[str, list[Any]], n: int, rng: random.Random) 
     def make() -> str:
         if name == "table":
             size = rng.choice([10, 10, 25, 50])
-            last = max(1, min(30, len(v["names"]) // size))
-            q: dict[str, Any] = {"page": min(int(rng.paretovariate(1.2)), last), "page_size": size}
+            last = max(1, len(v["names"]) // size)
+            q: dict[str, Any] = {"page": min(int(rng.paretovariate(0.7)), last), "page_size": size}
             if rng.random() < 0.3:
                 q["o"] = rng.choice(["name", "-name", "catalog_name", "-modified"])
             return PACKAGES + "?" + urlencode(q)
         if name == "catalog":
             q = {"catalog_uuid": rng.choice(v["catalogs"]), **page()}
+            # Later pages too, within what the smallest catalog surely has.
+            last = max(1, len(v["names"]) // (4 * len(v["catalogs"])) // q["page_size"])
+            q["page"] = min(int(rng.paretovariate(0.7)), last)
             return PACKAGES + "?" + urlencode(q)
         if name == "query":
             return PACKAGES + "?" + urlencode({"query": prefix(), **page()})
