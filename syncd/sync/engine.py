@@ -166,7 +166,8 @@ def _sync_postgresql(
             )  # fmt: skip
             stats, unknown_parents = differ.apply(staged)
         written = _update_catalog(conn, catalog_id, baseline or current, snapshot, staged, now)
-        refresh_facets(conn, catalog_id, None)
+        if stats.rows_written:  # else the rows, so what they derive, are unchanged
+            refresh_facets(conn, catalog_id, None)
     return stats, staged, unknown_parents, written, staged_at
 
 

@@ -57,7 +57,8 @@ def _sync_sqlite(
                 written = _update_catalog(
                     conn, catalog_id, baseline or current, snapshot, staged, now
                 )
-                refresh_facets(conn, catalog_id, None)
+                if stats.rows_written:  # else the rows, so what they derive, are unchanged
+                    refresh_facets(conn, catalog_id, None)
         finally:
             with contextlib.suppress(Exception):  # the pooled connection keeps temp tables
                 _drop_staging(conn, "sqlite")
