@@ -7,10 +7,14 @@ sent, not from the database."""
 from __future__ import annotations
 
 import uuid as uuid_module
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, insert, select
 
+from syncd.db.engine import make_engine
+from syncd.db.migrate import upgrade
 from syncd.db.tables import Catalog, Package, PackageFacet, PackageSearch, Target, Version
 from syncd.domain import PackageRecord, TargetRecord, VersionRecord
 from syncd.readmodel import facets
@@ -19,6 +23,7 @@ from syncd.service.hand_writes import hand_write
 from syncd.sync import sync_catalog
 from syncd.sync.shrink import ShrinkRefusedError
 from tests.support.records import catalog_info, snapshot
+from tests.support.services import postgres_database
 
 CPU = "cpu_architecture"
 
@@ -199,3 +204,57 @@ def test_after_hand_writes(engine: Engine) -> None:
     packages = first_snapshot()
     packages[1].versions[0].targets.clear()
     assert_derived(engine, packages)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def bare_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of this test's own (the shared ones are migrated to head)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    else:
+        with postgres_database("syncd_mig14") as url:
+            yield url
+
+
+def test_migration_fills_the_catalogs_already_stored(bare_url: str) -> None:
+    upgrade(bare_url, "0012")
+    engine = make_engine(bare_url)
+    try:
+        with engine.begin() as conn:
+            catalog_id = conn.execute(
+                insert(Catalog).values(
+                    uuid=uuid_module.uuid4(), name="EESSI", version="1", catalog_type="x"
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            ids = {"uuid": uuid_module.uuid4(), "catalog_id": catalog_id}
+            package_id = conn.execute(
+                insert(Package).values(name="GROMACS", description="MD", **ids)
+            ).inserted_primary_key[0]  # type: ignore[index]
+            ids["uuid"] = uuid_module.uuid4()
+            version_id = conn.execute(
+                insert(Version).values(
+                    package_id=package_id,
+                    version="2024.1",
+                    metadata_={"toolchain": {"name": "foss", "version": "2023b"}},
+                    **ids,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            ids["uuid"] = uuid_module.uuid4()
+            conn.execute(
+                insert(Target).values(
+                    version_id=version_id,
+                    target_type=CPU,
+                    target_name="x86_64",
+                    target_subtype="x86_64/zen2",
+                    gpu_architectures=["nvidia/cc80"],
+                    **ids,
+                )
+            )
+        upgrade(bare_url)
+        packages = [
+            pkg("GROMACS", ver("2024.1", cpu("x86_64/zen2", "nvidia/cc80"), toolchain="foss"),
+                description="MD")
+        ]  # fmt: skip
+        assert_derived(engine, packages)
+    finally:
+        engine.dispose()
