@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+# The target_type EESSI's CPU targets carry (as in Waldur's loader); cpu_family and
+# cpu_microarchitecture filters only look at these targets.
+CPU_TARGET_TYPE = "cpu_architecture"
+
 
 class CatalogType(enum.StrEnum):
     BINARY_RUNTIME = "binary_runtime"

@@ -15,10 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import UnaryExpression
 
 from syncd.api.errors import field_error
-
-# The target_type EESSI's CPU targets carry (as in Waldur's loader); cpu_family and
-# cpu_microarchitecture filters only look at these targets.
-CPU_TARGET_TYPE = "cpu_architecture"
+from syncd.domain import CPU_TARGET_TYPE as CPU_TARGET_TYPE
 
 
 def json_array_contains(column: Any, value: str, dialect: str) -> ColumnElement[bool]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, exists, func, inspect, or_, select
+from sqlalchemy import ColumnElement, Select, exists, func, inspect, literal, or_, select
 
 from syncd.api.filters import (
     CPU_TARGET_TYPE,
@@ -41,7 +41,16 @@ from syncd.api.software_filters import (
     _version_has_target,
     any_of,
 )
-from syncd.db.tables import Catalog, Package, PackageParent, Target, Version
+from syncd.db.tables import (
+    Catalog,
+    Package,
+    PackageFacet,
+    PackageParent,
+    PackageSearch,
+    Target,
+    Version,
+)
+from syncd.readmodel import facets
 
 
 @functools.cache
@@ -114,17 +123,7 @@ def _package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None) -> 
     ).join(Catalog, Catalog.id == Package.catalog_id)
     where: list[ColumnElement[bool]] = []
     if f.query:
-        where.append(
-            or_(
-                icontains(Package.name, f.query),
-                icontains(Package.description, f.query),
-                exists(
-                    select(1).where(
-                        Version.package_id == Package.id, icontains(Version.version, f.query)
-                    )
-                ),
-            )
-        )
+        where.append(_query_condition(f.query))
     if f.name:
         where.append(icontains(Package.name, f.name))
     if f.name_exact:
@@ -161,22 +160,32 @@ def _package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None) -> 
                 select(1).where(Version.package_id == Package.id, Version.version == f.has_version)
             )
         )
-    # Each target filter is its own EXISTS, as the reference's chained filters are.
+    # Each target filter is its own condition, as the reference's chained filters are; the
+    # CPU and GPU ones read the facets the writer stored (syncd/readmodel/facets.py).
     if f.cpu_family:
-        where.append(_package_has_target(*_target_conditions(dialect, f.cpu_family, None, None)))
-    if f.cpu_microarchitecture:
         where.append(
-            _package_has_target(*_target_conditions(dialect, None, f.cpu_microarchitecture, None))
+            _facet(facets.CPU_FAMILY, f.cpu_family)
+            if _stored(f.cpu_family)
+            else _package_has_target(*_target_conditions(dialect, f.cpu_family, None, None))
+        )
+    if f.cpu_microarchitecture:
+        micro = f.cpu_microarchitecture
+        where.append(
+            _facet(facets.CPU_MICROARCHITECTURE, micro)
+            if _stored(micro)
+            else _package_has_target(*_target_conditions(dialect, None, micro, None))
         )
     if f.gpu_arch:
         where.append(_package_has_target(*_target_conditions(dialect, None, None, f.gpu_arch)))
     if f.has_gpu is not None:
-        has_gpu = _package_has_target(json_array_nonempty(Target.gpu_architectures, dialect))
+        has_gpu = _facet(facets.GPU, [""])
         where.append(has_gpu if f.has_gpu else ~has_gpu)
     if f.category:
         where.append(json_array_contains(Package.categories, f.category, dialect))
     if f.license:
         where.append(json_array_contains(Package.licenses, f.license, dialect))
+    if f.toolchain_name and facets.stored(f.toolchain_name):
+        where.append(_facet(facets.TOOLCHAIN, [f.toolchain_name]))
     # Each condition on versions is its own EXISTS, as each of Waldur's filter() calls is.
     for condition in _version_conditions(dialect, f):
         where.append(exists(select(1).where(Version.package_id == Package.id, condition)))
@@ -184,10 +193,45 @@ def _package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None) -> 
     return query.where(*where).order_by(*ordering, Package.id)
 
 
+def _stored(values: Sequence[str]) -> bool:
+    """Whether every value can be among the stored facets (else the caller scans)."""
+    return all(facets.stored(value) for value in values)
+
+
+def _facet(kind: str, values: Sequence[str]) -> ColumnElement[bool]:
+    """The package has one of `values` among its stored facets of `kind`."""
+    return exists(
+        select(1).where(
+            PackageFacet.kind == kind,
+            PackageFacet.value.in_(values),
+            PackageFacet.package_id == Package.id,
+        )
+    )
+
+
+def _query_condition(text: str) -> ColumnElement[bool]:
+    """Waldur's `query`: the name, the description or a version contains `text`, case
+    insensitively. Read from the stored search text (one column) with the
+    LIKE pattern icontains builds; the three scans when `text` holds the separator."""
+    if not facets.searchable(text):
+        return or_(
+            icontains(Package.name, text),
+            icontains(Package.description, text),
+            exists(
+                select(1).where(Version.package_id == Package.id, icontains(Version.version, text))
+            ),
+        )
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    pattern = func.lower(literal(f"%{escaped}%"))
+    return Package.id.in_(
+        select(PackageSearch.package_id).where(PackageSearch.search_text.like(pattern, escape="/"))
+    )
+
+
 def _version_conditions(dialect: str, f: PackageFilters) -> list[ColumnElement[bool]]:
     """The package filters that look into a version's metadata, one condition each."""
     conditions: list[ColumnElement[bool]] = []
-    if f.toolchain_name:
+    if f.toolchain_name and not facets.stored(f.toolchain_name):
         conditions.append(json_text(Version.metadata_, "toolchain", "name") == f.toolchain_name)
     if f.toolchain_families_compatibility:
         conditions.append(_toolchain_family(dialect, f.toolchain_families_compatibility))

@@ -137,6 +137,8 @@ class Package(_Identified, Base):
     __table_args__ = (
         UniqueConstraint("catalog_id", "name", name="uq_package_catalog_name"),
         Index("ix_package_name_lower", text("lower(name)")),
+        # `o=name` / `o=-name` (migration 0014): read in order, ties by id sorted per name.
+        Index("ix_package_name", "name"),
         # PostgreSQL-only (migration 0002): JSONB containment for the category/license filters.
         Index("ix_package_categories_gin", "categories", postgresql_using="gin").ddl_if(
             dialect="postgresql"
@@ -253,6 +255,37 @@ class Target(_Identified, Base):
 
 # The target list's default order, Waldur's ["-created", "id"] (migration 0010).
 Index("ix_target_created_desc_id", Target.created.desc(), Target.id)
+
+
+class PackageFacet(Base):
+    """Derived, kept by syncd/readmodel/facets.py in the writer's transaction: one value a
+    package's filters match (a CPU family or microarchitecture of its targets, a toolchain of
+    its versions, `gpu` when a target has GPU architectures), so a filter probes this index
+    instead of scanning versions and targets per request."""
+
+    __tablename__ = "package_facet"
+    __table_args__ = (Index("ix_package_facet_package_id", "package_id"),)
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
+    package_id: Mapped[int] = mapped_column(
+        ForeignKey("package.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class PackageSearch(Base):
+    """Derived, as PackageFacet: what the `query` filter searches (name, description and
+    version strings, lowercased, joined by a separator no search value holds): one scan of
+    one 2 MB column instead of three LIKEs and an EXISTS per package. No trigram index: the
+    planner prefers the scan for the portal's 2-4 character queries, and keeping the index
+    cost more than a full import's other work (docs/performance.md)."""
+
+    __tablename__ = "package_search"
+
+    package_id: Mapped[int] = mapped_column(
+        ForeignKey("package.id", ondelete="CASCADE"), primary_key=True
+    )
+    search_text: Mapped[str] = mapped_column(Text)
 
 
 class ApiToken(Base):

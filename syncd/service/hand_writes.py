@@ -35,7 +35,7 @@ from syncd.db.locks import catalog_transaction, lock_catalog
 from syncd.db.tables import Package
 from syncd.errors import TransientError
 from syncd.logging import get_logger
-from syncd.readmodel import render_packages, with_parents
+from syncd.readmodel import refresh_read_model, with_parents
 from syncd.service.hand_write_rows import (
     Action,
     CatalogsMoved,
@@ -72,7 +72,8 @@ def refresh_derived(conn: Connection, package_ids: AbstractSet[int]) -> None:
     """Data derived from packages' stored rows, brought up to date after a hand write, in its
     transaction. `package_ids`: the packages (that still exist) whose own row, versions,
     targets, parents or extensions the write changed: their list fragments are rendered
-    again, with their parents' (which name their versions; a move touches two catalogs)."""
+    again, with their parents' (which name their versions; a move touches two catalogs), and
+    their filter values and search text (syncd/readmodel/facets.py)."""
     by_catalog: dict[int, list[int]] = defaultdict(list)
     ids = sorted(with_parents(conn, package_ids))
     for start in range(0, len(ids), 5000):
@@ -82,7 +83,7 @@ def refresh_derived(conn: Connection, package_ids: AbstractSet[int]) -> None:
         for catalog_id, package_id in rows:
             by_catalog[int(catalog_id)].append(int(package_id))
     for catalog_id, found in sorted(by_catalog.items()):
-        render_packages(conn, catalog_id, found)
+        refresh_read_model(conn, catalog_id, found)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Connection, DateTime, bindparam, text
 
 from syncd.domain import KindStats, SyncStats
-from syncd.readmodel import render_packages, with_parents
+from syncd.readmodel import refresh_read_model, with_parents
 from syncd.sync.local_rows import after_diff, before_diff
 from syncd.sync.plan_changes import ChangeTracker
 from syncd.sync.records import _Staged
@@ -327,13 +327,14 @@ class _Differ:
         return stats, self._count_parent_rows() - resolved
 
     def _render(self, existing: bool, touched: set[int]) -> None:
-        """The list fragments of exactly the packages this diff changed, in its transaction
-        (a first import: all of them, read a catalog at a time)."""
+        """The read model (list fragments, filter values, search text) of exactly the packages
+        this diff changed, in its transaction (a first import: all of them, a catalog at a
+        time)."""
         if not existing:
-            render_packages(self.conn, self.catalog_id, None)
+            refresh_read_model(self.conn, self.catalog_id, None)
             return
         touched |= written_packages(self.conn, self.catalog_id, self.now)
-        render_packages(self.conn, self.catalog_id, with_parents(self.conn, touched))
+        refresh_read_model(self.conn, self.catalog_id, with_parents(self.conn, touched))
 
     def _count(self, table: str) -> int:
         return int(

@@ -21,7 +21,7 @@ from syncd.db.locks import catalog_transaction
 from syncd.db.tables import Catalog
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.errors import PermanentError, SyncdError, TransientError, UnknownCatalogError
-from syncd.readmodel import render_packages
+from syncd.readmodel import refresh_read_model
 from syncd.sync.catalog_row import _read_catalog, _update_catalog
 from syncd.sync.diff import _Differ, _is_empty
 from syncd.sync.direct_copy import _direct_import
@@ -168,7 +168,7 @@ def _sync_postgresql(
             staged, stats, unknown_parents = _direct_import(
                 conn, catalog_id, snapshot, now, max_field_chars
             )
-            render_packages(conn, catalog_id, None)  # the list's fragments, all of them
+            refresh_read_model(conn, catalog_id, None)  # all of it: every package is new
             staged_at = time.perf_counter()
             if tracker:
                 tracker.finish(first_import=True)

@@ -21,6 +21,8 @@ EXPECTED_TABLES = {
     "catalog",
     "command_outcome",
     "event_outbox",
+    "package_facet",
+    "package_search",
     "message_delivery",
     "offering_catalog",
     "package",

@@ -17,6 +17,7 @@ import uuid
 from sqlalchemy import Engine, insert, select
 
 from syncd.db.tables import Catalog, Package, Target, Version
+from syncd.readmodel.facets import refresh_facets
 
 TEXT_LENGTH = 1990
 
@@ -68,3 +69,5 @@ def costly_catalog(engine: Engine, rows: int, text_length: int = TEXT_LENGTH) ->
                 for v in versions
             ],
         )
+        # The derived search text and facets, as the writers keep them: `query` reads those.
+        refresh_facets(conn, catalog_id, None)

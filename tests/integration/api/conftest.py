@@ -21,6 +21,7 @@ from syncd.api.app import create_app
 from syncd.config import Settings
 from syncd.db.tables import Catalog, Package, PackageParent, Target, Version
 from syncd.domain import CatalogType
+from syncd.readmodel.facets import refresh_facets
 from syncd.tokens import create_token
 
 QUEUE = "syncd-api-test"
@@ -297,6 +298,8 @@ def sample(session_factory: sessionmaker[Session]) -> Sample:
                     modified=Catalog.modified,
                 )
             )
+        # And the derived filter data, as every writer keeps it (syncd/readmodel/facets.py).
+        refresh_facets(session.connection(), None, None)
         session.commit()
         return Sample(
             eessi=eessi.uuid,
