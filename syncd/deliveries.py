@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete, insert, select, update
 
-from syncd.db.tables import MessageDelivery
+from syncd.db.process_tables import MessageDelivery
 
 # Redeliveries of one message follow each other within minutes; a week keeps the table small
 # without a job, as for command_outcome.

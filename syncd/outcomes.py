@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete, insert, select
 
-from syncd.db.tables import CommandOutcome
+from syncd.db.process_tables import CommandOutcome
 from syncd.logging import get_logger
 
 # Long enough for any `--wait`; short enough that the table stays small without a job.

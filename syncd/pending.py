@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from syncd.db.tables import PendingCommand
+from syncd.db.process_tables import PendingCommand
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from syncd.db.tables import Catalog, SyncChange, SyncRun
+from syncd.db.process_tables import SyncChange, SyncRun
+from syncd.db.tables import Catalog
 
 NAMES_PER_KIND = 25
 

@@ -16,7 +16,7 @@ from syncd.api.filters import icontains, parse_ordering
 from syncd.api.history_schemas import ChangeFilters, RunFilters
 from syncd.api.representation import iso_datetime
 from syncd.api.software_queries import columns
-from syncd.db.tables import SyncChange, SyncRun
+from syncd.db.process_tables import SyncChange, SyncRun
 from syncd.redaction import redact_urls, redact_value
 
 RUNS = "/api/marketplace-software-catalog-runs/"

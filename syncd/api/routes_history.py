@@ -25,7 +25,7 @@ from syncd.api.pagination import PageParam, PageSizeParam, json_response, pagina
 from syncd.api.routing import head_too, list_route
 from syncd.api.schemas import ERROR_RESPONSES
 from syncd.api.snapshot import read_snapshot
-from syncd.db.tables import SyncRun
+from syncd.db.process_tables import SyncRun
 
 router = APIRouter(prefix="/api")
 

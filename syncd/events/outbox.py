@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
-from syncd.db.tables import EventOutbox
+from syncd.db.process_tables import EventOutbox
 
 EVENT_TYPES = ("catalog.created", "catalog.deleted", "catalog.synced", "catalog.sync_failed")
 

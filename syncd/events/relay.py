@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, delete, func, select, update
 
 from syncd.config import Settings
-from syncd.db.tables import EventOutbox
+from syncd.db.process_tables import EventOutbox
 from syncd.logging import get_logger, held_back_logs
 from syncd.metrics import EVENTS_BACKLOG, EVENTS_PUBLISH_FAILED, EVENTS_PUBLISHED
 from syncd.redaction import redact_urls

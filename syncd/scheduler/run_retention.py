@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete
 
 from syncd.config import Settings
-from syncd.db.tables import SyncRun
+from syncd.db.process_tables import SyncRun
 from syncd.logging import get_logger
 
 log = get_logger(__name__)

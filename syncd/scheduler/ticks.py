@@ -16,7 +16,8 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from syncd.config import Settings
-from syncd.db.tables import Catalog, SchedulerTick
+from syncd.db.process_tables import SchedulerTick
+from syncd.db.tables import Catalog
 from syncd.logging import bind_job_context, get_logger
 from syncd.metrics import SCHEDULER_ENQUEUED, SCHEDULER_TICKS
 from syncd.scheduler.enqueue import _mark_enqueued, _publish, _skip

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from syncd.db.tables import Catalog, SyncChange, SyncRun
+from syncd.db.process_tables import SyncChange, SyncRun
+from syncd.db.tables import Catalog
 from syncd.domain import RUN_TRIGGERS, SyncStats
 from syncd.events.outbox import write_event
 from syncd.logging import get_logger

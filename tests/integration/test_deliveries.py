@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, insert, select
 
-from syncd.db.tables import Catalog, MessageDelivery
+from syncd.db.process_tables import MessageDelivery
+from syncd.db.tables import Catalog
 from syncd.deliveries import RETENTION, count_death, forget_deaths
 from syncd.service import record_abandoned
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, func, select, update
 from structlog.testing import capture_logs
 
 from syncd.config import Settings
-from syncd.db.tables import EventOutbox
+from syncd.db.process_tables import EventOutbox
 from syncd.events.relay import (
     AmqpDestination,
     EventRelay,

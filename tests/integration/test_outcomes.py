@@ -9,7 +9,7 @@ from sqlalchemy import Engine, func, insert, select
 from structlog.testing import capture_logs
 
 from syncd.db.engine import make_engine
-from syncd.db.tables import CommandOutcome
+from syncd.db.process_tables import CommandOutcome
 from syncd.outcomes import RETENTION, Outcome, read_outcome, record_outcome
 
 CATALOG = "ab" * 16

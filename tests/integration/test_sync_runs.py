@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from syncd import service
-from syncd.db.tables import Catalog, EventOutbox, Package, SyncChange, SyncRun
+from syncd.db.process_tables import EventOutbox, SyncChange, SyncRun
+from syncd.db.tables import Catalog, Package
 from syncd.errors import StaleSnapshotError
 from syncd.service.runs import RunCatalog, RunContext, RunWriter
 from syncd.sync import sync_catalog

@@ -29,7 +29,8 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from syncd.db.engine import make_engine
-from syncd.db.tables import Catalog, EventOutbox
+from syncd.db.process_tables import EventOutbox
+from syncd.db.tables import Catalog
 from tests.reliability.harness import (
     PROCESS_TEST,
     command_env,

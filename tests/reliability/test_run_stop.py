@@ -26,7 +26,7 @@ from sqlalchemy import Engine, inspect, select, text
 from syncd.config import load_settings
 from syncd.db.engine import make_engine, make_session_factory, session_scope
 from syncd.db.migrate import upgrade
-from syncd.db.tables import CommandOutcome
+from syncd.db.process_tables import CommandOutcome
 from syncd.tokens import create_token
 from tests.reliability.catalogs import catalog_rows
 from tests.reliability.harness import SyncdProcess, syncd_env, wait_until

@@ -23,7 +23,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from syncd.db.engine import make_engine
-from syncd.db.tables import Catalog, SchedulerTick
+from syncd.db.process_tables import SchedulerTick
+from syncd.db.tables import Catalog
 from tests.reliability.harness import (
     SyncdProcess,
     command_env,

@@ -19,7 +19,7 @@ import jsonschema_rs
 import pika
 from sqlalchemy import Engine, select
 
-from syncd.db.tables import EventOutbox
+from syncd.db.process_tables import EventOutbox
 from syncd.events.outbox import write_event
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.db.tables import SyncChange, SyncRun
+from syncd.db.process_tables import SyncChange, SyncRun
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 SECRET_URL = "https://mirror-user:s3cret@mirror.example/eessi/"

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncd.api.app import create_app
 from syncd.api.schemas import MAX_FILTER_CHARS
 from syncd.config import Settings
-from syncd.db.tables import SyncChange, SyncRun
+from syncd.db.process_tables import SyncChange, SyncRun
 from tests.integration.api.conftest import Sample
 from tests.support.costly_catalog import worst_filter
 from tests.support.history_rows import EESSI_UPDATE, SPACK_UPDATE, T0, History, seed_history

@@ -14,7 +14,8 @@ from dramatiq.brokers.stub import StubBroker
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, insert, select, update
 
-from syncd.db.tables import Catalog, SchedulerTick
+from syncd.db.process_tables import SchedulerTick
+from syncd.db.tables import Catalog
 from syncd.domain import CatalogType
 from syncd.publish import PublishTimeout
 

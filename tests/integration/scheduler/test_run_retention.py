@@ -12,7 +12,7 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Engine, func, insert, select
 
 from syncd.config import Settings
-from syncd.db.tables import SyncChange, SyncRun
+from syncd.db.process_tables import SyncChange, SyncRun
 from syncd.scheduler import run_tick
 
 QUEUE = "syncd_test"

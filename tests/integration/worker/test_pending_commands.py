@@ -18,7 +18,7 @@ from syncd.broker.embedded import pending_commands
 from syncd.config import Settings
 from syncd.db.engine import make_engine
 from syncd.db.migrate import upgrade
-from syncd.db.tables import PendingCommand
+from syncd.db.process_tables import PendingCommand
 from syncd.errors import UpstreamError
 from syncd.outcomes import read_outcome
 from syncd.pending import list_pending

@@ -16,7 +16,7 @@ from syncd.broker import make_broker, worker_resources
 from syncd.config import Settings
 from syncd.db.engine import make_engine
 from syncd.db.migrate import upgrade
-from syncd.db.tables import EventOutbox, SyncRun
+from syncd.db.process_tables import EventOutbox, SyncRun
 from syncd.errors import UpstreamError
 from syncd.publish import publish_import
 from syncd.scheduler import run_tick
