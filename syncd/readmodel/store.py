@@ -11,11 +11,11 @@ from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Select, bindparam, delete, or_, select, update
 
 from syncd.db.locks import catalog_transaction
 from syncd.db.tables import Package, PackageParent, PackageReadModel, Target, Version
-from syncd.readmodel import pg_render
+from syncd.readmodel import pg_render, sqlite_render
 from syncd.readmodel.fragments import (
     EMPTY,
     FORMAT,
@@ -128,7 +128,9 @@ def _extensions(
 def _versions_in_python(
     conn: Connection, catalog_id: int | None, package_ids: Sequence[int]
 ) -> dict[int, str]:
-    """The `versions` JSON text of the packages that have versions."""
+    """The `versions` JSON text of the packages that have versions, built in Python from
+    fragments.nested_version: the reference the databases' renderers (pg_render,
+    sqlite_render) are tested against."""
     versions = _version_rows(conn, catalog_id, package_ids)
     targets = _targets(conn, catalog_id, [row.id for row in versions])
     nested: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -142,10 +144,7 @@ def _render(
 ) -> dict[int, Fragment]:
     """Fragments of `package_ids` (all of them, also those with nothing to embed); with
     `catalog_id`, versions and targets are read for that whole catalog at once."""
-    if conn.dialect.name == "postgresql":
-        versions = pg_render.versions_json(conn, catalog_id, package_ids)
-    else:
-        versions = _versions_in_python(conn, catalog_id, package_ids)
+    versions = _sql_renderer(conn).versions_json(conn, catalog_id, package_ids)
     extensions = _extensions(conn, catalog_id, package_ids)
     return {
         package_id: Fragment(
@@ -169,36 +168,16 @@ def render_packages(conn: Connection, catalog_id: int, package_ids: Collection[i
         for id_chunk in id_chunks:
             conn.execute(delete(PackageReadModel).where(PackageReadModel.package_id.in_(id_chunk)))
         chunks = list(id_chunks)
-    if conn.dialect.name == "postgresql":
-        # Built and stored by PostgreSQL, without a round trip through Python.
-        stored = sum(pg_render.store(conn, catalog_id, chunk, FORMAT) for chunk in chunks)
-        _store_extensions(conn, catalog_id if package_ids is None else None, package_ids)
-        return stored
-    packages = select(Package.id).where(Package.catalog_id == catalog_id).order_by(Package.id)
-    if package_ids is None:
-        ids = list(conn.execute(packages).scalars())
-        fragments = _render(conn, catalog_id, ids)
-    else:
-        ids = []
-        for chunk in chunks:
-            assert chunk is not None
-            ids.extend(conn.execute(packages.where(Package.id.in_(chunk))).scalars())
-        fragments = _render(conn, None, ids)
-    if fragments:
-        conn.execute(
-            insert(PackageReadModel),
-            [
-                {
-                    "package_id": package_id,
-                    "catalog_id": catalog_id,
-                    "format": FORMAT,
-                    "extensions": fragment.extensions,
-                    "versions": fragment.versions,
-                }
-                for package_id, fragment in fragments.items()
-            ],
-        )
-    return len(fragments)
+    # Built and stored by the database, without a round trip through Python.
+    renderer = _sql_renderer(conn)
+    stored = sum(renderer.store(conn, catalog_id, chunk, FORMAT) for chunk in chunks)
+    _store_extensions(conn, catalog_id if package_ids is None else None, package_ids)
+    return stored
+
+
+def _sql_renderer(conn: Connection) -> Any:
+    """The module that builds nested versions in the connection's database."""
+    return pg_render if conn.dialect.name == "postgresql" else sqlite_render
 
 
 def _store_extensions(

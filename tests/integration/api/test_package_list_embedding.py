@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from syncd import readmodel
 from syncd.db.tables import Package, PackageReadModel, Target, Version
 from syncd.domain import PackageRecord
-from syncd.readmodel import pg_render, store
+from syncd.readmodel import pg_render, sqlite_render, store
 from syncd.sync import diff
 from syncd.sync.shrink import ShrinkRefusedError
 from tests.integration.api.conftest import CATALOGS, PACKAGES, VERSIONS, Sample
@@ -245,7 +245,7 @@ def test_missing_or_old_fragments_are_rendered_on_the_fly_and_by_migrate(
         assert conn.execute(select(func.count()).select_from(PackageReadModel)).scalar() == 4
 
 
-def test_postgresql_builds_the_objects_python_builds(
+def test_the_database_builds_the_objects_python_builds(
     engine: Engine, sample: Sample, db_url: str
 ) -> None:
     # The sample's versions carry modules, toolchains, release dates, GPU targets; one more
@@ -257,12 +257,11 @@ def test_postgresql_builds_the_objects_python_builds(
         ids = list(conn.execute(select(Package.id)).scalars())
         python = store._versions_in_python(conn, None, ids)
         assert python and python == store._versions_in_python(conn, None, ids)
-        if not db_url.startswith("postgresql"):
-            return
-        built = pg_render.versions_json(conn, None, ids)
+        renderer = pg_render if db_url.startswith("postgresql") else sqlite_render
+        built = renderer.versions_json(conn, None, ids)
         by_catalog: dict[int, str] = {}
         for catalog_id in set(conn.execute(select(Package.catalog_id)).scalars()):
-            by_catalog.update(pg_render.versions_json(conn, catalog_id, ids))
+            by_catalog.update(renderer.versions_json(conn, catalog_id, ids))
     assert {k: json.loads(v) for k, v in built.items()} == {
         k: json.loads(v) for k, v in python.items()
     }

@@ -1,0 +1,116 @@
+"""The nested versions of syncd/readmodel/fragments.py built and stored by SQLite (json_object,
+json_group_array) rather than in Python: rendering a Spack catalog's 100,000 nested objects in
+Python tripled a first import on SQLite. The same keys, values and orders as
+fragments.nested_version / nested_target. SQLite before 3.44 has no ORDER BY inside an
+aggregate: the rows reach json_group_array in the order of the subquery that feeds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, bindparam, text
+
+_OBJECT = (
+    "CASE WHEN json_type(v.metadata, '$.KEY') = 'object' THEN json(v.metadata -> '$.KEY') "
+    "ELSE json('{}') END"
+)
+_ARRAY = (
+    "CASE WHEN json_type(v.metadata, '$.KEY') = 'array' THEN json(v.metadata -> '$.KEY') "
+    "ELSE json('[]') END"
+)
+_VERSIONS = (
+    """
+SELECT package_id, json_group_array(json(item)) AS versions FROM (
+    SELECT v.package_id, json_object(
+        'uuid', v.uuid,
+        'version', v.version,
+        'module_version', v.module_version,
+        'release_date', v.release_date,
+        'targets', coalesce(json(tg.targets), json('[]')),
+        'module', """
+    + _OBJECT.replace("KEY", "module")
+    + """,
+        'modulename', coalesce(CASE WHEN json_type(v.metadata, '$.module') = 'object'
+            THEN CAST(v.metadata ->> '$.module.full_module_name' AS TEXT) END, ''),
+        'required_modules', """
+    + _ARRAY.replace("KEY", "required_modules")
+    + """,
+        'extensions', """
+    + _ARRAY.replace("KEY", "extensions")
+    + """,
+        'toolchain', """
+    + _OBJECT.replace("KEY", "toolchain")
+    + """,
+        'toolchain_families_compatibility', """
+    + _ARRAY.replace("KEY", "toolchain_families_compatibility")
+    + """
+    ) AS item
+    FROM version AS v LEFT JOIN (
+        SELECT version_id, json_group_array(json(item)) AS targets FROM (
+            SELECT t.version_id, json_object(
+                'uuid', t.uuid,
+                'target_type', t.target_type,
+                'target_name', t.target_name,
+                'target_subtype', t.target_subtype,
+                'location', t.location,
+                'metadata', json(t.metadata),
+                'gpu_architectures', json(t.gpu_architectures)) AS item
+            FROM target AS t WHERE {targets}
+            ORDER BY t.version_id, t.created DESC, t.id
+        ) GROUP BY version_id
+    ) AS tg ON tg.version_id = v.id
+    WHERE {versions}
+    ORDER BY v.package_id, v.sort_index DESC, v.module_version, v.id
+) GROUP BY package_id
+"""
+)
+_STORE = """
+INSERT INTO package_read_model (package_id, catalog_id, format, extensions, versions)
+SELECT p.id, p.catalog_id, :format, '[]', coalesce(agg.versions, '[]')
+FROM package AS p LEFT JOIN ({select}) AS agg ON agg.package_id = p.id
+WHERE {packages}
+"""
+_OF_CATALOG = {
+    "targets": "t.catalog_id = :c",
+    "versions": "v.catalog_id = :c",
+    "packages": "p.catalog_id = :c",
+}
+_OF_PACKAGES = {
+    "targets": "t.version_id IN (SELECT id FROM version WHERE package_id IN :ids)",
+    "versions": "v.package_id IN :ids",
+    "packages": "p.catalog_id = :c AND p.id IN :ids",
+}
+
+
+def _versions(where: dict[str, str]) -> str:
+    return _VERSIONS.replace("{targets}", where["targets"]).replace("{versions}", where["versions"])
+
+
+def versions_json(
+    conn: Connection, catalog_id: int | None, package_ids: Sequence[int]
+) -> dict[int, str]:
+    """The `versions` JSON text of those of `package_ids` that have versions (with
+    `catalog_id`: of every package of that catalog)."""
+    if catalog_id is not None:
+        rows = conn.execute(text(_versions(_OF_CATALOG)), {"c": catalog_id})
+        return {int(row[0]): str(row[1]) for row in rows}
+    statement = text(_versions(_OF_PACKAGES)).bindparams(bindparam("ids", expanding=True))
+    found: dict[int, str] = {}
+    for start in range(0, len(package_ids), 5000):
+        chunk = list(package_ids[start : start + 5000])
+        found.update((int(row[0]), str(row[1])) for row in conn.execute(statement, {"ids": chunk}))
+    return found
+
+
+def store(conn: Connection, catalog_id: int, package_ids: Sequence[int] | None, fmt: int) -> int:
+    """Insert the fragments of the catalog's `package_ids` (None: all its packages), their
+    `extensions` as `[]`; returns how many rows were inserted."""
+    where = _OF_CATALOG if package_ids is None else _OF_PACKAGES
+    sql = _STORE.replace("{select}", _versions(where)).replace("{packages}", where["packages"])
+    statement = text(sql)
+    params: dict[str, object] = {"c": catalog_id, "format": fmt}
+    if package_ids is not None:
+        statement = statement.bindparams(bindparam("ids", expanding=True))
+        params["ids"] = list(package_ids)
+    return int(conn.execute(statement, params).rowcount)
