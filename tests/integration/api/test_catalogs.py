@@ -465,6 +465,7 @@ def test_cpu_targets(client: TestClient, sample: Sample) -> None:
 
 
 def test_cpu_targets_of_a_flat_map(client: TestClient, staff: dict[str, str]) -> None:
+    """Waldur reads only the map entry keyed by the catalog's version: a flat map gives []."""
     created = client.post(
         CATALOGS,
         json={
@@ -474,5 +475,13 @@ def test_cpu_targets_of_a_flat_map(client: TestClient, staff: dict[str, str]) ->
         },
         headers=staff,
     ).json()
+    targets = client.get(f"{CATALOGS}{created['uuid']}/cpu_targets/").json()
+    assert targets == []
+    keyed = {"2025.06": {"x86_64/amd/zen4": "x86_64/amd/zen4"}}
+    client.patch(
+        f"{CATALOGS}{created['uuid']}/",
+        json={"metadata": {"architectures_map": keyed}},
+        headers=staff,
+    )
     targets = client.get(f"{CATALOGS}{created['uuid']}/cpu_targets/").json()
     assert targets == [_cpu("x86_64", "amd/zen4")]
