@@ -38,10 +38,6 @@ CHANGE_KINDS = (
 NAMED_PER_KIND = 1000
 # Target names a target_added / target_removed change lists; `targets` counts them all.
 NAMES_PER_CHANGE = 20
-# Fields the sync derives from other changes: a package's counts follow its versions, a
-# version's position follows its siblings. An update that changed only these is bookkeeping,
-# not news (the version_added that caused it is the change), so it is not recorded as one.
-DERIVED_FIELDS = frozenset({"version_count", "extension_count", "sort_index"})
 
 # (column, JSON?) of the fields an update may change, as the diff's UPDATEs write them.
 _PACKAGE_FIELDS = (
@@ -187,15 +183,11 @@ class ChangeTracker:
     def before_package_updates(self) -> None:
         for row in self._rows(_PACKAGES_UPDATED):
             fields = _changed_fields(row, _PACKAGE_FIELDS)
-            if _only_derived(fields):
-                continue
             self._updated.append(Change("package_updated", row.name, fields=fields))
 
     def before_version_updates(self) -> None:
         for row in self._rows(_VERSIONS_UPDATED):
             fields = _changed_fields(row, _VERSION_FIELDS)
-            if _only_derived(fields):
-                continue
             key = (row.name, row.version, row.module_version)
             self._updated.append(Change("version_updated", *key, fields=fields))
 
@@ -241,10 +233,6 @@ def _per_version(kind: str, rows: list[Any]) -> list[Change]:
         Change(kind, *key, targets=len(found), names=tuple(sorted(set(found))[:NAMES_PER_CHANGE]))
         for key, found in names.items()
     ]
-
-
-def _only_derived(fields: tuple[str, ...]) -> bool:
-    return bool(fields) and DERIVED_FIELDS.issuperset(fields)
 
 
 def _changed_fields(row: Any, fields: Iterable[tuple[str, bool]]) -> tuple[str, ...]:
