@@ -154,13 +154,13 @@ def test_refresh_renders_exactly_the_packages_it_touched(
     client: TestClient, engine: Engine, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rendered: list[set[int]] = []
-    real = diff.render_packages
+    real = diff.refresh_read_model
 
-    def spy(conn: Connection, catalog_id: int, ids: Collection[int] | None) -> int:
+    def spy(conn: Connection, catalog_id: int, ids: Collection[int] | None) -> None:
         rendered.append(set(ids) if ids is not None else set())
-        return real(conn, catalog_id, ids)
+        real(conn, catalog_id, ids)
 
-    monkeypatch.setattr(diff, "render_packages", spy)
+    monkeypatch.setattr(diff, "refresh_read_model", spy)
     before = listed(client)
     ids = {name: _package_id(engine, item["uuid"]) for name, item in before.items()}
     packages = upstream_v1()
