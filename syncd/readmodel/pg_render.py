@@ -1,7 +1,8 @@
 """The nested versions of syncd/readmodel/fragments.py built by PostgreSQL (json_build_object,
 in C) rather than in Python: decoding every version's and target's jsonb in Python made a
 first Spack import half again as long. The same keys, values and orders as
-fragments.nested_version / nested_target; the text differs only in its whitespace.
+fragments.nested_version / nested_target (a Spack default target's composed metadata too); the
+text differs only in its whitespace.
 """
 
 from __future__ import annotations
@@ -19,6 +20,28 @@ _PG_ARRAY = (
     "CASE WHEN jsonb_typeof(v.metadata -> 'KEY') = 'array' THEN v.metadata -> 'KEY' "
     "ELSE '[]'::jsonb END"
 )
+# fragments.target_wire_metadata: a Spack default target's metadata composed from its
+# version (tv) and package (tp); json_strip_nulls drops version_info's absent keys.
+_PG_TARGET_METADATA = """CASE WHEN NOT t.is_local AND NOT tv.is_local
+        AND t.target_type = 'build_variant' AND t.target_name = 'default'
+        AND t.metadata = '{}'::jsonb AND jsonb_typeof(tv.metadata) = 'object'
+        AND tv.metadata -> 'downloads' IS NOT NULL
+    THEN json_build_object(
+        'downloads', tv.metadata -> 'downloads',
+        'dependencies', CASE WHEN jsonb_typeof(tv.dependencies) = 'array'
+            THEN tv.dependencies ELSE '[]'::jsonb END,
+        'patches', coalesce(tv.metadata -> 'patches', '[]'::jsonb),
+        'categories', CASE WHEN jsonb_typeof(tp.categories) = 'array'
+            THEN tp.categories ELSE '[]'::jsonb END,
+        'version_info', json_strip_nulls(json_build_object(
+            'branch', CASE WHEN coalesce(tv.metadata ->> 'branch', '') <> ''
+                THEN tv.metadata -> 'branch' END,
+            'downloads', CASE WHEN tv.metadata -> 'downloads' <> '[]'::jsonb
+                OR coalesce(tv.metadata ->> 'branch', '') = ''
+                THEN tv.metadata -> 'downloads' END,
+            'repositories', tv.metadata -> 'repositories',
+            'version', tv.version)))
+    ELSE t.metadata::json END"""
 # Each package's versions (`{versions}` picks them), each with its targets (`{targets}`
 # picks them), aggregated once per version rather than by a subquery per version.
 _VERSIONS = (
@@ -54,9 +77,13 @@ FROM version AS v LEFT JOIN (
         'target_name', t.target_name,
         'target_subtype', t.target_subtype,
         'location', t.location,
-        'metadata', t.metadata,
+        'metadata', """
+    + _PG_TARGET_METADATA
+    + """,
         'gpu_architectures', t.gpu_architectures) ORDER BY t.created DESC, t.id) AS targets
-    FROM target AS t WHERE {targets} GROUP BY t.version_id
+    FROM target AS t JOIN version AS tv ON tv.id = t.version_id
+    JOIN package AS tp ON tp.id = tv.package_id
+    WHERE {targets} GROUP BY t.version_id
 ) AS tg ON tg.version_id = v.id
 WHERE {versions} GROUP BY v.package_id
 """
