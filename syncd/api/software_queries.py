@@ -325,6 +325,12 @@ def _target_query(dialect: str, f: TargetFilters, o: Sequence[str] | None) -> Se
             Version.uuid.label("version_uuid"),
             Package.uuid.label("package_uuid"),
             Package.name.label("package_name"),
+            # What fragments.target_wire_metadata composes a Spack default target's from.
+            Version.version,
+            Version.metadata_.label("version_metadata"),
+            Version.dependencies.label("version_dependencies"),
+            Version.is_local.label("version_is_local"),
+            Package.categories.label("package_categories"),
         )
         .join(Version, Version.id == Target.version_id)
         .join(Package, Package.id == Version.package_id)

@@ -17,7 +17,7 @@ from typing import Any
 
 # Bump when the rendered shape changes: stored fragments of an older FORMAT are rendered on
 # the fly until `syncd migrate` or the next sync of their catalog stores them again.
-FORMAT = 1
+FORMAT = 2
 
 PACKAGES_PATH = "/api/marketplace-software-packages/"
 # Extension objects are the only ones with a `url`; json.dumps escapes every quote inside a
@@ -101,16 +101,81 @@ def version_wire_metadata(
     return composed
 
 
+# Waldur's Spack loader copies the version's entry and the package's lists into the metadata
+# of every version's default target; syncd stores that target's metadata empty and composes
+# it from its version's row and its package's categories when the target is shown.
+def is_spack_default_target(
+    target_type: str, target_name: str, version_metadata: Any, *, is_local: bool
+) -> bool:
+    """A default build target of an upstream Spack version (whose metadata has `downloads`,
+    as the Spack adapter stores it; a hand-made row is shown as stored)."""
+    return (
+        not is_local
+        and target_type == "build_variant"
+        and target_name == "default"
+        and isinstance(version_metadata, dict)
+        and "downloads" in version_metadata
+    )
+
+
+def spack_version_info(version: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The upstream entry of a Spack version as far as syncd keeps it (in upstream's key
+    order): `branch` and `repositories` for a branch version, `downloads` (flattened) for a
+    release, then `version`."""
+    branch = metadata.get("branch")
+    downloads = metadata.get("downloads")
+    info: dict[str, Any] = {}
+    if branch:
+        info["branch"] = branch
+    if downloads or not branch:
+        info["downloads"] = downloads
+    if "repositories" in metadata:
+        info["repositories"] = metadata["repositories"]
+    info["version"] = version
+    return info
+
+
+def default_target_metadata(
+    version: str, version_metadata: Mapping[str, Any], dependencies: Any, categories: Any
+) -> dict[str, Any]:
+    """A Spack default target's `metadata` as Waldur's loader stores it."""
+    return {
+        "downloads": version_metadata.get("downloads"),
+        "dependencies": dependencies if isinstance(dependencies, list) else [],
+        "patches": version_metadata.get("patches", []),
+        "categories": categories if isinstance(categories, list) else [],
+        "version_info": spack_version_info(version, version_metadata),
+    }
+
+
+def target_wire_metadata(row: Any) -> Any:
+    """`row`: a target's columns (target_type, target_name, metadata_, is_local) with its
+    version's (version, version_metadata, version_dependencies, version_is_local) and its
+    package's categories (package_categories). A Spack default target's stored metadata is
+    empty; one with anything in it is shown as stored."""
+    if row.metadata_ != {} or not is_spack_default_target(
+        row.target_type,
+        row.target_name,
+        row.version_metadata,
+        is_local=row.is_local or row.version_is_local,
+    ):
+        return row.metadata_
+    return default_target_metadata(
+        row.version, row.version_metadata, row.version_dependencies, row.package_categories
+    )
+
+
 def nested_target(row: Any) -> dict[str, Any]:
     """`row`: uuid, target_type, target_name, target_subtype, location, metadata_,
-    gpu_architectures (an ORM row or a Core row labelled so)."""
+    gpu_architectures, and what target_wire_metadata reads (an ORM row does not have
+    those: a Core row labelled so)."""
     return {
         "uuid": row.uuid.hex,
         "target_type": row.target_type,
         "target_name": row.target_name,
         "target_subtype": row.target_subtype,
         "location": row.location,
-        "metadata": row.metadata_,
+        "metadata": target_wire_metadata(row),
         "gpu_architectures": row.gpu_architectures,
     }
 

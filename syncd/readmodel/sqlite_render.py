@@ -19,6 +19,28 @@ _ARRAY = (
     "CASE WHEN json_type(v.metadata, '$.KEY') = 'array' THEN json(v.metadata -> '$.KEY') "
     "ELSE json('[]') END"
 )
+# fragments.target_wire_metadata: a Spack default target's metadata composed from its
+# version (tv) and package (tp); merging into {} (json_patch) drops version_info's null keys.
+_TARGET_METADATA = """CASE WHEN NOT t.is_local AND NOT tv.is_local
+        AND t.target_type = 'build_variant' AND t.target_name = 'default'
+        AND json(t.metadata) = '{}' AND json_type(tv.metadata) = 'object'
+        AND json_type(tv.metadata, '$.downloads') IS NOT NULL
+    THEN json_object(
+        'downloads', json(tv.metadata -> '$.downloads'),
+        'dependencies', CASE WHEN json_type(tv.dependencies) = 'array'
+            THEN json(tv.dependencies) ELSE json('[]') END,
+        'patches', coalesce(json(tv.metadata -> '$.patches'), json('[]')),
+        'categories', CASE WHEN json_type(tp.categories) = 'array'
+            THEN json(tp.categories) ELSE json('[]') END,
+        'version_info', json_patch('{}', json_object(
+            'branch', CASE WHEN coalesce(tv.metadata ->> '$.branch', '') <> ''
+                THEN tv.metadata ->> '$.branch' END,
+            'downloads', CASE WHEN json(tv.metadata -> '$.downloads') <> '[]'
+                OR coalesce(tv.metadata ->> '$.branch', '') = ''
+                THEN json(tv.metadata -> '$.downloads') END,
+            'repositories', json(tv.metadata -> '$.repositories'),
+            'version', tv.version)))
+    ELSE json(t.metadata) END"""
 _VERSIONS = (
     """
 SELECT package_id, json_group_array(json(item)) AS versions FROM (
@@ -54,9 +76,13 @@ SELECT package_id, json_group_array(json(item)) AS versions FROM (
                 'target_name', t.target_name,
                 'target_subtype', t.target_subtype,
                 'location', t.location,
-                'metadata', json(t.metadata),
+                'metadata', """
+    + _TARGET_METADATA
+    + """,
                 'gpu_architectures', json(t.gpu_architectures)) AS item
-            FROM target AS t WHERE {targets}
+            FROM target AS t JOIN version AS tv ON tv.id = t.version_id
+            JOIN package AS tp ON tp.id = tv.package_id
+            WHERE {targets}
             ORDER BY t.version_id, t.created DESC, t.id
         ) GROUP BY version_id
     ) AS tg ON tg.version_id = v.id

@@ -54,16 +54,27 @@ def _versions_statement() -> Select:
 
 
 def _targets_statement() -> Select:
-    return select(
-        Target.version_id,
-        Target.uuid,
-        Target.target_type,
-        Target.target_name,
-        Target.target_subtype,
-        Target.location,
-        Target.metadata_.label("metadata_"),
-        Target.gpu_architectures,
-    ).order_by(*NESTED_TARGET_ORDER)
+    return (
+        select(
+            Target.version_id,
+            Target.uuid,
+            Target.target_type,
+            Target.target_name,
+            Target.target_subtype,
+            Target.location,
+            Target.metadata_.label("metadata_"),
+            Target.gpu_architectures,
+            Target.is_local,
+            Version.version,
+            Version.metadata_.label("version_metadata"),
+            Version.dependencies.label("version_dependencies"),
+            Version.is_local.label("version_is_local"),
+            Package.categories.label("package_categories"),
+        )
+        .join(Version, Version.id == Target.version_id)
+        .join(Package, Package.id == Version.package_id)
+        .order_by(*NESTED_TARGET_ORDER)
+    )
 
 
 def _version_rows(

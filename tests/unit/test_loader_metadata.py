@@ -3,8 +3,11 @@ what the EESSI and Spack adapters put into catalog, version and target records."
 
 from __future__ import annotations
 
+import copy
+from types import SimpleNamespace
 from typing import Any
 
+from syncd.readmodel.fragments import target_wire_metadata
 from tests.support import upstream_data
 from tests.unit.test_eessi_adapter import BASE, SOFTWARE, setup
 from tests.unit.test_spack_adapter import snapshot_packages
@@ -81,3 +84,81 @@ def test_spack_versions_all_have_a_branch_and_master_has_no_location() -> None:
     releases = [e["version"] for e in doc["packages"][name]["version"] if "branch" not in e]
     assert releases
     assert all(versions[str(number)].metadata["branch"] == "" for number in releases)
+
+
+def _waldur_default_target_metadata(package: dict[str, Any], entry: dict[str, Any]) -> Any:
+    """What Waldur's Spack loader stores as a version's default target metadata."""
+    return {
+        "downloads": entry.get("downloads", []),
+        "dependencies": package.get("dependencies", []),
+        "patches": package.get("patches", []),
+        "categories": package.get("categories", []),
+        "version_info": entry,
+    }
+
+
+def test_spack_default_targets_show_waldurs_metadata_composed_from_their_version() -> None:
+    doc = upstream_data.spack_document()
+    doc["packages"]["pkg-003"]["patches"] = ["fix.patch when @:1"]
+    found = snapshot_packages(upstream_data.dumps(copy.deepcopy(doc)))
+    compared = 0
+    for name, package in found.items():
+        upstream = doc["packages"][name]
+        entries = {str(entry["version"]): entry for entry in upstream["version"]}
+        for version in package.versions:
+            default = version.targets[0]
+            assert (default.target_name, default.metadata) == ("default", {})  # stored once
+            row = SimpleNamespace(
+                target_type=default.target_type,
+                target_name=default.target_name,
+                metadata_=default.metadata,
+                is_local=False,
+                version=version.version,
+                version_metadata=version.metadata,
+                version_dependencies=version.dependencies,
+                version_is_local=False,
+                package_categories=package.categories,
+            )
+            shown = target_wire_metadata(row)
+            entry = entries[version.version]
+            if entry.get("downloads") in ([[]],) or name == "pkg-002":
+                continue  # odd download shapes: syncd keeps them flattened
+            assert shown == _waldur_default_target_metadata(upstream, entry), name
+            assert list(shown) == [
+                "downloads",
+                "dependencies",
+                "patches",
+                "categories",
+                "version_info",
+            ]
+            compared += 1
+            for other in version.targets[1:]:  # the category targets: as stored
+                fields = {"target_type": other.target_type, "target_name": other.target_name}
+                shown = target_wire_metadata(
+                    SimpleNamespace(**{**vars(row), **fields, "metadata_": other.metadata})
+                )
+                assert shown == other.metadata
+    assert compared > 10
+    assert any(p["patches"] for p in doc["packages"].values())
+
+
+def test_a_hand_made_default_target_keeps_its_stored_metadata() -> None:
+    row = SimpleNamespace(
+        target_type="build_variant",
+        target_name="default",
+        metadata_={},
+        is_local=True,
+        version="1.0",
+        version_metadata={"downloads": ["https://example.org/a.tar.gz"], "branch": ""},
+        version_dependencies=["zlib"],
+        version_is_local=False,
+        package_categories=[],
+    )
+    assert target_wire_metadata(row) == {}
+    row.is_local = False
+    assert target_wire_metadata(row)["version_info"] == {
+        "downloads": ["https://example.org/a.tar.gz"],
+        "version": "1.0",
+    }
+    row.metadata_ = {"note": "kept"}
+    assert target_wire_metadata(row) == {"note": "kept"}
