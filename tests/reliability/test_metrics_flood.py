@@ -62,6 +62,10 @@ def _flood(queue: str, count: int, tag: str) -> tuple[list[bytes], int]:
 # Set by the worker from a periodic read of the dead-letter queue (every 30 s from its start),
 # so present in one scrape and not yet in an earlier one; its one label is the queue's name.
 PERIODIC = "syncd_dead_letter_queue_depth"
+# Counted by the events relay on its own clock (a failed run's catalog.sync_failed may go out
+# after the first scrape): compared apart, their labels from fixed sets.
+EVENTS = "syncd_events_"
+EVENT_TYPES = {"catalog.created", "catalog.deleted", "catalog.synced", "catalog.sync_failed"}
 
 
 def _samples(text: str) -> list[str]:
@@ -69,7 +73,7 @@ def _samples(text: str) -> list[str]:
     return [
         line
         for line in text.splitlines()
-        if line.startswith("syncd_") and not line.startswith(PERIODIC)
+        if line.startswith("syncd_") and not line.startswith((PERIODIC, EVENTS))
     ]
 
 
@@ -136,6 +140,8 @@ def test_a_junk_flood_adds_no_series(
         line.rpartition(" ")[0] for line in small
     )
     assert _label_values(big, "actor") <= ACTORS, _label_values(big, "actor")
+    events = [line for line in scrapes[1].text.splitlines() if line.startswith(EVENTS)]
+    assert _label_values(events, "type") <= EVENT_TYPES, _label_values(events, "type")
     assert _label_values(big, "catalog") == {""}, _label_values(big, "catalog")
     assert sizes[1] < 64 * 1024 and sizes[1] - sizes[0] < 1024 + len(PERIODIC) * 2, sizes
     record.hold(
