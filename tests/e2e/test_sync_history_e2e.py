@@ -22,7 +22,7 @@ from tests.e2e.test_run_all import (  # noqa: F401  (fixtures used by name)
     running,
     upstream,
 )
-from tests.support.catalog_cli import FIRST, changed_spack, truncated_spack
+from tests.support.catalog_cli import CHANGED_SPACK_NEWS, FIRST, changed_spack, truncated_spack
 from tests.support.events import bind_queue, check_body, take
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.upstream_data import dumps
@@ -32,24 +32,7 @@ pytestmark = pytest.mark.slow
 CATALOGS = "/api/marketplace-software-catalogs/"
 RUNS = "/api/marketplace-software-catalog-runs/"
 CHANGES = "/api/marketplace-software-changes/"
-# What changed_spack() changes in FIRST, per package and version (targets summarised apart).
-EXPECTED = {
-    ("package_added", "pkg-100", ""),
-    ("package_removed", "pkg-010", ""),
-    ("package_removed", "pkg-011", ""),
-    ("package_updated", "pkg-003", ""),
-    ("version_added", "pkg-004", "9.9.9"),
-    ("version_added", "pkg-100", "0.1.10"),
-    ("version_added", "pkg-100", "1.1.9"),
-    ("version_removed", "pkg-005", "1.5.9"),
-    ("version_removed", "pkg-010", "0.10.10"),
-    ("version_removed", "pkg-010", "1.10.9"),
-    ("version_removed", "pkg-010", "2.10.8"),
-    ("version_removed", "pkg-011", "0.11.10"),
-    ("version_removed", "pkg-011", "1.11.9"),
-    ("version_removed", "pkg-011", "2.11.8"),
-    ("version_removed", "pkg-011", "3.11.7"),
-}
+EXPECTED = CHANGED_SPACK_NEWS
 
 
 def _key(change: dict[str, Any]) -> tuple[str, str, str]:

@@ -70,6 +70,34 @@ def changed_spack() -> dict[str, Any]:
     return doc
 
 
+# What changed_spack() changes in FIRST, as (kind, package, version), targets aside: the news
+# a reader of the sync history cares about ...
+CHANGED_SPACK_NEWS = {
+    ("package_added", "pkg-100", ""),
+    ("package_removed", "pkg-010", ""),
+    ("package_removed", "pkg-011", ""),
+    ("package_updated", "pkg-003", ""),  # summary
+    ("version_added", "pkg-004", "9.9.9"),
+    ("version_added", "pkg-100", "0.1.10"),
+    ("version_added", "pkg-100", "1.1.9"),
+    ("version_removed", "pkg-005", "1.5.9"),
+    ("version_removed", "pkg-010", "0.10.10"),
+    ("version_removed", "pkg-010", "1.10.9"),
+    ("version_removed", "pkg-010", "2.10.8"),
+    ("version_removed", "pkg-011", "0.11.10"),
+    ("version_removed", "pkg-011", "1.11.9"),
+    ("version_removed", "pkg-011", "2.11.8"),
+    ("version_removed", "pkg-011", "3.11.7"),
+}
+# ... and the updates of derived fields only that come with them (counts, positions).
+CHANGED_SPACK_DERIVED = {
+    ("package_updated", "pkg-004", ""),  # version count
+    ("package_updated", "pkg-005", ""),
+    ("version_updated", "pkg-004", "0.4.10"),  # no longer the newest: its position moved
+    ("version_updated", "pkg-005", "0.5.10"),
+}
+
+
 def truncated_spack(keep: int) -> dict[str, Any]:
     """FIRST with only its first `keep` packages left (a truncated upstream)."""
     doc = copy.deepcopy(FIRST)

@@ -13,6 +13,8 @@ from sqlalchemy import Engine, select
 
 from syncd.db.tables import Catalog, Package
 from tests.support.catalog_cli import (
+    CHANGED_SPACK_DERIVED,
+    CHANGED_SPACK_NEWS,
     FIRST,
     changed_spack,
     database_dump,
@@ -32,28 +34,7 @@ KINDS = {
     "target_added",
     "target_removed",
 }
-# What changed_spack() changes in FIRST, as (kind, package, version).
-EXPECTED = {
-    ("package_added", "pkg-100", ""),
-    ("package_removed", "pkg-010", ""),
-    ("package_removed", "pkg-011", ""),
-    ("package_updated", "pkg-003", ""),  # summary
-    ("package_updated", "pkg-004", ""),  # version count
-    ("package_updated", "pkg-005", ""),
-    ("version_added", "pkg-004", "9.9.9"),
-    ("version_added", "pkg-100", "0.1.10"),
-    ("version_added", "pkg-100", "1.1.9"),
-    ("version_removed", "pkg-005", "1.5.9"),
-    ("version_removed", "pkg-010", "0.10.10"),
-    ("version_removed", "pkg-010", "1.10.9"),
-    ("version_removed", "pkg-010", "2.10.8"),
-    ("version_removed", "pkg-011", "0.11.10"),
-    ("version_removed", "pkg-011", "1.11.9"),
-    ("version_removed", "pkg-011", "2.11.8"),
-    ("version_removed", "pkg-011", "3.11.7"),
-    ("version_updated", "pkg-004", "0.4.10"),  # no longer the newest: its position moved
-    ("version_updated", "pkg-005", "0.5.10"),
-}
+EXPECTED = CHANGED_SPACK_NEWS | CHANGED_SPACK_DERIVED
 
 
 @pytest.fixture
