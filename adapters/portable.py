@@ -132,6 +132,7 @@ def _package(name: str, entry: Any, url: str, keep_uuids: bool) -> PackageRecord
         licenses=string_list(package.get("licenses")),
         maintainers=string_list(package.get("maintainers")),
         is_extension=package.get("is_extension") is True,
+        metadata=_dict(package.get("metadata")),
         parent_names=string_list(package.get("parents")),
         versions=[_version(v, url, keep_uuids) for v in package.get("versions") or [] if _dict(v)],
         uuid=_uuid(package.get("uuid"), url, f"package {name[:80]!r}") if keep_uuids else None,

@@ -9,7 +9,8 @@ callers compare it with what they asked for.) `last_update` is also the snapshot
 Records:
 - one package per key whose `name` equals the key (alias keys, key != name, are skipped);
   description = summary, homepage = first of homepages ("" stays ""), categories, licenses,
-  maintainers;
+  maintainers; metadata = {"downloads": the package's `downloads`} (shown on each version
+  as `package_downloads`, stored once per package);
 - one version per entry of `version`, newest first by Spack's version semantics
   (syncd.versioning); branch versions (develop, main, ... with no downloads) are kept.
   `dependencies` is the package's dependency list (as the reference loader does);
@@ -181,7 +182,14 @@ def package_record(key: str, package: Any) -> PackageRecord | None:
             versions.values(), key=lambda v: (spack_version_key(v.version), v.version), reverse=True
         ),
         left_out=left_out,
+        # Waldur shows it on every version as `package_downloads`; upstream's list is not
+        # the versions' downloads put together, so it is kept as given, once per package.
+        metadata={"downloads": _list(package.get("downloads"))},
     )
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def iter_packages(result: FetchResult, url: str) -> Iterator[PackageRecord]:

@@ -105,6 +105,9 @@ class PackageRecord:
     versions: list[VersionRecord] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
     uuid: str | None = None  # as TargetRecord.uuid
+    # Package-level upstream data shown on each version (Spack: {"downloads": [...]}); kept
+    # once per package rather than copied into every version.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -127,7 +127,7 @@ def _package_batches(conn: Connection, catalog_id: int) -> Iterator[Sequence[Any
     while True:
         batch = conn.execute(
             select(p.id, p.uuid, p.name, p.description, p.homepage, p.categories, p.licenses,
-                   p.maintainers, p.is_extension)
+                   p.maintainers, p.metadata_.label("package_metadata"), p.is_extension)
             .where(p.catalog_id == catalog_id, p.id > after)
             .order_by(p.id)
             .limit(EXPORT_BATCH)
@@ -153,6 +153,7 @@ def _packages(conn: Connection, catalog_id: int) -> Iterator[str]:
                 "categories": r.categories or [],
                 "licenses": r.licenses or [],
                 "maintainers": r.maintainers or [],
+                "metadata": r.package_metadata or {},
                 "is_extension": r.is_extension,
                 "parents": parents.get(r.id, []),
                 "versions": versions.get(r.id, []),

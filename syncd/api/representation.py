@@ -137,7 +137,11 @@ def version(
     catalog_uuid: uuid_module.UUID,
     catalog_type: str,
     target_count: int,
+    package_metadata: Any = None,
 ) -> dict[str, Any]:
+    package_downloads = (
+        package_metadata.get("downloads") if isinstance(package_metadata, dict) else None
+    )
     return {
         "url": link(base, VERSIONS, row.uuid),
         "uuid": row.uuid.hex,
@@ -153,7 +157,11 @@ def version(
         "release_date": iso_date(row.release_date),
         "dependencies": row.dependencies,
         "metadata": version_wire_metadata(
-            catalog_type, row.metadata_, row.dependencies, is_local=row.is_local
+            catalog_type,
+            row.metadata_,
+            row.dependencies,
+            is_local=row.is_local,
+            package_downloads=package_downloads,
         ),
         "target_count": target_count,
         "is_local": row.is_local,

@@ -261,6 +261,7 @@ def _version_query(dialect: str, f: VersionFilters, o: Sequence[str] | None) -> 
             *columns(Version),
             Package.uuid.label("package_uuid"),
             Package.name.label("package_name"),
+            Package.metadata_.label("package_metadata"),
             Catalog.uuid.label("catalog_uuid"),
             Catalog.catalog_type.label("catalog_type"),
         )

@@ -155,6 +155,7 @@ def render_versions(session: Session, base: str, rows: list[Any]) -> list[dict[s
             catalog_uuid=row.catalog_uuid,
             catalog_type=row.catalog_type,
             target_count=counts.get(row.id, 0),
+            package_metadata=row.package_metadata,
         )
         for row in rows
     ]

@@ -155,6 +155,10 @@ class Package(_Identified, Base):
     categories: Mapped[list[str]] = mapped_column(JSONType, default=list)
     licenses: Mapped[list[str]] = mapped_column(JSONType, default=list)
     maintainers: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # Migration 0015; a server default so statements that do not name it still insert.
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONType, default=dict, server_default=text("'{}'")
+    )
     is_extension: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     # Kept by the sync engine: what list pages show without a count per row.

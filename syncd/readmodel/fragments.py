@@ -74,15 +74,28 @@ def version_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
 # Waldur's Spack loader copies package-wide lists into every version's metadata; syncd keeps
 # the dependencies in the version's own column and patches/aliases only where the package has
 # any, and composes Waldur's keys when a version is shown.
-_SPACK_VERSION_KEYS = ("downloads", "branch", "dependencies", "patches", "aliases")
+_SPACK_VERSION_KEYS = (
+    "downloads",
+    "branch",
+    "dependencies",
+    "patches",
+    "aliases",
+    "package_downloads",
+)
 
 
 def version_wire_metadata(
-    catalog_type: str, metadata: Any, dependencies: Any, *, is_local: bool = False
+    catalog_type: str,
+    metadata: Any,
+    dependencies: Any,
+    *,
+    is_local: bool = False,
+    package_downloads: Any = None,
 ) -> Any:
     """A version's `metadata` as Waldur's loader stored it: for an upstream Spack version
-    (source_package), downloads, branch, dependencies, patches and aliases always there, in
-    its order, then the rest; otherwise as stored."""
+    (source_package), downloads, branch, dependencies, patches, aliases and
+    package_downloads (the package's `downloads`, stored once on the package) always there,
+    in its order, then the rest; otherwise as stored."""
     if (
         catalog_type != "source_package"
         or is_local
@@ -96,6 +109,7 @@ def version_wire_metadata(
         "dependencies": dependencies if isinstance(dependencies, list) else [],
         "patches": metadata.get("patches", []),
         "aliases": metadata.get("aliases", []),
+        "package_downloads": package_downloads if isinstance(package_downloads, list) else [],
     }
     composed.update((k, v) for k, v in metadata.items() if k not in _SPACK_VERSION_KEYS)
     return composed

@@ -42,7 +42,7 @@ WHERE x.parent_name = stage_package.name
 _UPDATE_PACKAGES = """
 UPDATE package SET description = s.description, homepage = s.homepage,
     categories = s.categories{jsonb}, licenses = s.licenses{jsonb},
-    maintainers = s.maintainers{jsonb},
+    maintainers = s.maintainers{jsonb}, metadata = s.metadata{jsonb},
     is_extension = s.is_extension, content_hash = s.content_hash,
     version_count = s.version_count, extension_count = s.extension_count, modified = :now
 FROM stage_package AS s
@@ -58,11 +58,11 @@ WHERE package.catalog_id = :c AND package.name = s.name
 """
 _INSERT_PACKAGES = """
 INSERT INTO package (uuid, created, modified, catalog_id, name, description, homepage,
-    categories, licenses, maintainers, is_extension, content_hash, version_count,
+    categories, licenses, maintainers, metadata, is_extension, content_hash, version_count,
     extension_count)
 SELECT {given_uuid}, :now, :now, :c, s.name, s.description, s.homepage, s.categories{jsonb},
-    s.licenses{jsonb}, s.maintainers{jsonb}, s.is_extension, s.content_hash, s.version_count,
-    s.extension_count
+    s.licenses{jsonb}, s.maintainers{jsonb}, s.metadata{jsonb}, s.is_extension, s.content_hash,
+    s.version_count, s.extension_count
 FROM stage_package AS s
 WHERE NOT EXISTS (SELECT 1 FROM package AS p WHERE p.catalog_id = :c AND p.name = s.name)
 """

@@ -32,7 +32,7 @@ from syncd.sync.rows import BATCH_ROWS, _package_row, _target_row, _version_row,
 # ---------------------------------------------------------------------------------------
 _DIRECT_COLUMNS = {
     "package": "id, uuid, created, modified, catalog_id, name, description, homepage, "
-    "categories, licenses, maintainers, is_extension, content_hash, version_count, "
+    "categories, licenses, maintainers, metadata, is_extension, content_hash, version_count, "
     "extension_count",
     "version": "id, uuid, created, modified, package_id, catalog_id, version, module_version, "
     "release_date, dependencies, metadata, sort_index, content_hash",

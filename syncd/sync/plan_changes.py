@@ -46,6 +46,7 @@ _PACKAGE_FIELDS = (
     ("categories", True),
     ("licenses", True),
     ("maintainers", True),
+    ("metadata", True),
     ("is_extension", False),
     ("version_count", False),
     ("extension_count", False),

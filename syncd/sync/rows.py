@@ -120,6 +120,7 @@ def _package_row(
     categories = _clean_json(package.categories, notes, "categories", name)
     licenses = _clean_json(package.licenses, notes, "licenses", name)
     maintainers = _clean_json(package.maintainers, notes, "maintainers", name)
+    metadata = _clean_json(package.metadata, notes, "metadata", name)
     description, cut = cut_text(package.description, notes.max_field_chars)
     if cut:
         notes.cut("description", name)
@@ -131,8 +132,9 @@ def _package_row(
         categories,
         licenses,
         maintainers,
+        metadata,
         package.is_extension,
-        _digest(own, categories, licenses, maintainers),
+        _digest(own, categories, licenses, maintainers, metadata),
         version_count,
     )
 

@@ -26,6 +26,7 @@ _STAGE_PACKAGE = (
     ("categories", "json"),
     ("licenses", "json"),
     ("maintainers", "json"),
+    ("metadata", "json"),
     ("is_extension", "boolean"),
     ("content_hash", "text"),
     ("version_count", "integer"),

@@ -7,7 +7,7 @@ import copy
 from types import SimpleNamespace
 from typing import Any
 
-from syncd.readmodel.fragments import target_wire_metadata
+from syncd.readmodel.fragments import target_wire_metadata, version_wire_metadata
 from tests.support import upstream_data
 from tests.unit.test_eessi_adapter import BASE, SOFTWARE, setup
 from tests.unit.test_spack_adapter import snapshot_packages
@@ -140,6 +140,36 @@ def test_spack_default_targets_show_waldurs_metadata_composed_from_their_version
                 assert shown == other.metadata
     assert compared > 10
     assert any(p["patches"] for p in doc["packages"].values())
+
+
+def test_spack_versions_show_the_packages_downloads_stored_once_per_package() -> None:
+    doc = upstream_data.spack_document()
+    doc["packages"]["pkg-003"]["downloads"] = ["https://example.org/pkg-003.tar.gz"]
+    found = snapshot_packages(upstream_data.dumps(copy.deepcopy(doc)))
+    shown = 0
+    for name, package in found.items():
+        downloads = doc["packages"][name].get("downloads", [])
+        assert package.metadata == {"downloads": downloads}
+        for version in package.versions:
+            assert "package_downloads" not in version.metadata  # not copied per version
+            metadata = version_wire_metadata(
+                "source_package",
+                version.metadata,
+                version.dependencies,
+                package_downloads=package.metadata["downloads"],
+            )
+            assert list(metadata)[:6] == [
+                "downloads",
+                "branch",
+                "dependencies",
+                "patches",
+                "aliases",
+                "package_downloads",
+            ]
+            assert metadata["package_downloads"] == downloads
+            shown += 1
+    assert shown > 10
+    assert found["pkg-003"].metadata["downloads"] == ["https://example.org/pkg-003.tar.gz"]
 
 
 def test_a_hand_made_default_target_keeps_its_stored_metadata() -> None:

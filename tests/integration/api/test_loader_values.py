@@ -51,16 +51,44 @@ def test_spack_values_read_as_waldur_stores_them(client: TestClient, engine: Eng
         v["version"]: v for v in client.get(VERSIONS, params={"page_size": 50}).json()
     }
     release = versions["2.2"]["metadata"]
-    assert list(release)[:5] == ["downloads", "branch", "dependencies", "patches", "aliases"]
+    assert list(release)[:6] == [
+        "downloads",
+        "branch",
+        "dependencies",
+        "patches",
+        "aliases",
+        "package_downloads",
+    ]
     assert release["branch"] == "" and release["dependencies"] == ["cmake", "gmake"]
     assert (release["patches"], release["aliases"]) == (["fix.patch"], [])
+    assert release["package_downloads"] == SPACK_PACKAGE["downloads"]
     master = versions["master"]["metadata"]
     assert master["branch"] == "master" and master["downloads"] == []
+    assert master["package_downloads"] == SPACK_PACKAGE["downloads"]
     retrieved = client.get(f"{VERSIONS}{versions['master']['uuid']}/").json()
     assert retrieved["metadata"] == master
     nested = {v["version"]: v for v in package["versions"]}
     default = [t for t in nested["master"]["targets"] if t["target_name"] == "default"]
     assert [t["location"] for t in default] == [""]  # no download: no location
+
+
+def test_a_resync_shows_the_packages_new_downloads_on_every_version(
+    client: TestClient, engine: Engine
+) -> None:
+    upstream = Upstream(engine, ScriptedUpstream(spack_records()))
+    upstream.import_()
+    changed = copy.deepcopy(SPACK_PACKAGE)
+    changed["downloads"] = ["https://mirror.example.org/zlib-ng.tar.gz"]
+    record = package_record("zlib-ng", changed)
+    assert record is not None
+    upstream.update([record])
+    versions = client.get(VERSIONS, params={"page_size": 50}).json()
+    assert sorted(v["version"] for v in versions) == ["2.2", "master"]
+    for version in versions:
+        assert version["metadata"]["package_downloads"] == changed["downloads"]
+    with engine.connect() as conn:
+        stored = conn.execute(select(Package.metadata_)).scalar_one()
+    assert stored == {"downloads": changed["downloads"]}  # once, on the package
 
 
 def test_spack_default_targets_read_with_waldurs_metadata(
