@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection
+
+from syncd.readmodel import sql_store
 
 _OBJECT = (
     "CASE WHEN json_type(v.metadata, '$.KEY') = 'object' THEN json(v.metadata -> '$.KEY') "
@@ -91,26 +93,6 @@ SELECT package_id, json_group_array(json(item)) AS versions FROM (
 ) GROUP BY package_id
 """
 )
-_STORE = """
-INSERT INTO package_read_model (package_id, catalog_id, format, extensions, versions)
-SELECT p.id, p.catalog_id, :format, '[]', coalesce(agg.versions, '[]')
-FROM package AS p LEFT JOIN ({select}) AS agg ON agg.package_id = p.id
-WHERE {packages}
-"""
-_OF_CATALOG = {
-    "targets": "t.catalog_id = :c",
-    "versions": "v.catalog_id = :c",
-    "packages": "p.catalog_id = :c",
-}
-_OF_PACKAGES = {
-    "targets": "t.version_id IN (SELECT id FROM version WHERE package_id IN :ids)",
-    "versions": "v.package_id IN :ids",
-    "packages": "p.catalog_id = :c AND p.id IN :ids",
-}
-
-
-def _versions(where: dict[str, str]) -> str:
-    return _VERSIONS.replace("{targets}", where["targets"]).replace("{versions}", where["versions"])
 
 
 def versions_json(
@@ -118,25 +100,11 @@ def versions_json(
 ) -> dict[int, str]:
     """The `versions` JSON text of those of `package_ids` that have versions (with
     `catalog_id`: of every package of that catalog)."""
-    if catalog_id is not None:
-        rows = conn.execute(text(_versions(_OF_CATALOG)), {"c": catalog_id})
-        return {int(row[0]): str(row[1]) for row in rows}
-    statement = text(_versions(_OF_PACKAGES)).bindparams(bindparam("ids", expanding=True))
-    found: dict[int, str] = {}
-    for start in range(0, len(package_ids), 5000):
-        chunk = list(package_ids[start : start + 5000])
-        found.update((int(row[0]), str(row[1])) for row in conn.execute(statement, {"ids": chunk}))
-    return found
+    return sql_store.versions_json(conn, _VERSIONS, catalog_id, package_ids)
 
 
 def store(conn: Connection, catalog_id: int, package_ids: Sequence[int] | None, fmt: int) -> int:
     """Insert the fragments of the catalog's `package_ids` (None: all its packages), their
     `extensions` as `[]`; returns how many rows were inserted."""
-    where = _OF_CATALOG if package_ids is None else _OF_PACKAGES
-    sql = _STORE.replace("{select}", _versions(where)).replace("{packages}", where["packages"])
-    statement = text(sql)
-    params: dict[str, object] = {"c": catalog_id, "format": fmt}
-    if package_ids is not None:
-        statement = statement.bindparams(bindparam("ids", expanding=True))
-        params["ids"] = list(package_ids)
+    statement, params = sql_store.store_statement(_VERSIONS, catalog_id, package_ids, fmt)
     return int(conn.execute(statement, params).rowcount)
