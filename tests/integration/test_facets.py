@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, MetaData, Table, delete, insert, select
 
 from syncd.db.engine import make_engine
 from syncd.db.migrate import upgrade
@@ -216,6 +216,12 @@ def bare_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield url
 
 
+def _before_0015(table: Table) -> Table:
+    """`table` without the package.metadata column that migration 0015 adds later."""
+    columns = [c._copy() for c in table.columns if c.name != "metadata"]
+    return Table(table.name, MetaData(), *columns)
+
+
 def test_migration_fills_the_catalogs_already_stored(bare_url: str) -> None:
     upgrade(bare_url, "0012")
     engine = make_engine(bare_url)
@@ -228,7 +234,9 @@ def test_migration_fills_the_catalogs_already_stored(bare_url: str) -> None:
             ).inserted_primary_key[0]  # type: ignore[index]
             ids = {"uuid": uuid_module.uuid4(), "catalog_id": catalog_id}
             package_id = conn.execute(
-                insert(Package).values(name="GROMACS", description="MD", **ids)
+                insert(_before_0015(Package.__table__)).values(
+                    name="GROMACS", description="MD", **ids
+                )
             ).inserted_primary_key[0]  # type: ignore[index]
             ids["uuid"] = uuid_module.uuid4()
             version_id = conn.execute(

@@ -17,6 +17,14 @@ def run_migrations_online() -> None:
     assert url, "sqlalchemy.url must be set by syncd.db.migrate"
     connectable = make_engine(url, poolclass=pool.NullPool)
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A batch migration rebuilds a table (copy, DROP, rename). With foreign keys on,
+            # the DROP deletes every row that references the table, ON DELETE CASCADE: adding
+            # a column to `package` emptied `version`. Off for the migration (outside any
+            # transaction, where SQLite honours the pragma), checked before it commits.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -25,6 +33,10 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration left rows without their parent: {broken[:5]}")
     connectable.dispose()
 
 
