@@ -36,7 +36,8 @@ def run_migrations_online() -> None:
             if sqlite:
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                 if broken:
-                    raise RuntimeError(f"the migration left rows without their parent: {broken[:5]}")
+                    orphans = broken[:5]
+                    raise RuntimeError(f"the migration left rows without parents: {orphans}")
     connectable.dispose()
 
 
