@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
 
     seen: set[str] = set()
     handled = 0
-    for method, properties, body in channel.consume(args.queue):
+    for method, _properties, body in channel.consume(args.queue):
         event = json.loads(body)
         if event["event_id"] not in seen:  # at least once: skip what was handled already
             seen.add(event["event_id"])
