@@ -52,7 +52,7 @@ class Settings:
     discover_cache_seconds: int = 300
     public_url: str = ""
     api_threads: int = 40
-    api_cache_seconds: float = 2.0
+    api_cache_seconds: float = 300.0
     api_statement_timeout_ms: int = 5_000
     api_send_timeout_seconds: float = 30.0
     api_pool_timeout_seconds: float = 5.0
@@ -126,8 +126,10 @@ SETTINGS_DOC: dict[str, str] = {
     "public_url": "base URL used for `url` fields; empty = taken from the request",
     "api_threads": "threads that run the API's handlers; the API's database pool keeps as "
     "many connections open",
-    "api_cache_seconds": "how long anonymous GET/HEAD answers of the API are reused (per "
-    "process; writes through the process clear it); 0 = off",
+    "api_cache_seconds": "how long anonymous GET/HEAD answers of the API are reused at most "
+    "(per process); every committed change to the data, by any process, clears the cache "
+    "(PostgreSQL: LISTEN/NOTIFY; SQLite: data_version), so this only bounds memory "
+    "turnover; 0 = off",
     "api_statement_timeout_ms": "longest one database statement of an API request may run; "
     "a read that takes longer is cancelled in the database and answered 503 (deleting a "
     "catalog is exempt); 0 = no limit. Text filters are capped at 200 characters, "

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from syncd import cache_events
 from syncd.api.cache import ResponseCache, ResponseCacheMiddleware
+from syncd.api.cache_invalidation import WatcherFactory, watcher_for
 from syncd.api.deps import ApiContext
 from syncd.api.docs_page import install_docs
 from syncd.api.errors import install_error_handlers
@@ -81,7 +82,11 @@ def create_app(
     broker: Any = None,
     adapters: dict[str, Any] | None = None,
     fetcher: Any = None,
+    watch_changes: WatcherFactory = watcher_for,
 ) -> FastAPI:
+    """`watch_changes` builds what clears the response cache when another process writes
+    (cache_invalidation.py); a test that proves a hit by a stale answer passes one that
+    returns None."""
     owns_engine = engine is None
     if engine is None:
         # One connection per handler thread (see lifespan): none is opened per request.
@@ -109,13 +114,18 @@ def create_app(
 
     cache = ResponseCache(settings.api_cache_seconds) if settings.api_cache_seconds > 0 else None
     unsubscribe = _clear_on_data_change(cache) if cache is not None else None
+    watcher = watch_changes(engine, cache) if cache is not None else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Sync handlers run in anyio's thread pool: as many threads as the pool has
         # connections (SYNCD_API_THREADS; anyio's default is 40).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        if watcher is not None:
+            watcher.start()
         yield
+        if watcher is not None:
+            watcher.stop()
         if unsubscribe is not None:
             unsubscribe()
         # Close only what this app built; passed-in resources belong to the caller.

@@ -11,7 +11,9 @@ bounded (least recently used go first).
 Every write through this process that succeeded (POST, PUT, PATCH, DELETE answered 2xx,
 the import/update enqueues included) clears it, and so does a sync finishing in this process
 (`syncd run`), through `syncd.cache_events`. A refused write (401, 405, 400...) does not. A
-write by another process (a separate worker) shows after at most SYNCD_API_CACHE_SECONDS.
+commit by another process (a separate worker, another replica) clears it when announced
+(cache_invalidation.py); while nothing can announce it the cache is suspended: nothing is
+kept or served. The TTL is then only a backstop and a bound on memory turnover.
 
 Misses are filled once: while one request computes the answer for a key, the requests for
 that key that arrive meanwhile wait for it instead of each running the same queries (when an
@@ -51,7 +53,7 @@ CACHED_PREFIXES = (
 )
 # discover answers staff only (never anonymous) and has a cache of its own.
 NOT_CACHED = ("/api/marketplace-software-catalogs/discover/",)
-MAX_ENTRIES = 1_000
+MAX_ENTRIES = 10_000
 MAX_BYTES = 64 * 1024 * 1024  # all bodies together
 MAX_ENTRY_BYTES = 1024 * 1024  # a larger answer is not kept
 READS = frozenset({"GET", "HEAD"})
@@ -82,12 +84,17 @@ class ResponseCache:
         self._bytes = 0
         self._lock = threading.Lock()
         self.generation = 0  # bumped by every clear()
+        # False while nothing vouches for the entries (cache_invalidation.py: the watcher of
+        # other processes' writes is down): nothing is kept or served.
+        self.live = True
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: Key) -> Entry | None:
         with self._lock:
+            if not self.live:
+                return None
             entry = self._entries.get(key)
             if entry is None:
                 return None
@@ -101,7 +108,7 @@ class ResponseCache:
         if len(entry.body) > MAX_ENTRY_BYTES:
             return
         with self._lock:
-            if generation != self.generation:
+            if generation != self.generation or not self.live:
                 return  # data changed while this answer was computed: it may be stale
             if key in self._entries:
                 self._drop(key)
@@ -111,7 +118,21 @@ class ResponseCache:
                 self._drop(next(iter(self._entries)))
 
     def clear(self) -> None:
+        self._clear(live=None)
+
+    def suspend(self) -> None:
+        """Clear and stop caching: changes by other processes can no longer be seen."""
+        self._clear(live=False)
+
+    def resume(self) -> None:
+        """Cache again, from empty: changes made while suspended were never announced."""
+        self._clear(live=True)
+
+    def _clear(self, live: bool | None) -> None:
+        # One step: no answer computed before it can be kept after it.
         with self._lock:
+            if live is not None:
+                self.live = live
             self.generation += 1
             self._entries.clear()
             self._bytes = 0
@@ -153,7 +174,8 @@ class ResponseCacheMiddleware:
             await self._write(scope, receive, send)
             return
         key = _key(scope, method) if method in READS and _cacheable(scope["path"]) else None
-        if key is None:
+        if key is None or not self.cache.live:
+            # Suspended: no fill is shared either, a waiter could miss a change unannounced.
             await self.app(scope, receive, send)
             return
         entry = self.cache.get(key)

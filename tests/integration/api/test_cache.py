@@ -1,7 +1,9 @@
 """The response cache of anonymous reads (syncd/api/cache.py): hits replay the whole answer,
 entries expire, tokens bypass it, writes through the API and syncs in this process clear it.
 
-Data is changed with SQL behind the API's back, so a stale answer proves a cache hit.
+Data is changed with SQL behind the API's back, so a stale answer proves a cache hit: these
+apps watch no other process's commits (`watch_changes` returns None; that watching is
+test_cache_invalidation.py's).
 """
 
 from __future__ import annotations
@@ -36,7 +38,14 @@ def _app(
     ttl: float,
 ) -> FastAPI:
     cached = replace(settings, api_cache_seconds=ttl)
-    return create_app(cached, engine=engine, broker=broker, adapters=adapters, fetcher=object())
+    return create_app(
+        cached,
+        engine=engine,
+        broker=broker,
+        adapters=adapters,
+        fetcher=object(),
+        watch_changes=lambda _engine, _cache: None,
+    )
 
 
 @pytest.fixture
