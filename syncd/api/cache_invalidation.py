@@ -39,6 +39,9 @@ SQLITE_POLL_SECONDS = 0.1
 LISTEN_WAIT_SECONDS = 0.5
 RETRY_MIN_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0
+# How long the app's start waits for the first connection: with a reachable database the
+# cache serves from the first request; with none, the app starts anyway, cache suspended.
+START_WAIT_SECONDS = 2.0
 APPLICATION_NAME = "syncd-api-cache-listener"
 # A silently lost server (no RST) is noticed by TCP keepalives within about 20 s.
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
@@ -86,12 +89,14 @@ class _Watcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._down_since: float | None = None
+        self._first_try = threading.Event()
 
     def start(self) -> None:
         # Nothing is vouched for until the source is open.
         self.cache.suspend()
         self._thread = threading.Thread(target=self._run, name="syncd-cache-watcher", daemon=True)
         self._thread.start()
+        self._first_try.wait(START_WAIT_SECONDS)
 
     def stop(self) -> None:
         self._stop.set()
@@ -104,6 +109,7 @@ class _Watcher:
             try:
                 self.source.open()
                 self.cache.resume()
+                self._first_try.set()
                 self._recovered()
                 retry = RETRY_MIN_SECONDS
                 while not self._stop.is_set():
@@ -112,6 +118,7 @@ class _Watcher:
             except Exception as exc:
                 self.cache.suspend()
                 self._outage(exc)
+                self._first_try.set()
                 self._stop.wait(retry)
                 retry = min(retry * 2, RETRY_MAX_SECONDS)
             finally:

@@ -40,8 +40,14 @@ def other(db_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def cached(
-    settings: Settings, engine: Engine, broker: StubBroker, adapters: dict[str, FakeAdapter]
+    settings: Settings,
+    engine: Engine,
+    broker: StubBroker,
+    adapters: dict[str, FakeAdapter],
+    sample: Sample,
 ) -> Iterator[TestClient]:
+    """An app with a long TTL, started after `sample` was committed (its commits would
+    otherwise clear the cache at any moment of the test)."""
     app = create_app(
         replace(settings, api_cache_seconds=TTL),
         engine=engine,

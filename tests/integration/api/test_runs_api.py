@@ -279,9 +279,17 @@ def test_a_sync_commit_clears_the_cached_history(
     history: History,
 ) -> None:
     """Anonymous reads of the runs, the changes and the feeds are cached; a run recorded
-    behind the API's back stays unseen until a sync in this process commits."""
+    behind the API's back stays unseen until a sync in this process commits (this app
+    watches no other process's commits: test_cache_invalidation.py's subject)."""
     cached = replace(settings, api_cache_seconds=30.0)
-    app = create_app(cached, engine=engine, broker=broker, adapters=adapters, fetcher=object())
+    app = create_app(
+        cached,
+        engine=engine,
+        broker=broker,
+        adapters=adapters,
+        fetcher=object(),
+        watch_changes=lambda _engine, _cache: None,
+    )
     urls = (RUNS, CHANGES, "/feeds/changes.atom", f"/feeds/catalogs/{sample.spack.hex}.atom")
     with TestClient(app) as anonymous:
         before = {url: anonymous.get(url) for url in urls}
