@@ -51,6 +51,37 @@ def test_an_answer_computed_across_a_clear_is_not_kept() -> None:
     assert cache.get(_key(0)) is not None
 
 
+def test_large_answers_are_kept_compressed() -> None:
+    """A portal's package pages average ~180 KB: kept as they are, 64 MB held ~330 of them."""
+    body = b'[{"name": "gromacs", "versions": ["2024.1", "2023.3"]}, ' * 2_000 + b"{}]"
+    cache = ResponseCache(60.0, max_bytes=len(body))  # room for one uncompressed
+    for n in range(4):
+        cache.put(_key(n), _entry(body), cache.generation)
+    assert len(cache) == 4  # all four fit, compressed
+    entry = cache.get(_key(0))
+    assert entry is not None and entry.compressed and len(entry.body) < len(body) / 4
+    assert entry.content() == body
+    small = _entry(b"[]")
+    cache.put(_key(9), small, cache.generation)
+    assert cache.get(_key(9)) == small  # a small answer is kept as it is
+
+
+def test_suspended_it_keeps_and_serves_nothing() -> None:
+    """While nothing vouches for the entries (the watcher of other processes is down)."""
+    cache = ResponseCache(60.0)
+    cache.put(_key(0), _entry(), cache.generation)
+    generation = cache.generation
+    cache.suspend()
+    assert cache.get(_key(0)) is None
+    cache.put(_key(1), _entry(), cache.generation)
+    assert len(cache) == 0
+    cache.resume()
+    cache.put(_key(2), _entry(), generation)  # computed before the outage: not kept
+    assert cache.get(_key(2)) is None
+    cache.put(_key(2), _entry(), cache.generation)
+    assert cache.get(_key(2)) is not None
+
+
 def test_data_changed_calls_subscribers_until_they_unsubscribe() -> None:
     calls: list[str] = []
 
@@ -234,5 +265,23 @@ def test_a_waiter_computes_its_own_answer_after_wait_seconds() -> None:
         assert not slow_fill.done()
         app.release.set()
         assert await slow_fill == (200, b"call 1")
+
+    asyncio.run(scenario())
+
+
+def test_a_hit_on_a_compressed_entry_sends_the_answer_as_it_was() -> None:
+    big = b'{"name": "openfoam"}, ' * 5_000
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": big, "more_body": True})
+        await send({"type": "http.response.body", "body": b"end"})
+
+    async def scenario() -> None:
+        cache = ResponseCache(60.0)
+        middleware = ResponseCacheMiddleware(app, cache)
+        assert await _get(middleware) == (200, big + b"end")  # the fill
+        assert cache._bytes < len(big) / 4
+        assert await _get(middleware) == (200, big + b"end")  # the hit
 
     asyncio.run(scenario())
