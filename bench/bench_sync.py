@@ -48,6 +48,7 @@ from syncd.domain import CatalogSnapshot, PackageRecord
 from syncd.service.runs import RunCatalog, RunContext, RunWriter
 from syncd.sync import engine as sync_engine
 from syncd.sync import sync_catalog
+from syncd.sync.direct_copy import _DIRECT_COLUMNS
 
 UPSTREAM = Path(__file__).resolve().parents[2] / "shared" / "upstream"
 SPACK_FILE = UPSTREAM / "spack" / "repology.full.json.gz"
@@ -258,8 +259,8 @@ def run_copy(engine: Engine, source: str, catalog: str) -> tuple[int, float]:
         ids[pkg.name] = pid
         pkgs.append(
             (pid, uuid.uuid4(), now, now, catalog_id, pkg.name, pkg.description, pkg.homepage,
-             enc(pkg.categories), enc(pkg.licenses), enc(pkg.maintainers), pkg.is_extension,
-             "", len(pkg.versions), 0)
+             enc(pkg.categories), enc(pkg.licenses), enc(pkg.maintainers), enc(pkg.metadata),
+             pkg.is_extension, "", len(pkg.versions), 0)
         )  # fmt: skip
         parents.extend((pkg.name, parent) for parent in pkg.parent_names)
         for index, ver in enumerate(pkg.versions):
@@ -287,7 +288,9 @@ def run_copy(engine: Engine, source: str, catalog: str) -> tuple[int, float]:
         raw: Any = conn.connection.driver_connection
         with raw.cursor() as cur:
             for table, rows in tables:
-                columns = ", ".join(c.name for c in table.columns)
+                # The columns the rows give, as the import writes them (is_local: its
+                # server default, as the import leaves it).
+                columns = _DIRECT_COLUMNS[table.name]
                 with cur.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
