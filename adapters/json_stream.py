@@ -110,10 +110,20 @@ def _send(parser: Any, chunk: bytes | None, url: str, what: str) -> None:
 
 
 def _batches(
-    result: FetchResult, url: str, what: str, clock: _ParseClock, use_float: bool
-) -> Generator[list[tuple[str, Any]], None, None]:
+    result: FetchResult,
+    url: str,
+    what: str,
+    clock: _ParseClock,
+    use_float: bool,
+    member: str | None = None,
+) -> Generator[list[Any], None, None]:
+    """Lists of the parser's events; with `member`, of (key, value) of that top-level
+    object's entries, built by the backend (see checked_members)."""
     found = ijson.sendable_list()
-    parser = ijson.basic_parse_coro(found, use_float=use_float)
+    if member is None:
+        parser = ijson.basic_parse_coro(found, use_float=use_float)
+    else:
+        parser = ijson.kvitems_coro(found, member, use_float=use_float)
     with result.open() as stream, upstream_json(url, what):
         idle = 0  # bytes sent since the parser last produced an event
         while True:
@@ -282,4 +292,24 @@ def object_members(
                 clock.run()
     finally:
         members.close()
+        clock.stop()
+
+
+def checked_members(
+    result: FetchResult, url: str, what: str, member: str
+) -> Iterator[tuple[str, Any]]:
+    """As object_members (values built, numbers Decimal), for a body an earlier pass over
+    the same bytes already read whole (read_top_level, or object_members with `values`
+    False): the values are built by ijson's C backend instead of in Python, about twice as
+    fast. Only then: the backend names every level it enters, which costs quadratic memory
+    in the nesting depth that the earlier pass refused past MAX_DEPTH. The parse budget
+    and the size cap count here as in every pass."""
+    clock = _ParseClock(result, url, what)
+    try:
+        with closing(_batches(result, url, what, clock, False, member)) as batches:
+            for batch in batches:
+                clock.stop()
+                yield from batch
+                clock.run()
+    finally:
         clock.stop()

@@ -69,8 +69,9 @@ class EessiAdapter:
                     f"{software_url} has no EESSI stack version {stack!r} (it offers: {offered})"
                 )
             present = {t: (results[u], u) for t, u in ext_urls.items() if not results[u].absent}
-            for ext_result, ext_url in present.values():
-                _names(ext_result, ext_url)  # fail on a broken file now, not mid-sync
+            # Fail on a broken file now, not mid-sync; the names are what the stream needs
+            # of these files before it reads them (read once, not twice).
+            ext_names = [_names(ext_result, ext_url) for ext_result, ext_url in present.values()]
         except BaseException:
             for r in results.values():
                 r.close()
@@ -104,7 +105,9 @@ class EessiAdapter:
         catalog.snapshot_time = upstream_time(top.get("timestamp"))
         return CatalogSnapshot(
             catalog=catalog,
-            packages=iter_stack_packages(software, software_url, present, stack, header.resolve),
+            packages=iter_stack_packages(
+                software, software_url, present, stack, header.resolve, ext_names
+            ),
             validators={url: r.validators for url, r in results.items()},
         )
 

@@ -14,7 +14,7 @@ from adapters.eessi.dump import DumpTarget, dump_targets, is_dump
 from adapters.eessi.records import _Builder, package_builder
 from adapters.eessi.shapes import eessi_module_version, stack_resolver
 from adapters.fetch import FetchResult
-from adapters.json_stream import object_members, read_top_level
+from adapters.json_stream import checked_members, object_members, read_top_level
 from syncd.domain import PackageRecord
 from syncd.versioning import newest_first
 
@@ -22,8 +22,10 @@ WHAT = "EESSI API software data"
 
 
 def _software_items(result: FetchResult, url: str) -> Iterator[tuple[str, Any]]:
-    # Numbers as Decimal: a version given as 2.10 keeps its text (version_text).
-    return object_members(result, url, WHAT, "software")
+    """The software entries of a file already read whole once (read_top_level or _names,
+    which refuse too deep nesting): json_stream.checked_members. Numbers as Decimal: a
+    version given as 2.10 keeps its text (version_text)."""
+    return checked_members(result, url, WHAT, "software")
 
 
 def _names(result: FetchResult, url: str) -> set[str]:
@@ -75,14 +77,19 @@ def iter_stack_packages(
     extensions: dict[str, tuple[FetchResult, str]],
     stack: str,
     resolve: dict[str, str],
+    extension_names: list[set[str]] | None = None,
 ) -> Iterator[PackageRecord]:
-    """Stream one stack's packages from downloaded files; closes every result at the end."""
+    """Stream one stack's packages from downloaded files (the software file read by
+    read_header first); closes every result at the end. `extension_names`: each extension
+    file's software names (_names), when already read."""
     software_names: set[str] = set()
     try:
         held: dict[str, _Builder] = {}
         name_count: Counter[str] = Counter()
-        for result, url in extensions.values():
-            name_count.update(_names(result, url))
+        if extension_names is None:
+            extension_names = [_names(result, url) for result, url in extensions.values()]
+        for names in extension_names:
+            name_count.update(names)
         for name, entry in _software_items(software, software_url):
             builder = package_builder(name, entry, stack, resolve)
             if builder is None:

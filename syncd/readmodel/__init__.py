@@ -9,12 +9,14 @@ renders on the fly whatever is missing or of an older FORMAT; `fill_stale(engine
 fragments and the filter values and search text of syncd/readmodel/facets.py (issue 24).
 """
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from syncd.readmodel.facets import refresh_facets
 from syncd.readmodel.fragments import FORMAT, Fragment
+from syncd.readmodel.pg_render import SORT_MEMORY as _SORT_MEMORY
 from syncd.readmodel.store import (
     fill_stale,
     read_fragments,
@@ -29,8 +31,27 @@ def refresh_read_model(
 ) -> None:
     """Everything derived from the packages `package_ids` of `catalog_id` (None: all of
     them), in the writer's transaction."""
-    render_packages(conn, catalog_id, package_ids)
-    refresh_facets(conn, catalog_id, package_ids)
+    with _whole_catalog_plans(conn, package_ids is None):
+        render_packages(conn, catalog_id, package_ids)
+        refresh_facets(conn, catalog_id, package_ids)
+
+
+@contextmanager
+def _whole_catalog_plans(conn: Connection, whole: bool) -> Iterator[None]:
+    """PostgreSQL settings for deriving a whole catalog's data (its first import) in the
+    writer's transaction, undone after: the rows were just written, so the tables have no
+    statistics for them, and the planner, expecting a few rows, joins each of 120,000
+    targets to its version by an index lookup; and their sorts spill to disk."""
+    if not whole or conn.dialect.name != "postgresql":
+        yield
+        return
+    names = ("enable_nestloop", "work_mem")
+    previous = [conn.execute(text(f"SELECT current_setting('{n}')")).scalar_one() for n in names]
+    for name, value in zip(names, ("off", _SORT_MEMORY), strict=True):
+        conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+    yield  # (a failure aborts the transaction, which undoes the local settings by itself)
+    for name, value in zip(names, previous, strict=True):
+        conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
 
 
 __all__ = [

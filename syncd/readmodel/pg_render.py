@@ -104,7 +104,8 @@ FROM version AS v LEFT JOIN (
 WHERE {versions} GROUP BY v.package_id
 """
 )
-_SORT_MEMORY = "64MB"
+# A whole EESSI catalog's targets sort in ~170 MB (they spilled to disk at 64 MB).
+SORT_MEMORY = "256MB"
 
 
 def versions_json(
@@ -122,7 +123,7 @@ def store(conn: Connection, catalog_id: int, package_ids: Sequence[int] | None, 
     # A whole catalog's versions and targets are sorted for their aggregates: in memory
     # rather than in temporary files (a quarter of the statement's time on a Spack import).
     previous = conn.execute(text("SELECT current_setting('work_mem')")).scalar_one()
-    conn.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": _SORT_MEMORY})
+    conn.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": SORT_MEMORY})
     # Right after a first import the tables have no statistics: the planner expects a few
     # rows and joins each of a whole catalog's targets to its version and package by an
     # index lookup (a sixth of the statement's time on a Spack import) instead of hashing.

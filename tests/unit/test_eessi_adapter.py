@@ -301,3 +301,24 @@ def test_numeric_versions_keep_their_text_and_null_ones_are_named(
         "Tool2/3.1.0-foss-2023b: version null upstream is not a version",
         "Tool2/3.2.0-GCCcore-12.3.0: no version upstream",
     ]
+
+
+def test_an_extension_file_is_read_twice_per_snapshot(
+    files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: an extension file's names are scanned once (the check before any record,
+    which the stream then uses), and its entries once; the software file is read by the
+    header (top level, then its stacks) and by the stream. Three reads of each before."""
+    from adapters.fetch.results import FetchResult
+
+    opened: list[str] = []
+    real_open = FetchResult.open
+
+    def counted(self: FetchResult) -> Any:
+        opened.append(self.url.rsplit("/", 1)[1])
+        return real_open(self)
+
+    monkeypatch.setattr(FetchResult, "open", counted)
+    assert packages_of(files, "2023.06")
+    assert opened.count("eessi_api_metadata_ext-python.json") == 2
+    assert opened.count("eessi_api_metadata_software.json") == 3
