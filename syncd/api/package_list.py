@@ -9,11 +9,14 @@
   of correlated facets, expects 41 of 3,144 packages and sorts them all anyway): the page
   and its exact count from one evaluation of the filters (matched_page), instead of a count
   statement and a page statement each evaluating them.
-- Otherwise (stored facets, category/license, is_extension...): the page as the planner reads it
+- Otherwise on PostgreSQL (stored facets, category/license, is_extension...): the page as
+  the planner reads it
   (for a broad filter, the name index until the page is full) and the count as a
   subquery of the same statement, over the package table alone (for the facet filters an
   index-only count). One round trip; the filters are probes, cheap to run twice, while
   the matched set's sort keys (thousands of package rows for an offering) are not.
+  SQLite's plans for that statement evaluated the filters per row of the walk and of the
+  count: matched_page measured 1.2-2.4x faster there (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def package_list_query(
         return package_query(dialect, f, o), count
     where = package_conditions(dialect, f)
     catalog = any(getattr(f, name) is not None for name in _ON_CATALOG)
-    if catalog or any(getattr(f, name) for name in _SCANS):
+    if dialect != "postgresql" or catalog or any(getattr(f, name) for name in _SCANS):
         ordering = [*(parse_ordering(o, PACKAGE_ORDERING) or PACKAGE_DEFAULT_ORDER), Package.id]
         composed = matched_page(package_select(), where, ordering, Package.id)
         if composed is not None:
