@@ -485,7 +485,7 @@ def explain(url: str, urls: list[tuple[str, str, float]]) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def capture(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if not statement.lstrip().upper().startswith("SELECT") or "EXPLAIN" in statement:
+        if not statement.lstrip().upper().startswith(("SELECT", "WITH")) or "EXPLAIN" in statement:
             return
         prefix = "EXPLAIN (ANALYZE, BUFFERS) " if pg else "EXPLAIN QUERY PLAN "
         cursor.execute(prefix + statement, params)

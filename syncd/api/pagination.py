@@ -20,6 +20,7 @@ from sqlalchemy import Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from syncd.api.errors import invalid_page
+from syncd.api.matched_page import PAGE_END
 from syncd.api.snapshot import read_snapshot
 
 RESULT_COUNT = "result_count_"  # the label of the count read along with a page
@@ -227,11 +228,16 @@ def paginated(
         if request.method == "HEAD":
             session.close()
             return headers_only(headers)
-        rows = list(read(session, query.limit(page.size).offset(page.offset)))
+        params = {PAGE_END: page.offset + page.size}  # a matched_page query's (else unused)
+        rows = list(read(session, query.limit(page.size).offset(page.offset), params))
     else:
         wanted = Page(number=1 if number is None else number, size=page_size(size), count=0)
         statement = _page_statement(query, count_query)
-        params = {"page_limit_": wanted.size, "page_offset_": wanted.offset}
+        params = {
+            "page_limit_": wanted.size,
+            "page_offset_": wanted.offset,
+            PAGE_END: wanted.offset + wanted.size,
+        }
         rows = list(read(session, statement, params))
         count = rows[0][-1] if rows else count_rows(session, query, count_query)
         page = make_page(number, size, int(count))

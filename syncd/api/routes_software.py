@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from syncd.api import errors, representation
 from syncd.api.deps import Context, DbSession, Reader
+from syncd.api.package_list import package_list_query
 from syncd.api.pagination import PageParam, PageSizeParam, json_response, paginated, select_fields
 from syncd.api.routing import head_too, list_route
 from syncd.api.schemas import (
@@ -115,15 +116,16 @@ def list_packages(
     fields = request.query_params.getlist("field")  # none of the embedded ones: not read
     # Opened here rather than by DbSession: see routes_catalogs.list_catalogs.
     with ctx.session_factory() as session:
+        query, count_query = package_list_query(_dialect(session), filters, o)
         return paginated(
             request,
             session,
-            package_query(_dialect(session), filters, o),
+            query,
             base=base,
             number=page,
             size=page_size,
             render=lambda rows: render_packages(session, base, rows, fields),
-            count_query=stored_count_query(filters, "package_count"),
+            count_query=count_query,
         )
 
 

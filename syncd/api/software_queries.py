@@ -113,14 +113,25 @@ def package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None = Non
     return _package_query(dialect, f, o)
 
 
-def _package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None) -> Select:
-    query = select(
+@functools.cache
+def package_select() -> Select:
+    """The package list's columns and join, without conditions."""
+    return select(
         *columns(Package),
         Catalog.uuid.label("catalog_uuid"),
         Catalog.name.label("catalog_name"),
         Catalog.version.label("catalog_version"),
         Catalog.catalog_type.label("catalog_type"),
     ).join(Catalog, Catalog.id == Package.catalog_id)
+
+
+def _package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None) -> Select:
+    ordering = parse_ordering(o, PACKAGE_ORDERING) or PACKAGE_DEFAULT_ORDER
+    return package_select().where(*package_conditions(dialect, f)).order_by(*ordering, Package.id)
+
+
+def package_conditions(dialect: str, f: PackageFilters) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of the package list's filters `f`."""
     where: list[ColumnElement[bool]] = []
     if f.query:
         where.append(_query_condition(f.query))
@@ -176,7 +187,11 @@ def _package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None) -> 
             else _package_has_target(*_target_conditions(dialect, None, micro, None))
         )
     if f.gpu_arch:
-        where.append(_package_has_target(*_target_conditions(dialect, None, None, f.gpu_arch)))
+        where.append(
+            _facet(facets.GPU_ARCH, [f.gpu_arch])
+            if facets.stored(f.gpu_arch)
+            else _package_has_target(*_target_conditions(dialect, None, None, f.gpu_arch))
+        )
     if f.has_gpu is not None:
         has_gpu = _facet(facets.GPU, [""])
         where.append(has_gpu if f.has_gpu else ~has_gpu)
@@ -189,8 +204,7 @@ def _package_query(dialect: str, f: PackageFilters, o: Sequence[str] | None) -> 
     # Each condition on versions is its own EXISTS, as each of Waldur's filter() calls is.
     for condition in _version_conditions(dialect, f):
         where.append(exists(select(1).where(Version.package_id == Package.id, condition)))
-    ordering = parse_ordering(o, PACKAGE_ORDERING) or PACKAGE_DEFAULT_ORDER
-    return query.where(*where).order_by(*ordering, Package.id)
+    return where
 
 
 def _stored(values: Sequence[str]) -> bool:

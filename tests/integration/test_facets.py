@@ -74,6 +74,7 @@ def expected(packages: list[PackageRecord]) -> dict[str, set[tuple[str, str]]]:
                     rows |= {(facets.CPU_MICROARCHITECTURE, t.target_subtype)}
                 if t.gpu_architectures:
                     rows.add((facets.GPU, ""))
+                rows |= {(facets.GPU_ARCH, arch) for arch in t.gpu_architectures}
         out[p.name] = rows
     return out
 
@@ -128,9 +129,11 @@ def test_after_each_kind_of_sync(engine: Engine) -> None:
     sync_catalog(engine, catalog_id, snapshot(first_snapshot(), info=catalog_info()))
     assert_derived(engine, packages)
 
-    # Incremental: a GPU build and a toolchain go, a microarchitecture and a package come.
+    # Incremental: a GPU build and a toolchain go, a microarchitecture, a package and a
+    # GPU architecture come.
     changed = first_snapshot()
     changed[0].versions[0] = ver("2024.1", cpu("x86_64/zen4"), toolchain="foss")
+    changed[0].versions[1].targets.append(cpu("x86_64/zen4", "amd/gfx90a", "amd/gfx942"))
     changed[1].versions[0].metadata = {"toolchain": {"name": "foss", "version": "2023a"}}
     changed.append(pkg("R", ver("4.3", cpu("aarch64/a64fx"), toolchain="foss")))
     sync_catalog(engine, catalog_id, snapshot(list(changed), info=catalog_info()))
@@ -264,5 +267,48 @@ def test_migration_fills_the_catalogs_already_stored(bare_url: str) -> None:
                 description="MD")
         ]  # fmt: skip
         assert_derived(engine, packages)
+    finally:
+        engine.dispose()
+
+
+def test_migration_0017_fills_the_gpu_architectures_already_stored(bare_url: str) -> None:
+    upgrade(bare_url, "0015")
+    engine = make_engine(bare_url)
+    try:
+        with engine.begin() as conn:
+            catalog_id = conn.execute(
+                insert(Catalog).values(
+                    uuid=uuid_module.uuid4(), name="EESSI", version="1", catalog_type="x"
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            ids = {"uuid": uuid_module.uuid4(), "catalog_id": catalog_id}
+            package_id = conn.execute(
+                insert(Package).values(name="GROMACS", **ids)
+            ).inserted_primary_key[0]  # type: ignore[index]
+            ids["uuid"] = uuid_module.uuid4()
+            version_id = conn.execute(
+                insert(Version).values(package_id=package_id, version="2024.1", **ids)
+            ).inserted_primary_key[0]  # type: ignore[index]
+            gpu_lists = (["nvidia/cc80", "nvidia/cc90"], ["nvidia/cc80"], [])
+            for micro, gpus in zip(("zen2", "zen3", "zen4"), gpu_lists, strict=True):
+                ids["uuid"] = uuid_module.uuid4()
+                conn.execute(
+                    insert(Target).values(
+                        version_id=version_id,
+                        target_type=CPU,
+                        target_name="x86_64",
+                        target_subtype=f"x86_64/{micro}",
+                        gpu_architectures=gpus,
+                        **ids,
+                    )
+                )
+        upgrade(bare_url)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(PackageFacet.value, PackageFacet.package_id).where(
+                    PackageFacet.kind == facets.GPU_ARCH
+                )
+            ).all()
+        assert sorted(rows) == [("nvidia/cc80", package_id), ("nvidia/cc90", package_id)]
     finally:
         engine.dispose()
