@@ -22,16 +22,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from syncd.api.deps import ApiContext
+from syncd.api.lean.packages import package_items_page
 from syncd.api.lean.params import ListParams, ListParser
-from syncd.api.routes_software import package_page, version_page
+from syncd.api.routes_software import version_page
 from syncd.api.software_filters import PackageFilters, VersionFilters
 
 Answer = Callable[[Request, ApiContext, ListParams], Response]
-
-
-def _packages(request: Request, ctx: ApiContext, p: ListParams) -> Response:
-    assert isinstance(p.filters, PackageFilters)
-    return package_page(request, ctx, p.filters, p.order, p.page, p.page_size)
 
 
 def _versions(request: Request, ctx: ApiContext, p: ListParams) -> Response:
@@ -47,9 +43,11 @@ class LeanRoute:
 
 
 def lean_routes() -> dict[str, LeanRoute]:
+    packages = LeanRoute(ListParser(PackageFilters), package_items_page)
+    versions = LeanRoute(ListParser(VersionFilters), _versions)
     return {
-        "/api/marketplace-software-packages/": LeanRoute(ListParser(PackageFilters), _packages),
-        "/api/marketplace-software-versions/": LeanRoute(ListParser(VersionFilters), _versions),
+        "/api/marketplace-software-packages/": packages,
+        "/api/marketplace-software-versions/": versions,
     }
 
 
