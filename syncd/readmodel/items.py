@@ -2,9 +2,11 @@
 concatenation of its packages' stored texts.
 
 Stored as two texts around the catalog's name, version and type (`head` ends after
-`extensions`, `tail` begins with `version_count`): those are spliced in per page
-(`catalog_fields`), so renaming a catalog renders nothing. The absolute URLs' base is the
-placeholder BASE, a raw control character: JSON text escapes every control character inside
+`extensions`, `tail` holds `version_count` and `extension_count` up to the `versions` key):
+those are spliced in per page (`catalog_fields`), so renaming a catalog renders nothing,
+and so is the `versions` fragment stored beside them (`page_item`), not written twice.
+The absolute URLs' base is the placeholder BASE, a raw control character: JSON text escapes
+every control character inside
 a string, so the stored text holds it only where a URL's base goes (`with_base`).
 
 `package_object` is the one builder of the wire object, for the stored items and for the
@@ -109,7 +111,7 @@ _HEAD_KEYS = (
     "parent_softwares",
     "extensions",
 )
-_TAIL_KEYS = ("version_count", "extension_count", "versions")
+_TAIL_KEYS = ("version_count", "extension_count")
 _BASED = frozenset({"url", "catalog"})  # values that are a URL of this API
 
 
@@ -117,14 +119,19 @@ class _Raw(str):
     """JSON text placed as it is."""
 
 
+# fragments.dumps's encoding; one encoder for every value (an item has 19 of them, a Spack
+# import 9,000 items: building an encoder per value was most of the render).
+_VALUE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _encode(key: str, value: Any) -> str:
     if isinstance(value, _Raw):
         text = str(value)
     elif key in _BASED:
-        text = '"' + BASE + dumps(value)[1:]
+        text = '"' + BASE + _VALUE(value)[1:]
     else:
-        text = dumps(value)
-    return dumps(key) + ":" + text
+        text = _VALUE(value)
+    return f'"{key}":{text}'  # our own keys: nothing to escape
 
 
 def _nested(item: dict[str, Any]) -> str:
@@ -146,9 +153,14 @@ def with_base(text: str, base: str) -> str:
     return text.replace(BASE, json.dumps(base, ensure_ascii=False)[1:-1])
 
 
-def item_texts(row: Any, parents: list[dict[str, Any]], extensions: str, versions: str) -> Any:
+def page_item(head: str, fields: str, tail: str, versions: str) -> str:
+    """A package's object on a page (its URLs' base still the placeholder)."""
+    return head + fields + tail + versions + "}"
+
+
+def item_texts(row: Any, parents: list[dict[str, Any]], extensions: str) -> tuple[str, str]:
     """(head, tail) of a package: `row` its columns with catalog_uuid; `parents` nested with
-    paths as urls; `extensions` and `versions` its stored fragment texts."""
+    paths as urls; `extensions` its stored fragment's text."""
     cat = _CatalogUuid(row.catalog_uuid)
     based_extensions = extensions.replace(_EXTENSION_URL, '"url":"' + BASE + PACKAGES_PATH)
     obj = package_object(
@@ -157,10 +169,10 @@ def item_texts(row: Any, parents: list[dict[str, Any]], extensions: str, version
         cat,
         parents=_Raw("[" + ",".join(_nested(parent) for parent in parents) + "]"),
         extensions=_Raw(based_extensions),
-        versions=_Raw(versions),
+        versions=None,
     )
     head = "{" + ",".join(_encode(key, obj[key]) for key in _HEAD_KEYS)
-    tail = ",".join(_encode(key, obj[key]) for key in _TAIL_KEYS) + "}"
+    tail = ",".join(_encode(key, obj[key]) for key in _TAIL_KEYS) + ',"versions":'
     return head, tail
 
 
@@ -223,7 +235,6 @@ def store_items(conn: Connection, catalog_id: int, package_ids: Collection[int] 
             *(getattr(Package, key).label(key) for key in _PACKAGE_KEYS),
             Catalog.uuid.label("catalog_uuid"),
             PackageReadModel.extensions,
-            PackageReadModel.versions,
         )
         .join(Catalog, Catalog.id == Package.catalog_id)
         .join(PackageReadModel, PackageReadModel.package_id == Package.id)
@@ -232,7 +243,7 @@ def store_items(conn: Connection, catalog_id: int, package_ids: Collection[int] 
         parents = _parents(conn, chunk)
         values = []
         for row in conn.execute(statement.where(Package.id.in_(chunk))):
-            head, tail = item_texts(row, parents.get(row.id, []), row.extensions, row.versions)
+            head, tail = item_texts(row, parents.get(row.id, []), row.extensions)
             values.append({"pid": row.id, "head": head, "tail": tail})
         if values:
             conn.execute(

@@ -34,7 +34,7 @@ from syncd.api.software_filters import PackageFilters
 from syncd.api.software_queries import package_query, stored_count_query
 from syncd.db.tables import Catalog, Package, PackageReadModel
 from syncd.readmodel import FORMAT
-from syncd.readmodel.items import catalog_fields, with_base
+from syncd.readmodel.items import catalog_fields, page_item, with_base
 
 _COUNT = "result_count_"
 _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
@@ -45,6 +45,7 @@ def _items(query: Select, count_query: Select | None) -> Select:
         PackageReadModel.format,
         PackageReadModel.item_head,
         PackageReadModel.item_tail,
+        PackageReadModel.versions,
         Catalog.name,
         Catalog.version,
         Catalog.catalog_type,
@@ -72,7 +73,7 @@ def _texts(rows: list[Any]) -> list[str] | None:
         if row.format != FORMAT or row.item_head is None or row.item_tail is None:
             return None
         fields = catalog_fields(row.name, row.version, row.catalog_type)
-        texts.append(row.item_head + fields + row.item_tail)
+        texts.append(page_item(row.item_head, fields, row.item_tail, row.versions))
     return texts
 
 
