@@ -1,6 +1,6 @@
 """The lean path of the hot list routes (issue 16): an ASGI middleware, inside the response
 cache, the allowed methods and the security headers, that answers an anonymous GET or HEAD
-of the package or version list without FastAPI's routing and dependency solving.
+of the catalog, package or version list without FastAPI's routing and dependency solving.
 
 It reads the query with a parser built once per route (params.py) and then runs the same
 function as the FastAPI route (routes_software.package_page, version_page), in the same
@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from syncd.api.deps import ApiContext
+from syncd.api.lean.catalogs import catalog_filters, catalog_page
 from syncd.api.lean.packages import package_items_page
 from syncd.api.lean.params import ListParams, ListParser
 from syncd.api.routes_software import version_page
@@ -45,7 +46,9 @@ class LeanRoute:
 def lean_routes() -> dict[str, LeanRoute]:
     packages = LeanRoute(ListParser(PackageFilters), package_items_page)
     versions = LeanRoute(ListParser(VersionFilters), _versions)
+    catalogs = LeanRoute(ListParser(catalog_filters()), catalog_page)
     return {
+        "/api/marketplace-software-catalogs/": catalogs,
         "/api/marketplace-software-packages/": packages,
         "/api/marketplace-software-versions/": versions,
     }

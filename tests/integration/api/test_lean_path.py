@@ -1,5 +1,5 @@
-"""The lean path of the package and version lists (issue 16) answers exactly what the FastAPI
-routes answer, byte for byte, headers included: for filters, orderings, pages, empty and
+"""The lean path of the catalog, package and version lists (issue 16) answers exactly what
+the FastAPI routes answer, byte for byte, headers included: for filters, orderings, pages, empty and
 invalid pages, HEAD, the public base URL; from the stored items (syncd/readmodel/items.py)
 when they are fresh, through the route when one is missing or of an older FORMAT; after a
 catalog's rename and a parent's change.
@@ -22,7 +22,7 @@ from syncd.api.lean import LeanListMiddleware
 from syncd.api.lean import packages as lean_packages
 from syncd.config import Settings
 from syncd.db.tables import Catalog, PackageReadModel
-from tests.integration.api.conftest import PACKAGES, VERSIONS
+from tests.integration.api.conftest import CATALOGS, PACKAGES, VERSIONS
 from tests.integration.api.test_package_list_embedding import upstream as upstream
 from tests.integration.api.test_package_list_embedding import with_extension
 from tests.integration.api.test_software_writes_sync import Upstream, cpu, upstream_v1
@@ -53,6 +53,12 @@ URLS = [
     VERSIONS,
     f"{VERSIONS}?page=2&page_size=2",
     f"{VERSIONS}?o=-version&version=1",
+    CATALOGS,
+    f"{CATALOGS}?name=hand&o=-name",
+    f"{CATALOGS}?catalog_type=source_package&auto_update_enabled=false",
+    f"{CATALOGS}?catalog_type=bad",
+    f"{CATALOGS}?page=2",
+    f"{CATALOGS}?field=name",
 ]
 
 
