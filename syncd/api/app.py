@@ -20,6 +20,7 @@ from syncd.api.deps import ApiContext
 from syncd.api.docs_page import install_docs
 from syncd.api.errors import install_error_handlers
 from syncd.api.headers import install_response_headers
+from syncd.api.lean import LeanListMiddleware
 from syncd.api.limits import BodyLimitMiddleware
 from syncd.api.methods import install_methods
 from syncd.api.operations import router as operations_router
@@ -163,6 +164,8 @@ def create_app(
     app.include_router(feeds_router)
     app.include_router(operations_router)
     install_docs(app)
+    # Innermost of ours: behind the cache, the allowed methods and the headers, as a route.
+    app.add_middleware(LeanListMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Outside the body limit: a method the URL does not serve is refused without its body.
     install_methods(app)

@@ -7,11 +7,10 @@ uuids are 32 hex digits, datetimes ISO 8601 in UTC, `url`s absolute. Version obj
 from __future__ import annotations
 
 import uuid as uuid_module
-from datetime import UTC, datetime
 from typing import Any
 
 from adapters.eessi import split_cpu_arch
-from syncd.db.tables import Catalog, Package, Target, Version
+from syncd.db.tables import Catalog, Target, Version
 from syncd.domain import CatalogType
 from syncd.readmodel.fragments import (
     iso_date,
@@ -25,12 +24,19 @@ from syncd.readmodel.fragments import (
 from syncd.readmodel.fragments import (
     nested_version as nested_version,
 )
+from syncd.readmodel.items import iso_datetime as iso_datetime
+from syncd.readmodel.items import link as link
+from syncd.readmodel.items import package_object
+from syncd.readmodel.items import type_display as type_display
 from syncd.redaction import redact_urls
 
 CATALOGS = "/api/marketplace-software-catalogs/"
 PACKAGES = "/api/marketplace-software-packages/"
 VERSIONS = "/api/marketplace-software-versions/"
 TARGETS = "/api/marketplace-software-targets/"
+
+# One builder of the package object: the stored items' (syncd/readmodel/items.py).
+package = package_object
 
 
 def hex_uuid(value: uuid_module.UUID) -> str:
@@ -43,25 +49,6 @@ def parse_uuid(text: str) -> uuid_module.UUID | None:
         return uuid_module.UUID(text)
     except ValueError:
         return None
-
-
-def iso_datetime(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def type_display(catalog_type: str) -> str:
-    try:
-        return CatalogType(catalog_type).display
-    except ValueError:
-        return catalog_type
-
-
-def link(base: str, collection: str, value: uuid_module.UUID) -> str:
-    return f"{base}{collection}{value.hex}/"
 
 
 def catalog(base: str, row: Catalog) -> dict[str, Any]:
@@ -87,44 +74,6 @@ def catalog(base: str, row: Catalog) -> dict[str, Any]:
         "target_count": row.target_count,
         # Waldur's web UI offers CPU family/microarchitecture restrictions only where true.
         "supports_cpu_target_restrictions": row.catalog_type == CatalogType.BINARY_RUNTIME,
-    }
-
-
-def package(
-    base: str,
-    row: Package,
-    cat: Catalog | Any,
-    *,
-    parents: list[dict[str, Any]],
-    extensions: list[dict[str, Any]] | Any,
-    versions: list[dict[str, Any]] | Any,
-) -> dict[str, Any]:
-    """`cat` carries uuid, name, version and catalog_type of the package's catalog;
-    `extensions` and `versions` may be JSON text placed as it is (pagination.RawJson)."""
-    return {
-        "url": link(base, PACKAGES, row.uuid),
-        "uuid": row.uuid.hex,
-        "created": iso_datetime(row.created),
-        "modified": iso_datetime(row.modified),
-        "catalog": link(base, CATALOGS, cat.uuid),
-        "catalog_uuid": cat.uuid.hex,
-        "name": row.name,
-        "description": row.description,
-        "homepage": row.homepage,
-        "categories": row.categories,
-        "licenses": row.licenses,
-        "maintainers": row.maintainers,
-        "is_extension": row.is_extension,
-        "is_local": row.is_local,
-        "parent_softwares": parents,
-        "extensions": extensions,
-        "catalog_name": cat.name,
-        "catalog_version": cat.version,
-        "catalog_type": cat.catalog_type,
-        "catalog_type_display": type_display(cat.catalog_type),
-        "version_count": row.version_count,
-        "extension_count": row.extension_count,
-        "versions": versions,
     }
 
 

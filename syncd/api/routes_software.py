@@ -11,7 +11,7 @@ from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from syncd.api import errors, representation
-from syncd.api.deps import Context, DbSession, Reader
+from syncd.api.deps import ApiContext, Context, DbSession, Reader
 from syncd.api.package_list import package_list_query
 from syncd.api.pagination import PageParam, PageSizeParam, json_response, paginated, select_fields
 from syncd.api.routing import head_too, list_route
@@ -112,6 +112,19 @@ def list_packages(
     page: PageParam = None,
     page_size: PageSizeParam = None,
 ) -> Response:
+    return package_page(request, ctx, filters, o, page, page_size)
+
+
+def package_page(
+    request: Request,
+    ctx: ApiContext,
+    filters: PackageFilters,
+    o: list[str] | None,
+    page: int | None,
+    page_size: int | None,
+) -> Response:
+    """The list's answer once its parameters are read: the FastAPI route's and the lean
+    path's (syncd/api/lean/)."""
     base = ctx.base_url(request)
     fields = request.query_params.getlist("field")  # none of the embedded ones: not read
     # Opened here rather than by DbSession: see routes_catalogs.list_catalogs.
@@ -159,6 +172,19 @@ def list_versions(
     page: PageParam = None,
     page_size: PageSizeParam = None,
 ) -> Response:
+    return version_page(request, ctx, session, filters, o, page, page_size)
+
+
+def version_page(
+    request: Request,
+    ctx: ApiContext,
+    session: Session,
+    filters: VersionFilters,
+    o: list[str] | None,
+    page: int | None,
+    page_size: int | None,
+) -> Response:
+    """The list's answer once its parameters are read (as package_page)."""
     base = ctx.base_url(request)
     return paginated(
         request,
@@ -169,6 +195,9 @@ def list_versions(
         size=page_size,
         render=lambda rows: render_versions(session, base, rows),
         count_query=stored_count_query(filters, "version_count"),
+        # One package's versions are few: counted along with the page, one statement less
+        # for the portal's expanded row.
+        count_in_page=filters.package_uuid is not None,
     )
 
 

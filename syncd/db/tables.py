@@ -200,6 +200,9 @@ class PackageReadModel(Base):
     format: Mapped[int] = mapped_column(Integer)
     extensions: Mapped[str] = mapped_column(Text)
     versions: Mapped[str] = mapped_column(Text)
+    # The whole list object around its catalog's fields (syncd/readmodel/items.py).
+    item_head: Mapped[str | None] = mapped_column(Text, nullable=True)
+    item_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Version(_Identified, Base):

@@ -17,7 +17,7 @@ from typing import Any
 
 # Bump when the rendered shape changes: stored fragments of an older FORMAT are rendered on
 # the fly until `syncd migrate` or the next sync of their catalog stores them again.
-FORMAT = 2
+FORMAT = 3  # 3: the whole item (items.py)
 
 PACKAGES_PATH = "/api/marketplace-software-packages/"
 # Extension objects are the only ones with a `url`; json.dumps escapes every quote inside a

@@ -26,6 +26,7 @@ from syncd.readmodel.fragments import (
     nested_target,
     nested_version,
 )
+from syncd.readmodel.items import store_items
 
 # A package's versions and a version's targets as Waldur nests them (its models' default
 # orderings, which its prefetches keep): versions oldest first (by the upstream's version
@@ -183,6 +184,7 @@ def render_packages(conn: Connection, catalog_id: int, package_ids: Collection[i
     renderer = _sql_renderer(conn)
     stored = sum(renderer.store(conn, catalog_id, chunk, FORMAT) for chunk in chunks)
     _store_extensions(conn, catalog_id if package_ids is None else None, package_ids)
+    store_items(conn, catalog_id, package_ids)
     return stored
 
 
@@ -206,12 +208,18 @@ def _store_extensions(
 
 
 def with_parents(conn: Connection, package_ids: Collection[int]) -> set[int]:
-    """`package_ids` and their parents: a parent's fragment names its extensions' versions."""
+    """`package_ids`, their parents (a parent's fragment names its extensions' versions) and
+    their extensions (an item embeds its parents, with their names and versions)."""
     found = set(package_ids)
     for chunk in _chunks(sorted(found)):
         found.update(
             conn.execute(
                 select(PackageParent.parent_id).where(PackageParent.package_id.in_(chunk))
+            ).scalars()
+        )
+        found.update(
+            conn.execute(
+                select(PackageParent.package_id).where(PackageParent.parent_id.in_(chunk))
             ).scalars()
         )
     return found

@@ -1,0 +1,118 @@
+"""The package list from stored items (syncd/readmodel/items.py): a page is its packages'
+stored texts joined, the catalog's fields spliced in and the URLs' base put in once.
+
+The rows come from the route's own query and count (package_list.package_list_query: its
+filters, orderings and conditions, the count of a filtered list computed with its page), its
+columns swapped for the stored texts: a page and its count are one statement, so it needs
+no read transaction. A page with
+an item of an older FORMAT (or none), an empty page, and HEAD are answered by the route's
+function (routes_software.package_page), which renders on the fly.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Select, bindparam
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+
+from syncd.api.deps import ApiContext
+from syncd.api.lean.params import ListParams
+from syncd.api.matched_page import PAGE_END
+from syncd.api.package_list import package_list_query
+from syncd.api.pagination import (
+    _plausible,
+    count_rows,
+    list_headers,
+    make_page,
+    page_size,
+)
+from syncd.api.routes_software import package_page
+from syncd.api.snapshot import read_snapshot
+from syncd.api.software_filters import PackageFilters
+from syncd.api.software_queries import stored_count_query
+from syncd.db.tables import Catalog, Package, PackageReadModel
+from syncd.readmodel import FORMAT
+from syncd.readmodel.items import catalog_fields, page_item, with_base
+
+_COUNT = "result_count_"
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+def _items(query: Select, count_query: Select | None) -> Select:
+    columns: list[Any] = [
+        PackageReadModel.format,
+        PackageReadModel.item_head,
+        PackageReadModel.item_tail,
+        PackageReadModel.versions,
+        Catalog.name,
+        Catalog.version,
+        Catalog.catalog_type,
+    ]
+    if count_query is not None:
+        columns.append(count_query.scalar_subquery().label(_COUNT))
+    return (
+        query.with_only_columns(*columns, maintain_column_froms=True)
+        .outerjoin(PackageReadModel, PackageReadModel.package_id == Package.id)
+        .limit(bindparam("page_limit_"))
+        .offset(bindparam("page_offset_"))
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _unfiltered_items(query: Select, count_query: Select) -> Select:
+    """Built once per ordering of the unfiltered list (package_query and stored_count_query
+    return the same objects then): SQLAlchemy finds its compiled form at once."""
+    return _items(query, count_query)
+
+
+def _texts(rows: list[Any]) -> list[str] | None:
+    texts = []
+    for row in rows:
+        if row.format != FORMAT or row.item_head is None or row.item_tail is None:
+            return None
+        fields = catalog_fields(row.name, row.version, row.catalog_type)
+        texts.append(page_item(row.item_head, fields, row.item_tail, row.versions))
+    return texts
+
+
+def _rows(session: Session, p: ListParams) -> tuple[list[Any], int | None]:
+    """The page's rows and the list's count (None: unknown, the page being empty), read by
+    one statement (its own snapshot: no transaction to begin and end) from the route's own
+    query and count (package_list.package_list_query)."""
+    assert isinstance(p.filters, PackageFilters)
+    size = page_size(p.page_size)
+    offset = ((p.page or 1) - 1) * size
+    params = {"page_limit_": size, "page_offset_": offset, PAGE_END: offset + size}
+    dialect = session.get_bind().dialect.name
+    query, count_query = package_list_query(dialect, p.filters, p.order)
+    if count_query is None:  # (not returned today; counted apart in one snapshot if it is)
+        read_snapshot(session)
+        count = count_rows(session, query)
+        make_page(p.page, p.page_size, count)  # an invalid page: the route's 404
+        return list(session.connection().execute(_items(query, None), params)), count
+    unfiltered = stored_count_query(p.filters, "package_count") is not None and p.order is None
+    statement = _unfiltered_items(query, count_query) if unfiltered else _items(query, count_query)
+    conn = session.connection(execution_options=_AUTOCOMMIT)
+    rows = list(conn.execute(statement, params))
+    return rows, (int(rows[0][-1]) if rows else None)
+
+
+def package_items_page(request: Request, ctx: ApiContext, p: ListParams) -> Response:
+    filters = p.filters
+    assert isinstance(filters, PackageFilters)
+    if request.method == "HEAD" or not _plausible(p.page, p.page_size):
+        return package_page(request, ctx, filters, p.order, p.page, p.page_size)
+    with ctx.session_factory() as session:
+        rows, count = _rows(session, p)
+        texts = _texts(rows) if rows else None
+        session.close()  # the connection back to the pool before the text is joined
+    if texts is None or count is None:
+        return package_page(request, ctx, filters, p.order, p.page, p.page_size)
+    base = ctx.base_url(request)
+    page = make_page(p.page, p.page_size, count)
+    body = with_base("[" + ",".join(texts) + "]", base).encode("utf-8")
+    return Response(body, headers=list_headers(request, base, page), media_type="application/json")

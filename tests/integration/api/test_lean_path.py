@@ -1,0 +1,163 @@
+"""The lean path of the catalog, package and version lists (issue 16) answers exactly what
+the FastAPI routes answer, byte for byte, headers included: for filters, orderings, pages, empty and
+invalid pages, HEAD, the public base URL; from the stored items (syncd/readmodel/items.py)
+when they are fresh, through the route when one is missing or of an older FORMAT; after a
+catalog's rename and a parent's change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, update
+
+from syncd import readmodel
+from syncd.api.app import create_app
+from syncd.api.lean import LeanListMiddleware
+from syncd.api.lean import packages as lean_packages
+from syncd.config import Settings
+from syncd.db.tables import Catalog, PackageReadModel
+from tests.integration.api.conftest import CATALOGS, PACKAGES, VERSIONS
+from tests.integration.api.test_package_list_embedding import upstream as upstream
+from tests.integration.api.test_package_list_embedding import with_extension
+from tests.integration.api.test_software_writes_sync import Upstream, cpu, upstream_v1
+from tests.support.records import version
+
+URLS = [
+    PACKAGES,
+    f"{PACKAGES}?page=2&page_size=2",
+    f"{PACKAGES}?page_size=2&page=3",  # past the end: 404
+    f"{PACKAGES}?o=-name",
+    f"{PACKAGES}?o=catalog_name,-created&page_size=3&page=2",
+    f"{PACKAGES}?o=-name&o=name",
+    f"{PACKAGES}?is_extension=true",
+    f"{PACKAGES}?is_extension=yes",  # not a boolean: no filter, as django-filter
+    f"{PACKAGES}?query=gc",
+    f"{PACKAGES}?query=",
+    f"{PACKAGES}?cpu_family=x86_64&cpu_family=aarch64&page_size=1",
+    f"{PACKAGES}?cpu_microarchitecture=amd/zen3",
+    f"{PACKAGES}?query=nothing-like-this",  # empty
+    f"{PACKAGES}?page=9",
+    f"{PACKAGES}?page=0",
+    f"{PACKAGES}?page=x",
+    f"{PACKAGES}?page_size=x&unknown=1",
+    f"{PACKAGES}?o=nope",  # 400
+    f"{PACKAGES}?catalog_type=nope",  # 400
+    f"{PACKAGES}?catalog_uuid=not-a-uuid",
+    f"{PACKAGES}?field=name&field=versions",
+    VERSIONS,
+    f"{VERSIONS}?page=2&page_size=2",
+    f"{VERSIONS}?o=-version&version=1",
+    CATALOGS,
+    f"{CATALOGS}?name=hand&o=-name",
+    f"{CATALOGS}?catalog_type=source_package&auto_update_enabled=false",
+    f"{CATALOGS}?catalog_type=bad",
+    f"{CATALOGS}?page=2",
+    f"{CATALOGS}?field=name",
+]
+
+
+def _client(settings: Settings, engine: Engine, broker: Any, *, lean: bool) -> TestClient:
+    app: FastAPI = create_app(settings, engine=engine, broker=broker, adapters={}, fetcher=object())
+    if not lean:
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not LeanListMiddleware]
+    return TestClient(app)
+
+
+@pytest.fixture
+def pair(
+    settings: Settings, engine: Engine, broker: Any
+) -> Iterator[tuple[TestClient, TestClient]]:
+    with (
+        _client(settings, engine, broker, lean=True) as lean,
+        _client(settings, engine, broker, lean=False) as routed,
+    ):
+        yield lean, routed
+
+
+def assert_same(pair: tuple[TestClient, TestClient], urls: list[str], **headers: str) -> None:
+    lean, routed = pair
+    for url in urls:
+        for method in ("GET", "HEAD"):
+            got, want = (c.request(method, url, headers=headers) for c in (lean, routed))
+            assert (got.status_code, got.headers.items(), got.content) == (
+                want.status_code,
+                want.headers.items(),
+                want.content,
+            ), f"{method} {url}"
+
+
+# Pages with rows (from stored items, without the route).
+FILLED = [url for url in URLS[:12] if "page=3" not in url]
+
+
+def _no_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: Any) -> None:
+        raise AssertionError("the route answered a page of fresh items")
+
+    monkeypatch.setattr(lean_packages, "package_page", refuse)
+
+
+def test_lean_answers_are_the_routes_byte_for_byte(
+    pair: tuple[TestClient, TestClient], upstream: Upstream
+) -> None:
+    assert_same(pair, URLS)
+    assert_same(pair, URLS, host="api.example:8443")
+
+
+def test_fresh_items_are_served_without_the_route(
+    pair: tuple[TestClient, TestClient], upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    want = [pair[1].get(url) for url in FILLED]
+    _no_fallback(monkeypatch)
+    for url, answer in zip(FILLED, want, strict=True):
+        got = pair[0].get(url)
+        assert (got.headers.items(), got.content) == (answer.headers.items(), answer.content)
+
+
+def test_public_url_is_the_base_of_every_link(
+    settings: Settings, engine: Engine, broker: Any, upstream: Upstream
+) -> None:
+    public = dataclasses.replace(settings, public_url="https://syncd.example/")
+    with (
+        _client(public, engine, broker, lean=True) as lean,
+        _client(public, engine, broker, lean=False) as routed,
+    ):
+        assert_same((lean, routed), URLS[:6])
+        assert "https://syncd.example/api/" in lean.get(PACKAGES).text
+
+
+def test_old_or_missing_items_are_answered_right(
+    pair: tuple[TestClient, TestClient], engine: Engine, upstream: Upstream
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(PackageReadModel).values(format=readmodel.FORMAT - 1))
+    assert_same(pair, URLS[:12])
+    with engine.begin() as conn:
+        conn.execute(
+            update(PackageReadModel).values(format=readmodel.FORMAT, item_head=None, item_tail=None)
+        )
+    assert_same(pair, URLS[:12])
+
+
+def test_a_renamed_catalog_and_a_changed_parent_show_at_once(
+    pair: tuple[TestClient, TestClient],
+    engine: Engine,
+    upstream: Upstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gcc, python, zlib = upstream_v1()
+    python.versions.insert(0, version("3.13", cpu("amd/zen2")))
+    upstream.update(with_extension([gcc, python, zlib], "1.26"))  # only the parent changed
+    with engine.begin() as conn:  # after the update: the adapter is found by the name
+        conn.execute(update(Catalog).values(name='Renamed "catalog" \u00e9', version="v2"))
+    assert_same(pair, URLS[:12])
+    _no_fallback(monkeypatch)
+    numpy = {item["name"]: item for item in pair[0].get(PACKAGES).json()}["numpy"]
+    assert numpy["catalog_name"] == 'Renamed "catalog" \u00e9'
+    assert "3.13" in numpy["parent_softwares"][0]["versions"]
