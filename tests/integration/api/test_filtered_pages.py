@@ -83,6 +83,12 @@ def test_a_filtered_page_and_its_count_are_one_statement(
         assert response.status_code == 200
         # One statement reads the list (then render() reads what the page embeds), with
         # the count as a column.
-        lists = [s for s in selects if "JOIN catalog ON catalog.id = package.catalog_id" in s]
+        # (This sample's rows were added by the ORM, without stored items: the lean path's
+        # statement, reading them, finds none and hands the page to the route.)
+        lists = [
+            s
+            for s in selects
+            if "JOIN catalog ON catalog.id = package.catalog_id" in s and "item_head" not in s
+        ]
         assert len(lists) == 1, (filters, lists)
         assert "result_count_" in lists[0]
