@@ -139,6 +139,7 @@ class Package(_Identified, Base):
         Index("ix_package_name_lower", text("lower(name)")),
         # `o=name` / `o=-name` (migration 0014): read in order, ties by id sorted per name.
         Index("ix_package_name", "name"),
+        Index("ix_package_modified", "modified"),  # o=-modified (migration 0019)
         # PostgreSQL-only (migration 0002): JSONB containment for the category/license filters.
         Index("ix_package_categories_gin", "categories", postgresql_using="gin").ddl_if(
             dialect="postgresql"

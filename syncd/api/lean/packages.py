@@ -12,14 +12,16 @@ function (routes_software.package_page), which renders on the fly.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, bindparam
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
 from syncd.api.deps import ApiContext
+from syncd.api.filters import parse_ordering
 from syncd.api.lean.params import ListParams
 from syncd.api.matched_page import PAGE_END
 from syncd.api.package_list import package_list_query
@@ -32,8 +34,8 @@ from syncd.api.pagination import (
 )
 from syncd.api.routes_software import package_page
 from syncd.api.snapshot import read_snapshot
-from syncd.api.software_filters import PackageFilters
-from syncd.api.software_queries import stored_count_query
+from syncd.api.software_filters import PACKAGE_ORDERING, PackageFilters
+from syncd.api.software_queries import PACKAGE_DEFAULT_ORDER, stored_count_query
 from syncd.db.tables import Catalog, Package, PackageReadModel
 from syncd.readmodel import FORMAT
 from syncd.readmodel.items import catalog_fields, page_item, with_base
@@ -42,7 +44,17 @@ _COUNT = "result_count_"
 _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
-def _items(query: Select, count_query: Select | None) -> Select:
+def _items(query: Select, count_query: Select | None, ordering: Sequence[Any]) -> Select:
+    """The page of `query` (ordered by `ordering`) as its stored texts. The page's ids are
+    chosen first, from the narrow rows the query reads: joined before the LIMIT, the stored
+    texts (kilobytes per package) were carried through the sort of a whole list ordered by
+    a column no index serves (`o=-modified`: 42 ms instead of 3)."""
+    page_ids = (
+        query.with_only_columns(Package.id.label("page_id_"), maintain_column_froms=True)
+        .limit(bindparam("page_limit_"))
+        .offset(bindparam("page_offset_"))
+        .subquery("page_")
+    )
     columns: list[Any] = [
         PackageReadModel.format,
         PackageReadModel.item_head,
@@ -55,18 +67,30 @@ def _items(query: Select, count_query: Select | None) -> Select:
     if count_query is not None:
         columns.append(count_query.scalar_subquery().label(_COUNT))
     return (
-        query.with_only_columns(*columns, maintain_column_froms=True)
+        select(*columns)
+        .select_from(Package)
+        .join(page_ids, page_ids.c.page_id_ == Package.id)
+        .join(Catalog, Catalog.id == Package.catalog_id)
         .outerjoin(PackageReadModel, PackageReadModel.package_id == Package.id)
-        .limit(bindparam("page_limit_"))
-        .offset(bindparam("page_offset_"))
+        .order_by(*ordering)
     )
 
 
 @functools.lru_cache(maxsize=64)
-def _unfiltered_items(query: Select, count_query: Select) -> Select:
+def _unfiltered_items(query: Select, count_query: Select, ordering: tuple[Any, ...]) -> Select:
     """Built once per ordering of the unfiltered list (package_query and stored_count_query
     return the same objects then): SQLAlchemy finds its compiled form at once."""
-    return _items(query, count_query)
+    return _items(query, count_query, ordering)
+
+
+def _ordering(order: list[str] | None) -> tuple[Any, ...]:
+    """The list's ORDER BY, as package_query writes it: the page's rows in the page's order."""
+    return _order_of(tuple(order or ()))
+
+
+@functools.lru_cache(maxsize=256)
+def _order_of(order: tuple[str, ...]) -> tuple[Any, ...]:
+    return (*(parse_ordering(list(order), PACKAGE_ORDERING) or PACKAGE_DEFAULT_ORDER), Package.id)
 
 
 def _texts(rows: list[Any]) -> list[str] | None:
@@ -89,13 +113,19 @@ def _rows(session: Session, p: ListParams) -> tuple[list[Any], int | None]:
     params = {"page_limit_": size, "page_offset_": offset, PAGE_END: offset + size}
     dialect = session.get_bind().dialect.name
     query, count_query = package_list_query(dialect, p.filters, p.order)
+    ordering = _ordering(p.order)
     if count_query is None:  # (not returned today; counted apart in one snapshot if it is)
         read_snapshot(session)
         count = count_rows(session, query)
         make_page(p.page, p.page_size, count)  # an invalid page: the route's 404
-        return list(session.connection().execute(_items(query, None), params)), count
+        statement = _items(query, None, ordering)
+        return list(session.connection().execute(statement, params)), count
     unfiltered = stored_count_query(p.filters, "package_count") is not None and p.order is None
-    statement = _unfiltered_items(query, count_query) if unfiltered else _items(query, count_query)
+    statement = (
+        _unfiltered_items(query, count_query, ordering)
+        if unfiltered
+        else _items(query, count_query, ordering)
+    )
     conn = session.connection(execution_options=_AUTOCOMMIT)
     rows = list(conn.execute(statement, params))
     return rows, (int(rows[0][-1]) if rows else None)
