@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from syncd.db.tables import Catalog, Package, PackageParent, PackageReadModel, Version
+from syncd.db.tables import Catalog, Package, PackageParent, PackageReadModel
 from syncd.domain import CatalogType
 from syncd.readmodel.fragments import PACKAGES_PATH, dumps, nested_package
 
@@ -200,17 +200,9 @@ def _parents(conn: Connection, package_ids: list[int]) -> dict[int, list[dict[st
         )
     )
     links.sort(key=lambda link: (link.package_id, link.name, link.id))
-    names: dict[int, list[str]] = defaultdict(list)
-    parent_ids = sorted({link.id for link in links})
-    if parent_ids:
-        from syncd.readmodel.store import NESTED_VERSION_ORDER
+    from syncd.readmodel.store import version_names  # (store imports this module)
 
-        for package_id, version in conn.execute(
-            select(Version.package_id, Version.version)
-            .where(Version.package_id.in_(parent_ids))
-            .order_by(Version.package_id, *NESTED_VERSION_ORDER)
-        ):
-            names[package_id].append(version)
+    names = version_names(conn, {link.id for link in links})
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for link_row in links:
         found[link_row.package_id].append(

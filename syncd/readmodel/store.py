@@ -123,18 +123,24 @@ def _extensions(
         for chunk in _chunks(package_ids):
             links.extend(conn.execute(statement.where(PackageParent.parent_id.in_(chunk))))
     links.sort(key=lambda link: (link.parent_id, link.name, link.id))
+    names = version_names(conn, {link.id for link in links})
+    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for link in links:
+        found[link.parent_id].append(nested_package("", link.uuid, link.name, names[link.id]))
+    return found
+
+
+def version_names(conn: Connection, package_ids: Collection[int]) -> dict[int, list[str]]:
+    """Each package's version strings in NESTED_VERSION_ORDER (what a nested package shows)."""
     names: dict[int, list[str]] = defaultdict(list)
-    for chunk in _chunks(sorted({link.id for link in links})):
+    for chunk in _chunks(sorted(set(package_ids))):
         for package_id, version in conn.execute(
             select(Version.package_id, Version.version)
             .where(Version.package_id.in_(chunk))
             .order_by(Version.package_id, *NESTED_VERSION_ORDER)
         ):
             names[package_id].append(version)
-    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for link in links:
-        found[link.parent_id].append(nested_package("", link.uuid, link.name, names[link.id]))
-    return found
+    return names
 
 
 def _versions_in_python(
