@@ -513,6 +513,7 @@ def explain(url: str, urls: list[tuple[str, str, float]]) -> None:
 @contextmanager
 def database(backend: str, workdir: Path, given: str | None) -> Iterator[str]:
     if given:
+        _create_if_missing(given)
         yield given
         return
     if backend == "sqlite":
@@ -522,6 +523,24 @@ def database(backend: str, workdir: Path, given: str | None) -> Iterator[str]:
 
     with postgres_database("syncd_bench_portal") as url:
         yield url
+
+
+def _create_if_missing(url: str) -> None:
+    """--database names a database to keep: a PostgreSQL one that does not exist yet is
+    created (empty; main fills it), as an SQLite file is."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or not parsed.database:
+        return
+    import psycopg
+
+    from tests.support.services import PG_ADMIN_DSN
+
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,))
+        if found.fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{parsed.database}"')
 
 
 def _filled(url: str) -> bool:
@@ -544,7 +563,9 @@ def main() -> int:
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--data", choices=("full", "synthetic"), default="full")
     parser.add_argument("--mode", choices=("mix", "single", "both", "explain"), default="both")
-    parser.add_argument("--database", help="use (and keep) this database; filled when empty")
+    parser.add_argument(
+        "--database", help="use (and keep) this database; created when missing, filled when empty"
+    )
     parser.add_argument("--urls", type=int, default=4000, help="distinct URLs")
     parser.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent in a class")
     parser.add_argument("--clients", type=int, default=50)
