@@ -25,16 +25,10 @@ from syncd.api.deps import ApiContext
 from syncd.api.lean.catalogs import catalog_filters, catalog_page
 from syncd.api.lean.packages import package_items_page
 from syncd.api.lean.params import ListParams, ListParser
-from syncd.api.routes_software import version_page
+from syncd.api.lean.versions import version_items_page
 from syncd.api.software_filters import PackageFilters, VersionFilters
 
 Answer = Callable[[Request, ApiContext, ListParams], Response]
-
-
-def _versions(request: Request, ctx: ApiContext, p: ListParams) -> Response:
-    assert isinstance(p.filters, VersionFilters)
-    with ctx.session_factory() as session:
-        return version_page(request, ctx, session, p.filters, p.order, p.page, p.page_size)
 
 
 @dataclass(frozen=True)
@@ -45,7 +39,7 @@ class LeanRoute:
 
 def lean_routes() -> dict[str, LeanRoute]:
     packages = LeanRoute(ListParser(PackageFilters), package_items_page)
-    versions = LeanRoute(ListParser(VersionFilters), _versions)
+    versions = LeanRoute(ListParser(VersionFilters), version_items_page)
     catalogs = LeanRoute(ListParser(catalog_filters()), catalog_page)
     return {
         "/api/marketplace-software-catalogs/": catalogs,
