@@ -20,12 +20,12 @@ from starlette.responses import Response
 from syncd.api import representation
 from syncd.api.deps import ApiContext
 from syncd.api.lean.params import ListParams
+from syncd.api.lean.reads import list_headers, read_rows
 from syncd.api.matched_page import PAGE_END
 from syncd.api.pagination import (
     RESULT_COUNT,
     _plausible,
     json_response,
-    list_headers,
     make_page,
     page_size,
 )
@@ -34,7 +34,6 @@ from syncd.api.software_filters import VersionFilters
 from syncd.api.software_queries import stored_count_query, version_query
 from syncd.db.tables import Target
 
-_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 _TARGETS = "target_count_"
 _POSITION = "position_"
 
@@ -81,13 +80,10 @@ def version_items_page(request: Request, ctx: ApiContext, p: ListParams) -> Resp
     size = page_size(p.page_size)
     offset = ((p.page or 1) - 1) * size
     params = {"page_limit_": size, "page_offset_": offset, PAGE_END: offset + size}
-    with ctx.session_factory() as session:
-        query = version_query(session.get_bind().dialect.name, filters, p.order)
-        cached = count_query is not None and p.order is None  # query is the cached default
-        statement = (_cached_statement if cached else _statement)(query, count_query)
-        conn = session.connection(execution_options=_AUTOCOMMIT)
-        rows = list(conn.execute(statement, params))
-        session.close()  # the connection back to the pool before the page is rendered
+    query = version_query(ctx.engine.dialect.name, filters, p.order)
+    cached = count_query is not None and p.order is None  # query is the cached default
+    statement = (_cached_statement if cached else _statement)(query, count_query)
+    rows = read_rows(ctx.engine, statement, params)
     if not rows:  # empty or past the end: the route counts apart and answers
         return _route(request, ctx, p)
     base = ctx.base_url(request)
