@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Engine, Executable, Row
+from sqlalchemy import Engine, Executable
 from starlette.requests import Request
 
 from syncd.api.pagination import Page
@@ -20,9 +20,10 @@ from syncd.api.pagination import Page
 _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
-def read_rows(engine: Engine, statement: Executable, params: dict[str, Any]) -> list[Row[Any]]:
+def read_rows(engine: Engine, statement: Executable, params: dict[str, Any]) -> list[Any]:
     """The rows of one statement, in autocommit; the connection is back in the pool when
-    this returns (before the page is rendered)."""
+    this returns (before the page is rendered). Rows read like the ORM objects the
+    representation functions take (software_queries.columns), hence Any."""
     with engine.connect() as conn:
         conn.execution_options(**_AUTOCOMMIT)
         return list(conn.execute(statement, params))
