@@ -2,9 +2,10 @@
 cache, the allowed methods and the security headers, that answers an anonymous GET or HEAD
 of the catalog, package or version list without FastAPI's routing and dependency solving.
 
-It reads the query with a parser built once per route (params.py) and then runs the same
-function as the FastAPI route (routes_software.package_page, version_page), in the same
-thread pool: the answer is the route's, byte for byte. Whatever it does not read exactly
+It reads the query with a parser built once per route (params.py) and answers in the same
+thread pool: a page read by one statement (catalogs.py, packages.py, versions.py; reads.py)
+and rendered by the route's own code, or the route's own function where it reads more: the
+answer is the route's, byte for byte. Whatever it does not read exactly
 (an invalid value, `?field=`, an Authorization header, reads that need a token) goes on to
 the FastAPI route unchanged. An error raised while answering is answered by the app's own
 exception handlers, as the route's would be.
