@@ -194,21 +194,25 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(kind: str, url: str, access_log: bool, logdir: Path) -> Iterator[tuple[int, int]]:
+def server(
+    kind: str, url: str, access_log: bool, logdir: Path, checkout: Path | None = None
+) -> Iterator[tuple[int, int]]:
     """A server subprocess; yields (port, pid) once it answers; stops it (SIGTERM) at the
-    end."""
+    end. `checkout`: served by that checkout's code and its .venv (--baseline)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "bench.bench_api", "--serve", kind, url, str(port)]
+    python = sys.executable if checkout is None else str(checkout / ".venv" / "bin" / "python")
+    cmd = [python, "-m", "bench.bench_api", "--serve", kind, url, str(port)]
     if access_log:
         cmd.append("--access-log")
-    with open(logdir / f"{kind}.log", "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    name = kind if checkout is None else f"{kind}-baseline"
+    with open(logdir / f"{name}.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=checkout)
         try:
             wait_ready(proc, port, BARE_PATH if kind == "bare" else ENDPOINTS["catalogs"])
             yield port, proc.pid
         except BaseException:
             log.flush()
-            print((logdir / f"{kind}.log").read_text()[-3000:], file=sys.stderr)
+            print((logdir / f"{name}.log").read_text()[-3000:], file=sys.stderr)
             raise
         finally:
             if proc.poll() is None:
@@ -444,6 +448,13 @@ def main() -> int:
         action="store_true",
         help="log every request (syncd: its production logging; bare: uvicorn's default)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also serve the uncached syncd of another checkout (its code and .venv, the same "
+        "database and schema) as `<endpoint>-base`: old and new code in one run",
+    )
     args = parser.parse_args()
     if args.serve:
         kind, url, port = args.serve
@@ -497,10 +508,18 @@ def main() -> int:
                 meters[port] = CpuMeter(pid, url)
                 suffix = "" if kind == "syncd" else "-nc"
                 targets.update({e + suffix: (port, ENDPOINTS[e]) for e in endpoints})
+            if args.baseline is not None:
+                checkout = args.baseline.resolve()
+                port, pid = stack.enter_context(
+                    server("syncd-nocache", url, args.access_log, workdir, checkout)
+                )
+                meters[port] = CpuMeter(pid, url)
+                targets.update({e + "-base": (port, ENDPOINTS[e]) for e in endpoints})
             print(
                 "targets: "
                 + ", ".join(targets)
-                + " (-nc: SYNCD_API_CACHE_SECONDS=0, the response cache off)"
+                + " (-nc: SYNCD_API_CACHE_SECONDS=0, the response cache off; -base: the same, "
+                + "served by the --baseline checkout)"
             )
             for port, path in targets.values():
                 run_load(port, path, args.warmup, args.clients, args.client)

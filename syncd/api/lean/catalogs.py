@@ -1,6 +1,9 @@
 """The catalog list on the lean path: its filters are the route's own keyword parameters, so
 the parser's model is made once from the route function's signature (the same annotations
-FastAPI reads), and the answer is the route function's, called with what the parser read."""
+FastAPI reads). A page and its count are the route's own statement (catalog_query, counted
+along with the page), read in autocommit without a Session (reads.py) and rendered by the
+route's representation.catalog and encoder; HEAD, a page that cannot exist and an empty page
+are answered by the route function, called with what the parser read."""
 
 from __future__ import annotations
 
@@ -12,9 +15,13 @@ from pydantic import BaseModel, create_model
 from starlette.requests import Request
 from starlette.responses import Response
 
+from syncd.api import representation
 from syncd.api.deps import ApiContext
 from syncd.api.lean.params import ListParams
-from syncd.api.routes_catalogs import list_catalogs
+from syncd.api.lean.reads import list_headers, read_rows
+from syncd.api.matched_page import PAGE_END
+from syncd.api.pagination import _page_statement, _plausible, json_response, make_page, page_size
+from syncd.api.routes_catalogs import catalog_query, list_catalogs
 
 # The route's parameters that are not filters.
 _NOT_FILTERS = frozenset({"request", "ctx", "_reader", "o", "page", "page_size"})
@@ -31,8 +38,24 @@ def catalog_filters() -> type[BaseModel]:
     return model
 
 
-def catalog_page(request: Request, ctx: ApiContext, p: ListParams) -> Response:
-    filters = {name: getattr(p.filters, name) for name in type(p.filters).model_fields}
+def _route(request: Request, ctx: ApiContext, p: ListParams, filters: dict[str, Any]) -> Response:
     return list_catalogs(
         request, ctx, None, **filters, o=p.order, page=p.page, page_size=p.page_size
     )
+
+
+def catalog_page(request: Request, ctx: ApiContext, p: ListParams) -> Response:
+    filters = {name: getattr(p.filters, name) for name in type(p.filters).model_fields}
+    if request.method == "HEAD" or not _plausible(p.page, p.page_size):
+        return _route(request, ctx, p, filters)
+    size = page_size(p.page_size)
+    offset = ((p.page or 1) - 1) * size
+    statement = _page_statement(catalog_query(**filters, o=p.order), None)
+    params = {"page_limit_": size, "page_offset_": offset, PAGE_END: offset + size}
+    rows = read_rows(ctx.engine, statement, params)
+    if not rows:  # empty or past the end: the route counts apart and answers
+        return _route(request, ctx, p, filters)
+    base = ctx.base_url(request)
+    page = make_page(p.page, p.page_size, int(rows[0][-1]))
+    items = [representation.catalog(base, row) for row in rows]
+    return json_response(items, headers=list_headers(request, base, page))

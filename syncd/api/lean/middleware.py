@@ -2,9 +2,10 @@
 cache, the allowed methods and the security headers, that answers an anonymous GET or HEAD
 of the catalog, package or version list without FastAPI's routing and dependency solving.
 
-It reads the query with a parser built once per route (params.py) and then runs the same
-function as the FastAPI route (routes_software.package_page, version_page), in the same
-thread pool: the answer is the route's, byte for byte. Whatever it does not read exactly
+It reads the query with a parser built once per route (params.py) and answers in the same
+thread pool: a page read by one statement (catalogs.py, packages.py, versions.py; reads.py)
+and rendered by the route's own code, or the route's own function where it reads more: the
+answer is the route's, byte for byte. Whatever it does not read exactly
 (an invalid value, `?field=`, an Authorization header, reads that need a token) goes on to
 the FastAPI route unchanged. An error raised while answering is answered by the app's own
 exception handlers, as the route's would be.
@@ -25,16 +26,10 @@ from syncd.api.deps import ApiContext
 from syncd.api.lean.catalogs import catalog_filters, catalog_page
 from syncd.api.lean.packages import package_items_page
 from syncd.api.lean.params import ListParams, ListParser
-from syncd.api.routes_software import version_page
+from syncd.api.lean.versions import version_items_page
 from syncd.api.software_filters import PackageFilters, VersionFilters
 
 Answer = Callable[[Request, ApiContext, ListParams], Response]
-
-
-def _versions(request: Request, ctx: ApiContext, p: ListParams) -> Response:
-    assert isinstance(p.filters, VersionFilters)
-    with ctx.session_factory() as session:
-        return version_page(request, ctx, session, p.filters, p.order, p.page, p.page_size)
 
 
 @dataclass(frozen=True)
@@ -45,7 +40,7 @@ class LeanRoute:
 
 def lean_routes() -> dict[str, LeanRoute]:
     packages = LeanRoute(ListParser(PackageFilters), package_items_page)
-    versions = LeanRoute(ListParser(VersionFilters), _versions)
+    versions = LeanRoute(ListParser(VersionFilters), version_items_page)
     catalogs = LeanRoute(ListParser(catalog_filters()), catalog_page)
     return {
         "/api/marketplace-software-catalogs/": catalogs,

@@ -16,22 +16,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, bindparam, select
-from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
 from syncd.api.deps import ApiContext
 from syncd.api.filters import parse_ordering
 from syncd.api.lean.params import ListParams
+from syncd.api.lean.reads import list_headers, read_rows
 from syncd.api.matched_page import PAGE_END
 from syncd.api.package_list import package_list_query
-from syncd.api.pagination import (
-    _plausible,
-    count_rows,
-    list_headers,
-    make_page,
-    page_size,
-)
+from syncd.api.pagination import _plausible, count_rows, make_page, page_size
 from syncd.api.routes_software import package_page
 from syncd.api.snapshot import read_snapshot
 from syncd.api.software_filters import PACKAGE_ORDERING, PackageFilters
@@ -41,7 +35,6 @@ from syncd.readmodel import FORMAT
 from syncd.readmodel.items import catalog_fields, page_item, with_base
 
 _COUNT = "result_count_"
-_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 def _items(query: Select, count_query: Select | None, ordering: Sequence[Any]) -> Select:
@@ -103,7 +96,7 @@ def _texts(rows: list[Any]) -> list[str] | None:
     return texts
 
 
-def _rows(session: Session, p: ListParams) -> tuple[list[Any], int | None]:
+def _rows(ctx: ApiContext, p: ListParams) -> tuple[list[Any], int | None]:
     """The page's rows and the list's count (None: unknown, the page being empty), read by
     one statement (its own snapshot: no transaction to begin and end) from the route's own
     query and count (package_list.package_list_query)."""
@@ -111,23 +104,22 @@ def _rows(session: Session, p: ListParams) -> tuple[list[Any], int | None]:
     size = page_size(p.page_size)
     offset = ((p.page or 1) - 1) * size
     params = {"page_limit_": size, "page_offset_": offset, PAGE_END: offset + size}
-    dialect = session.get_bind().dialect.name
-    query, count_query = package_list_query(dialect, p.filters, p.order)
+    query, count_query = package_list_query(ctx.engine.dialect.name, p.filters, p.order)
     ordering = _ordering(p.order)
     if count_query is None:  # (not returned today; counted apart in one snapshot if it is)
-        read_snapshot(session)
-        count = count_rows(session, query)
-        make_page(p.page, p.page_size, count)  # an invalid page: the route's 404
-        statement = _items(query, None, ordering)
-        return list(session.connection().execute(statement, params)), count
+        with ctx.session_factory() as session:
+            read_snapshot(session)
+            count = count_rows(session, query)
+            make_page(p.page, p.page_size, count)  # an invalid page: the route's 404
+            statement = _items(query, None, ordering)
+            return list(session.connection().execute(statement, params)), count
     unfiltered = stored_count_query(p.filters, "package_count") is not None and p.order is None
     statement = (
         _unfiltered_items(query, count_query, ordering)
         if unfiltered
         else _items(query, count_query, ordering)
     )
-    conn = session.connection(execution_options=_AUTOCOMMIT)
-    rows = list(conn.execute(statement, params))
+    rows = read_rows(ctx.engine, statement, params)
     return rows, (int(rows[0][-1]) if rows else None)
 
 
@@ -136,10 +128,8 @@ def package_items_page(request: Request, ctx: ApiContext, p: ListParams) -> Resp
     assert isinstance(filters, PackageFilters)
     if request.method == "HEAD" or not _plausible(p.page, p.page_size):
         return package_page(request, ctx, filters, p.order, p.page, p.page_size)
-    with ctx.session_factory() as session:
-        rows, count = _rows(session, p)
-        texts = _texts(rows) if rows else None
-        session.close()  # the connection back to the pool before the text is joined
+    rows, count = _rows(ctx, p)
+    texts = _texts(rows) if rows else None
     if texts is None or count is None:
         return package_page(request, ctx, filters, p.order, p.page, p.page_size)
     base = ctx.base_url(request)

@@ -19,7 +19,9 @@ from sqlalchemy import Engine, update
 from syncd import readmodel
 from syncd.api.app import create_app
 from syncd.api.lean import LeanListMiddleware
+from syncd.api.lean import catalogs as lean_catalogs
 from syncd.api.lean import packages as lean_packages
+from syncd.api.lean import versions as lean_versions
 from syncd.config import Settings
 from syncd.db.tables import Catalog, PackageReadModel
 from tests.integration.api.conftest import CATALOGS, PACKAGES, VERSIONS
@@ -60,6 +62,32 @@ URLS = [
     f"{CATALOGS}?page=2",
     f"{CATALOGS}?field=name",
 ]
+
+# The version list (issue 16): pages the lean path reads itself first (unfiltered, in any
+# order, with a query string the Link header must repeat byte for byte), then what the
+# route answers (filters it counts apart, pages past the end, invalid values, `?field=`).
+VERSION_URLS = [
+    VERSIONS,
+    f"{VERSIONS}?page_size=2",
+    f"{VERSIONS}?page=2&page_size=2",
+    f"{VERSIONS}?page_size=2&page=3",
+    f"{VERSIONS}?o=-version&page_size=3&page=2",
+    f"{VERSIONS}?o=package_name,-release_date&o=-created&page_size=4",
+    f"{VERSIONS}?page_size=1&page=2&unknown=%C3%A9+x%2By&unknown=2&page_size=2",
+    f"{VERSIONS}?page_size=1&page=2&unknown=%C3%A9&version=",  # counted apart: the route
+    f"{VERSIONS}?page_size=x&page=1",
+    f"{VERSIONS}?page_size=2&page=99",  # past the end: 404
+    f"{VERSIONS}?page=0",
+    f"{VERSIONS}?page=x",
+    f"{VERSIONS}?o=nope",  # 400
+    f"{VERSIONS}?o=-version&version=1",
+    f"{VERSIONS}?cpu_family=x86_64&page_size=1",
+    f"{VERSIONS}?package_name=nothing-like-this",  # empty
+    f"{VERSIONS}?catalog_type=nope",
+    f"{VERSIONS}?field=version&field=uuid",
+]
+# Version pages with rows, read by the lean path without the route.
+VERSIONS_FILLED = VERSION_URLS[:7]
 
 
 def _client(settings: Settings, engine: Engine, broker: Any, *, lean: bool) -> TestClient:
@@ -161,3 +189,82 @@ def test_a_renamed_catalog_and_a_changed_parent_show_at_once(
     numpy = {item["name"]: item for item in pair[0].get(PACKAGES).json()}["numpy"]
     assert numpy["catalog_name"] == 'Renamed "catalog" \u00e9'
     assert "3.13" in numpy["parent_softwares"][0]["versions"]
+
+
+def _package_uuids(client: TestClient) -> list[str]:
+    return [item["uuid"] for item in client.get(PACKAGES, params={"page_size": 100}).json()]
+
+
+def test_version_list_is_the_routes_byte_for_byte(
+    pair: tuple[TestClient, TestClient], upstream: Upstream
+) -> None:
+    assert_same(pair, VERSION_URLS)
+    assert_same(pair, VERSION_URLS, host="api.example:8443")
+    # One package's versions: counted along with the page, on both paths.
+    for uuid in _package_uuids(pair[1]):
+        assert_same(
+            pair,
+            [
+                f"{VERSIONS}?package_uuid={uuid}",
+                f"{VERSIONS}?package_uuid={uuid}&o=-version&page_size=1&page=2",
+                f"{VERSIONS}?package_uuid={uuid}&page=5",
+            ],
+        )
+
+
+def test_version_pages_are_read_without_the_route(
+    pair: tuple[TestClient, TestClient], upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uuid = _package_uuids(pair[1])[0]
+    urls = [*VERSIONS_FILLED, f"{VERSIONS}?package_uuid={uuid}"]
+    want = [pair[1].get(url) for url in urls]
+
+    def refuse(*_args: Any) -> None:
+        raise AssertionError("the route answered a page the lean path reads")
+
+    monkeypatch.setattr(lean_versions, "version_page", refuse)
+    monkeypatch.setattr(lean_catalogs, "list_catalogs", refuse)
+    for url, answer in zip([*urls, CATALOGS], [*want, pair[1].get(CATALOGS)], strict=True):
+        got = pair[0].get(url)
+        assert (got.status_code, got.headers.items(), got.content) == (
+            answer.status_code,
+            answer.headers.items(),
+            answer.content,
+        ), url
+
+
+def test_public_url_is_the_base_of_every_version_link(
+    settings: Settings, engine: Engine, broker: Any, upstream: Upstream
+) -> None:
+    public = dataclasses.replace(settings, public_url="https://syncd.example/")
+    with (
+        _client(public, engine, broker, lean=True) as lean,
+        _client(public, engine, broker, lean=False) as routed,
+    ):
+        assert_same((lean, routed), VERSION_URLS[:7])
+        answer = lean.get(f"{VERSIONS}?page_size=1")
+        assert answer.json()[0]["url"].startswith("https://syncd.example/api/")
+        assert answer.headers["link"].startswith("<https://syncd.example/api/")
+
+
+def test_authenticated_callers_take_the_route(
+    pair: tuple[TestClient, TestClient], upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request with an Authorization header is the FastAPI route's (its reader dependency
+    decides), whatever the token; the lean answers are never called for it."""
+    urls = URLS + VERSION_URLS
+    want = {url: pair[1].get(url, headers={"Authorization": "Token nope"}) for url in urls}
+
+    def refuse(*_args: Any) -> None:
+        raise AssertionError("the lean path answered an authenticated request")
+
+    monkeypatch.setattr(lean_versions, "read_rows", refuse)
+    monkeypatch.setattr(lean_packages, "read_rows", refuse)
+    monkeypatch.setattr(lean_catalogs, "read_rows", refuse)
+    for url, answer in want.items():
+        got = pair[0].get(url, headers={"Authorization": "Token nope"})
+        assert (got.status_code, got.headers.items(), got.content) == (
+            answer.status_code,
+            answer.headers.items(),
+            answer.content,
+        ), url
