@@ -29,6 +29,7 @@ from tests.support.records import catalog_info, snapshot
 Match = Callable[[str, list[TargetRecord], list[str]], bool]
 ORDERS = ["", "name", "-name", "catalog_name", "-catalog_name", "-modified"]
 MICROS = ["x86_64/amd/zen2", "x86_64/amd/zen3", "aarch64/neoverse_v1"]
+ODD = "o'd\\d%\""
 
 
 def records(shift: int) -> list[PackageRecord]:
@@ -40,6 +41,8 @@ def records(shift: int) -> list[PackageRecord]:
         micros = [m for j, m in enumerate(MICROS) if (i + j + shift) % 3 != 0]
         gpus = ["nvidia/cc80"] if i % 4 == 0 else []
         targets = [cpu(m, *gpus) if k == 0 else cpu(m) for k, m in enumerate(micros)]
+        if i % 5 == 0:  # quotes, a backslash and a percent sign: written into the SQL
+            targets.append(cpu(ODD + "/x"))
         out.append(pkg(name, ver("1.0", *targets, toolchain=["foss", "GCC"][i % 2])))
     return out
 
@@ -68,6 +71,10 @@ FILTERS: dict[str, Match] = {
         any(t.gpu_architectures for t in ts) and "foss" in tc
     ),
     "gpu_arch=nvidia/cc80": lambda c, ts, tc: any("nvidia/cc80" in t.gpu_architectures for t in ts),
+    "cpu_family=o'd%5Cd%25%22&cpu_microarchitecture=o'd%5Cd%25%22/x": lambda c, ts, tc: any(
+        t.target_name == ODD for t in ts
+    ),
+    "cpu_family=o%25": lambda c, ts, tc: False,
     # The offering pages.
     "catalog_uuid={a}&cpu_family=x86_64&cpu_microarchitecture=x86_64/amd/zen2": lambda c, ts, tc: (
         c == "a"
