@@ -13,7 +13,6 @@ packages without reading the package table.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, bindparam, exists, func, literal, select
