@@ -16,7 +16,9 @@
   index-only count). One round trip; the filters are probes, cheap to run twice, while
   the matched set's sort keys (thousands of package rows for an offering) are not.
   SQLite's plans for that statement evaluated the filters per row of the walk and of the
-  count: matched_page measured 1.2-2.4x faster there (docs/performance.md).
+  count: matched_page measured 1.2-2.4x faster there (docs/performance.md). When every
+  filter is a stored facet match (the portal's CPU filters), the count reads the facet
+  index alone (facet_count).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Select, func, select
 
+from syncd.api.facet_count import facet_count
 from syncd.api.filters import parse_ordering
 from syncd.api.matched_page import matched_page
 from syncd.api.software_filters import PACKAGE_ORDERING, PackageFilters
@@ -58,6 +61,9 @@ def package_list_query(
         composed = matched_page(package_select(), where, ordering, Package.id)
         if composed is not None:
             return composed
+    by_facets = facet_count(f)
+    if by_facets is not None:
+        return package_query(dialect, f, o), by_facets
     counted = select(func.count()).select_from(Package)
     # correlate(None): the count is of its own rows, never of the page row it is read with.
     return package_query(dialect, f, o), counted.where(*where).correlate(None)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, exists, func, inspect, literal, or_, select
 
+from syncd.api.facet_count import facet_match
 from syncd.api.filters import (
     CPU_TARGET_TYPE,
     icontains,
@@ -213,12 +214,11 @@ def _stored(values: Sequence[str]) -> bool:
 
 
 def _facet(kind: str, values: Sequence[str]) -> ColumnElement[bool]:
-    """The package has one of `values` among its stored facets of `kind`."""
+    """The package has one of `values` among its stored facets of `kind` (written into the
+    statement: see facet_count.facet_match)."""
     return exists(
         select(1).where(
-            PackageFacet.kind == kind,
-            PackageFacet.value.in_(values),
-            PackageFacet.package_id == Package.id,
+            *facet_match(PackageFacet, kind, values), PackageFacet.package_id == Package.id
         )
     )
 

@@ -140,6 +140,11 @@ class Package(_Identified, Base):
         # `o=name` / `o=-name` (migration 0014): read in order, ties by id sorted per name.
         Index("ix_package_name", "name"),
         Index("ix_package_modified", "modified"),  # o=-modified (migration 0019)
+        # A filtered list's matched ids to their catalog and sort keys without reading the
+        # rows (migration 0022; SQLite finds a row by its id directly).
+        Index(
+            "ix_package_sort_keys", "id", postgresql_include=["catalog_id", "name", "modified"]
+        ).ddl_if(dialect="postgresql"),
         # PostgreSQL-only (migration 0002): JSONB containment for the category/license filters.
         Index("ix_package_categories_gin", "categories", postgresql_using="gin").ddl_if(
             dialect="postgresql"
