@@ -41,7 +41,7 @@ def _fill(engine: Engine) -> None:
 def test_upgrade_of_a_filled_postgresql_database_and_downgrade() -> None:
     with postgres_database("syncd_mig_0022") as url:
         config = alembic_config(url)
-        command.upgrade(config, "0020")
+        command.upgrade(config, "0021")
         engine = make_engine(url)
         try:
             _fill(engine)
@@ -53,7 +53,7 @@ def test_upgrade_of_a_filled_postgresql_database_and_downgrade() -> None:
             assert current_revision(engine) == "0022"
             assert "ix_package_sort_keys" in _indexes(engine)
             assert _estimate(engine) == (actual, actual)
-            command.downgrade(config, "0020")
+            command.downgrade(config, "0021")
             assert "ix_package_sort_keys" not in _indexes(engine)
             with engine.connect() as conn:
                 assert not conn.execute(text("SELECT stxname FROM pg_statistic_ext")).all()
@@ -64,15 +64,15 @@ def test_upgrade_of_a_filled_postgresql_database_and_downgrade() -> None:
 def test_sqlite_upgrade_and_downgrade(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     config = alembic_config(url)
-    command.upgrade(config, "0020")
+    command.upgrade(config, "0021")
     engine = make_engine(url)
     try:
         _fill(engine)
         command.upgrade(config, "0022")
         assert current_revision(engine) == "0022"
         assert "ix_package_sort_keys" not in _indexes(engine)
-        command.downgrade(config, "0020")
-        assert current_revision(engine) == "0020"
+        command.downgrade(config, "0021")
+        assert current_revision(engine) == "0021"
     finally:
         engine.dispose()
 

@@ -1,7 +1,7 @@
 """A covering index of the package sort keys, and statistics of the facets' (kind, value)
 
 Revision ID: 0022
-Revises: 0020
+Revises: 0021
 Create Date: 2026-12-04
 
 An offering page (catalog + CPU facets) reads the matching packages' ids from the facet
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0022"
-down_revision: str | None = "0020"
+down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
