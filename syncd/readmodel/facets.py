@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from syncd.db.tables import Package, PackageFacet, PackageSearch, Target, Version
 from syncd.domain import CPU_TARGET_TYPE
+from syncd.readmodel.sql_store import nested_loops
 
 # Facet kinds.
 CPU_FAMILY = "cpu_family"  # target_name of a CPU target
@@ -105,7 +106,8 @@ def _refresh(conn: Connection, catalog_id: int | None, ids: list[int] | None) ->
     conn.execute(insert(PackageFacet).from_select(("kind", "value", "package_id"), rows))
     # After the `gpu` facets: only their packages' targets are read for the architectures.
     arch_rows = _gpu_arch_rows(dialect, in_scope)
-    conn.execute(insert(PackageFacet).from_select(("kind", "value", "package_id"), arch_rows))
+    with nested_loops(conn):
+        conn.execute(insert(PackageFacet).from_select(("kind", "value", "package_id"), arch_rows))
     search = _search_rows(dialect, packages)
     conn.execute(insert(PackageSearch).from_select(("package_id", "search_text"), search))
 

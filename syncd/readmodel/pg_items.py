@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, text
 
 from syncd.readmodel.fragments import PACKAGES_PATH
+from syncd.readmodel.sql_store import nested_loops
 
 CATALOGS_PATH = "/api/marketplace-software-catalogs/"
 
@@ -141,17 +142,22 @@ def render(conn: Connection, catalog_id: int, package_ids: Sequence[int] | None)
     """Store the items of the catalog's `package_ids` (None: all its packages) that have a
     stored fragment; returns how many were written."""
     if package_ids is None:
-        statement = text(_statement(some=False))
-        return int(conn.execute(statement, {"c": catalog_id}).rowcount)
-    statement = text(_statement(some=True))
-    return int(conn.execute(statement, {"c": catalog_id, "ids": list(package_ids)}).rowcount)
+        params: dict[str, object] = {"c": catalog_id}
+    else:
+        params = {"c": catalog_id, "ids": list(package_ids)}
+    with nested_loops(conn):
+        return int(conn.execute(text(_statement(package_ids is not None)), params).rowcount)
 
 
 def unrendered(conn: Connection, catalog_id: int, package_ids: Sequence[int] | None) -> list[int]:
     """The stored rows of the catalog's `package_ids` (None: all) without an item."""
-    sql = "SELECT package_id FROM package_read_model WHERE catalog_id = :c AND item_head IS NULL"
+    sql = (
+        "SELECT r.package_id FROM package AS p JOIN package_read_model AS r"
+        " ON r.package_id = p.id WHERE p.catalog_id = :c AND r.item_head IS NULL"
+    )
     params: dict[str, object] = {"c": catalog_id}
     if package_ids is not None:
-        sql += " AND package_id = ANY(:ids)"
+        sql += " AND p.id = ANY(:ids)"
         params["ids"] = list(package_ids)
-    return sorted(conn.execute(text(sql), params).scalars())
+    with nested_loops(conn):
+        return sorted(conn.execute(text(sql), params).scalars())
