@@ -93,7 +93,9 @@ def _refresh(conn: Connection, catalog_id: int | None, ids: list[int] | None) ->
     if catalog_id is not None:
         packages.append(Package.catalog_id == catalog_id)
         versions.append(Version.catalog_id == catalog_id)
-        targets.append(Target.catalog_id == catalog_id)
+        # On the version too (a target's version is of its catalog): hashed for the join
+        # without statistics, all the database's versions were read, not the catalog's.
+        targets.extend((Target.catalog_id == catalog_id, Version.catalog_id == catalog_id))
     if ids is not None:
         packages.append(Package.id.in_(ids))
         versions.append(Version.package_id.in_(ids))

@@ -16,8 +16,10 @@ SELECT p.id, p.catalog_id, :format, '[]', coalesce(agg.versions, '[]')
 FROM package AS p LEFT JOIN ({select}) AS agg ON agg.package_id = p.id
 WHERE {packages}
 """
+# A target's version and package are of its catalog: said for them too, so that a first
+# import's hash joins (no statistics yet) read the catalog's rows, not the database's.
 _OF_CATALOG = {
-    "targets": "t.catalog_id = :c",
+    "targets": "t.catalog_id = :c AND tv.catalog_id = :c AND tp.catalog_id = :c",
     "versions": "v.catalog_id = :c",
     "packages": "p.catalog_id = :c",
 }
