@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, text
 
 from syncd.readmodel.fragments import PACKAGES_PATH
-from syncd.readmodel.sql_store import nested_loops
 
 CATALOGS_PATH = "/api/marketplace-software-catalogs/"
 
@@ -63,27 +62,53 @@ def _hex(column: str) -> str:
 
 
 _BASE = "chr(1)"  # items.BASE
-# Each parent's version strings once, in the nested order (fragments.nested_package).
-_PARENT_VERSIONS = """
+
+
+def _version_names(ends: str) -> str:
+    """Each package of linked's `ends` column with its version strings as a JSON list,
+    each once, in the nested order (fragments.nested_package)."""
+    return f"""
 SELECT package_id, '[' || string_agg(to_json(version)::text, ',' ORDER BY first) || ']' AS names
 FROM (
     SELECT package_id, version, min(n) AS first FROM (
         SELECT package_id, version, row_number() OVER (
             PARTITION BY package_id ORDER BY sort_index DESC, module_version, id) AS n
-        FROM version WHERE package_id IN (SELECT parent_id FROM linked)
+        FROM version WHERE catalog_id = :c AND package_id IN (SELECT {ends} FROM linked)
     ) AS ordered GROUP BY package_id, version
 ) AS distinct_names GROUP BY package_id
 """
-_PARENTS = f"""
-SELECT l.package_id, '[' || string_agg('{{"uuid":"' || {_hex("pp.uuid")}
-    || '","name":' || to_json(pp.name)::text
-    || ',"url":"' || {_BASE} || '{PACKAGES_PATH}' || {_hex("pp.uuid")}
-    || '/","versions":' || coalesce(pv.names, '[]') || '}}',
-    ',' ORDER BY pp.name COLLATE "C", pp.id) || ']' AS parents
-FROM linked AS l JOIN package AS pp ON pp.id = l.parent_id
-LEFT JOIN parent_versions AS pv ON pv.package_id = pp.id
-GROUP BY l.package_id
+
+
+def _nested_packages(own: str, other: str, url: str) -> str:
+    """For each package of linked's `own` column, its packages of the `other` column as
+    fragments.nested_package makes them, by name (code-point order) then id, as a JSON list;
+    `url` the SQL text before a package's path (items.BASE, or nothing). Reads `names`."""
+    return f"""
+SELECT l.{own} AS package_id, '[' || string_agg('{{"uuid":"' || {_hex("o.uuid")}
+    || '","name":' || to_json(o.name)::text
+    || ',"url":"' || {url} || '{PACKAGES_PATH}' || {_hex("o.uuid")}
+    || '/","versions":' || coalesce(n.names, '[]') || '}}',
+    ',' ORDER BY o.name COLLATE "C", o.id) || ']' AS list
+FROM linked AS l JOIN package AS o ON o.id = l.{other} AND o.catalog_id = :c
+LEFT JOIN names AS n ON n.package_id = o.id
+GROUP BY l.{own}
 """
+
+
+# The `extensions` fragments of the parents in scope (store._extensions's rendering); a
+# package without extensions keeps the `[]` its fragment was inserted with.
+_EXTENSIONS = f"""
+WITH scope AS MATERIALIZED (SELECT id FROM package WHERE {{packages}}),
+linked AS MATERIALIZED (
+    SELECT package_id, parent_id FROM package_parent
+    WHERE catalog_id = :c AND parent_id IN (SELECT id FROM scope)
+),
+names AS MATERIALIZED ({_version_names("package_id")}),
+nested AS MATERIALIZED ({_nested_packages("parent_id", "package_id", "''")})
+UPDATE package_read_model AS r SET extensions = nested.list
+FROM nested WHERE r.package_id = nested.package_id AND r.catalog_id = :c
+"""
+
 _EXTENSION_URL = '"url":"' + PACKAGES_PATH
 _HEAD = (
     '\'{"url":"\' || '
@@ -104,7 +129,7 @@ _HEAD = (
     + f" || ',\"maintainers\":' || {_string_list('p.maintainers')}"
     + f" || ',\"is_extension\":' || {_boolean('p.is_extension')}"
     + f" || ',\"is_local\":' || {_boolean('p.is_local')}"
-    + " || ',\"parent_softwares\":' || coalesce(pa.parents, '[]')"
+    + " || ',\"parent_softwares\":' || coalesce(pa.list, '[]')"
     + f" || ',\"extensions\":' || replace(r.extensions, '{_EXTENSION_URL}', "
     + f"'\"url\":\"' || {_BASE} || '{PACKAGES_PATH}')"
 )
@@ -113,29 +138,44 @@ _TAIL = (
     " || ',\"extension_count\":' || coalesce(p.extension_count::text, 'null')"
     " || ',\"versions\":'"
 )
+# Columns the SQL renders (lists of strings); otherwise the item stays NULL for Python. A
+# CASE rather than a WHERE: the planner, guessing such a filter's selectivity, expected one
+# row and looped over the parents once per package.
+_SHAPES = " AND ".join(
+    _is_string_list(f"p.{column}") for column in ("categories", "licenses", "maintainers")
+)
 _UPDATE = f"""
 WITH scope AS MATERIALIZED (SELECT id FROM package WHERE {{packages}}),
 linked AS MATERIALIZED (
     SELECT package_id, parent_id FROM package_parent
-    WHERE package_id IN (SELECT id FROM scope)
+    WHERE catalog_id = :c AND package_id IN (SELECT id FROM scope)
 ),
-parent_versions AS MATERIALIZED ({_PARENT_VERSIONS}),
-parents AS MATERIALIZED ({_PARENTS})
-UPDATE package_read_model AS r SET item_head = {_HEAD}, item_tail = {_TAIL}
+names AS MATERIALIZED ({_version_names("parent_id")}),
+parents AS MATERIALIZED ({_nested_packages("package_id", "parent_id", _BASE)})
+UPDATE package_read_model AS r
+SET item_head = CASE WHEN {_SHAPES} THEN {_HEAD} END,
+    item_tail = CASE WHEN {_SHAPES} THEN {_TAIL} END
 FROM package AS p JOIN catalog AS c ON c.id = p.catalog_id
 LEFT JOIN parents AS pa ON pa.package_id = p.id
-WHERE r.package_id = p.id AND {{packages_p}}
-    AND {_is_string_list("p.categories")} AND {_is_string_list("p.licenses")}
-    AND {_is_string_list("p.maintainers")}
+WHERE r.package_id = p.id AND r.catalog_id = :c AND {{packages_p}}
 """
 
 
-def _statement(some: bool) -> str:
+def _statement(some: bool, template: str = _UPDATE) -> str:
     """The UPDATE of the catalog's packages (`some`: those of the :ids parameter), the
     condition also on the joined package row: the planner then knows how many rows come."""
     packages = "catalog_id = :c" + (" AND id = ANY(:ids)" if some else "")
     qualified = "p.catalog_id = :c" + (" AND p.id = ANY(:ids)" if some else "")
-    return _UPDATE.replace("{packages}", packages).replace("{packages_p}", qualified)
+    return template.replace("{packages}", packages).replace("{packages_p}", qualified)
+
+
+def render_extensions(conn: Connection, catalog_id: int, package_ids: Sequence[int] | None) -> None:
+    """Store the `extensions` fragments of the catalog's `package_ids` (None: all its
+    packages) that have extensions."""
+    params: dict[str, object] = {"c": catalog_id}
+    if package_ids is not None:
+        params["ids"] = list(package_ids)
+    conn.execute(text(_statement(package_ids is not None, _EXTENSIONS)), params)
 
 
 def render(conn: Connection, catalog_id: int, package_ids: Sequence[int] | None) -> int:
@@ -145,19 +185,18 @@ def render(conn: Connection, catalog_id: int, package_ids: Sequence[int] | None)
         params: dict[str, object] = {"c": catalog_id}
     else:
         params = {"c": catalog_id, "ids": list(package_ids)}
-    with nested_loops(conn):
-        return int(conn.execute(text(_statement(package_ids is not None)), params).rowcount)
+    return int(conn.execute(text(_statement(package_ids is not None)), params).rowcount)
 
 
 def unrendered(conn: Connection, catalog_id: int, package_ids: Sequence[int] | None) -> list[int]:
     """The stored rows of the catalog's `package_ids` (None: all) without an item."""
     sql = (
         "SELECT r.package_id FROM package AS p JOIN package_read_model AS r"
-        " ON r.package_id = p.id WHERE p.catalog_id = :c AND r.item_head IS NULL"
+        " ON r.package_id = p.id AND r.catalog_id = :c"
+        " WHERE p.catalog_id = :c AND r.item_head IS NULL"
     )
     params: dict[str, object] = {"c": catalog_id}
     if package_ids is not None:
         sql += " AND p.id = ANY(:ids)"
         params["ids"] = list(package_ids)
-    with nested_loops(conn):
-        return sorted(conn.execute(text(sql), params).scalars())
+    return sorted(conn.execute(text(sql), params).scalars())

@@ -71,11 +71,10 @@ def store_statement(
 
 @contextmanager
 def nested_loops(conn: Connection) -> Iterator[None]:
-    """Nested loops allowed for a statement that starts from few rows or probes by primary
-    key: a first import turns them off for its whole-catalog statements
-    (readmodel._whole_catalog_plans), and then the gpu_arch facets hashed every version and
-    target of the database (0.6-0.9 s, not 10 ms) and the items' UPDATE scanned all of
-    package_read_model, dead rows included (1.2 s, not 30 ms of index probes)."""
+    """Nested loops allowed for a statement that starts from few rows: a first import turns
+    them off for its whole-catalog statements (readmodel._derivation_plans), and then
+    the gpu_arch facets hashed every version and target of the database (0.6-0.9 s, not
+    10 ms)."""
     if conn.dialect.name != "postgresql":
         yield
         return

@@ -181,8 +181,9 @@ def test_stored_read_model_is_a_fresh_rendering(engine: Engine) -> None:
 
 
 def test_postgresql_renders_items_in_the_database(pg_url: str) -> None:
-    """No item text makes a round trip through Python on PostgreSQL (the executemany
-    UPDATE of every item was 3.5 s of a 21 s Spack import), first import or refresh."""
+    """No item or `extensions` text makes a round trip through Python on PostgreSQL (the
+    executemany UPDATE of every item was 3.5 s of a 21 s Spack import), first import or
+    refresh."""
     from syncd.db.engine import make_engine
 
     engine = make_engine(pg_url)
@@ -190,7 +191,7 @@ def test_postgresql_renders_items_in_the_database(pg_url: str) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _seen(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, executemany: bool) -> None:
-        if executemany and "item_head" in statement:
+        if executemany and "package_read_model" in statement:
             many.append(statement)
 
     catalog_id = _catalog(engine)
