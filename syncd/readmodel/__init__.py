@@ -31,26 +31,35 @@ def refresh_read_model(
 ) -> None:
     """Everything derived from the packages `package_ids` of `catalog_id` (None: all of
     them), in the writer's transaction."""
-    with _whole_catalog_plans(conn, package_ids is None):
+    with _derivation_plans(conn, package_ids is None):
         render_packages(conn, catalog_id, package_ids)
         refresh_facets(conn, catalog_id, package_ids)
 
 
 @contextmanager
-def _whole_catalog_plans(conn: Connection, whole: bool) -> Iterator[None]:
-    """PostgreSQL settings for deriving a whole catalog's data (its first import) in the
-    writer's transaction, undone after: the rows were just written, so the tables have no
-    statistics for them, and the planner, expecting a few rows, joins each of 120,000
-    targets to its version by an index lookup; and their sorts spill to disk."""
-    if not whole or conn.dialect.name != "postgresql":
+def _derivation_plans(conn: Connection, whole: bool) -> Iterator[None]:
+    """PostgreSQL settings for deriving data in the writer's transaction, undone after.
+
+    No JIT: these statements run once, and compiling their large expressions cost more than
+    running them (1.2 s for the items' UPDATE of an EESSI import; the disabled nested loops
+    below make every estimate exceed jit_optimize_above_cost). For a whole catalog's data
+    (its first import): the rows were just written, so the tables have no statistics for
+    them, and the planner, expecting a few rows, joins each of 120,000 targets to its
+    version by an index lookup; and their sorts spill to disk."""
+    if conn.dialect.name != "postgresql":
         yield
         return
-    names = ("enable_nestloop", "work_mem")
-    previous = [conn.execute(text(f"SELECT current_setting('{n}')")).scalar_one() for n in names]
-    for name, value in zip(names, ("off", _SORT_MEMORY), strict=True):
+    settings = {"jit": "off"}
+    if whole:
+        settings |= {"enable_nestloop": "off", "work_mem": _SORT_MEMORY}
+    previous = {
+        name: conn.execute(text(f"SELECT current_setting('{name}')")).scalar_one()
+        for name in settings
+    }
+    for name, value in settings.items():
         conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
     yield  # (a failure aborts the transaction, which undoes the local settings by itself)
-    for name, value in zip(names, previous, strict=True):
+    for name, value in previous.items():
         conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
 
 

@@ -4,7 +4,8 @@ packages), the reads of the `versions` JSON text, and the statement that stores 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, TextClause, bindparam, text
@@ -15,8 +16,10 @@ SELECT p.id, p.catalog_id, :format, '[]', coalesce(agg.versions, '[]')
 FROM package AS p LEFT JOIN ({select}) AS agg ON agg.package_id = p.id
 WHERE {packages}
 """
+# A target's version and package are of its catalog: said for them too, so that a first
+# import's hash joins (no statistics yet) read the catalog's rows, not the database's.
 _OF_CATALOG = {
-    "targets": "t.catalog_id = :c",
+    "targets": "t.catalog_id = :c AND tv.catalog_id = :c AND tp.catalog_id = :c",
     "versions": "v.catalog_id = :c",
     "packages": "p.catalog_id = :c",
 }
@@ -64,3 +67,18 @@ def store_statement(
         statement = statement.bindparams(bindparam("ids", expanding=True))
         params["ids"] = list(package_ids)
     return statement, params
+
+
+@contextmanager
+def nested_loops(conn: Connection) -> Iterator[None]:
+    """Nested loops allowed for a statement that starts from few rows: a first import turns
+    them off for its whole-catalog statements (readmodel._derivation_plans), and then
+    the gpu_arch facets hashed every version and target of the database (0.6-0.9 s, not
+    10 ms)."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    previous = conn.execute(text("SELECT current_setting('enable_nestloop')")).scalar_one()
+    conn.execute(text("SELECT set_config('enable_nestloop', 'on', true)"))
+    yield  # (a failure aborts the transaction, which undoes the local setting by itself)
+    conn.execute(text("SELECT set_config('enable_nestloop', :v, true)"), {"v": previous})

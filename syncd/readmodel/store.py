@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, Select, bindparam, delete, or_, selec
 
 from syncd.db.locks import catalog_transaction
 from syncd.db.tables import Package, PackageParent, PackageReadModel, Target, Version
-from syncd.readmodel import pg_render, sqlite_render
+from syncd.readmodel import pg_items, pg_render, sqlite_render
 from syncd.readmodel.fragments import (
     EMPTY,
     FORMAT,
@@ -189,7 +189,7 @@ def render_packages(conn: Connection, catalog_id: int, package_ids: Collection[i
     # Built and stored by the database, without a round trip through Python.
     renderer = _sql_renderer(conn)
     stored = sum(renderer.store(conn, catalog_id, chunk, FORMAT) for chunk in chunks)
-    _store_extensions(conn, catalog_id if package_ids is None else None, package_ids)
+    _store_extensions(conn, catalog_id, package_ids)
     store_items(conn, catalog_id, package_ids)
     return stored
 
@@ -200,10 +200,15 @@ def _sql_renderer(conn: Connection) -> Any:
 
 
 def _store_extensions(
-    conn: Connection, catalog_id: int | None, package_ids: Collection[int] | None
+    conn: Connection, catalog_id: int, package_ids: Collection[int] | None
 ) -> None:
-    """The `extensions` of the stored packages that have any (pg_render stores `[]`)."""
-    extensions = _extensions(conn, catalog_id, sorted(package_ids or ()))
+    """The `extensions` of the stored packages that have any (the renderers store `[]`):
+    built by PostgreSQL itself (pg_items), in Python on SQLite."""
+    ids = None if package_ids is None else sorted(set(package_ids))
+    if conn.dialect.name == "postgresql":
+        pg_items.render_extensions(conn, catalog_id, ids)
+        return
+    extensions = _extensions(conn, catalog_id if ids is None else None, ids or [])
     if extensions:
         conn.execute(
             update(PackageReadModel)

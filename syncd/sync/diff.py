@@ -172,7 +172,7 @@ _DELETE_PARENTS = """
 DELETE FROM package_parent WHERE catalog_id = :c AND NOT EXISTS (
     SELECT 1 FROM stage_parent AS s
     WHERE s.package_id = package_parent.package_id AND s.parent_id = package_parent.parent_id)
-RETURNING parent_id
+RETURNING parent_id, package_id
 """
 _DELETE_PACKAGES = """
 DELETE FROM package WHERE catalog_id = :c AND NOT is_local
@@ -306,9 +306,11 @@ class _Differ:
             touched |= packages_of_versions(self.conn, of_targets)
             of_versions = self.run_returning(_DELETE_VERSIONS)
             stats.versions.deleted = len(of_versions)
-            of_links = self.run_returning(_DELETE_PARENTS)
+            # Both ends of a link that goes: the parent's fragment names its extensions, the
+            # extension's item its parents (and with_parents can no longer follow the link).
+            of_links = list(self.conn.execute(text(_DELETE_PARENTS), self.params))
             stats.parent_links.deleted = len(of_links)
-            touched |= {*of_versions, *of_links}
+            touched |= {*of_versions, *(int(end) for link in of_links for end in link)}
             stats.packages.deleted = self.run(_DELETE_PACKAGES)
         staged.parent_links = resolved
         _set_unchanged(stats.packages, staged.packages)
