@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import uuid as uuid_module
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,7 +145,14 @@ def _target_counts(session: Session, version_ids: list[int]) -> dict[int, int]:
 
 
 def render_versions(session: Session, base: str, rows: list[Any]) -> list[dict[str, Any]]:
-    counts = _target_counts(session, [row.id for row in rows])
+    return versions_with_counts(base, rows, _target_counts(session, [row.id for row in rows]))
+
+
+def versions_with_counts(
+    base: str, rows: list[Any], counts: Mapping[int, int]
+) -> list[dict[str, Any]]:
+    """The version list's objects of `rows`, each version's target count from `counts`
+    (absent: none)."""
     return [
         representation.version(
             base,

@@ -17,7 +17,6 @@ from sqlalchemy import Select, bindparam, func, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from syncd.api import representation
 from syncd.api.deps import ApiContext
 from syncd.api.lean.params import ListParams
 from syncd.api.lean.reads import list_headers, read_rows
@@ -32,6 +31,7 @@ from syncd.api.pagination import (
 from syncd.api.routes_software import version_page
 from syncd.api.software_filters import VersionFilters
 from syncd.api.software_queries import stored_count_query, version_query
+from syncd.api.software_rendering import versions_with_counts
 from syncd.db.tables import Target
 
 _TARGETS = "target_count_"
@@ -88,17 +88,6 @@ def version_items_page(request: Request, ctx: ApiContext, p: ListParams) -> Resp
         return _route(request, ctx, p)
     base = ctx.base_url(request)
     page = make_page(p.page, p.page_size, int(rows[0].result_count_))
-    items = [
-        representation.version(
-            base,
-            row,
-            package_uuid=row.package_uuid,
-            package_name=row.package_name,
-            catalog_uuid=row.catalog_uuid,
-            catalog_type=row.catalog_type,
-            target_count=int(row.target_count_),
-            package_metadata=row.package_metadata,
-        )
-        for row in rows
-    ]
+    counts = {row.id: int(row.target_count_) for row in rows}
+    items = versions_with_counts(base, rows, counts)
     return json_response(items, headers=list_headers(request, base, page))
