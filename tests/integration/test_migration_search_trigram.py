@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from alembic import command
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from syncd.db.engine import make_engine
 from syncd.db.migrate import alembic_config, upgrade
@@ -72,3 +73,31 @@ def test_upgrade_of_a_filled_database_builds_the_index_and_downgrade_drops_it(ur
     assert _index_and_rows(url) == (True, before[1])
     command.downgrade(alembic_config(url), "0020")
     assert _index_and_rows(url) == before
+
+
+def test_a_role_that_may_not_create_the_extension_migrates_without_the_index() -> None:
+    """A managed database's application role (no CREATE on the database) cannot create
+    pg_trgm: the migration goes on without the index and `query` keeps its answers."""
+    role = f"syncd_noext_{uuid.uuid4().hex[:8]}"
+    with postgres_database("syncd_migtrgm_role") as admin_url:
+        admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+                conn.execute(text(f'GRANT ALL ON SCHEMA public TO "{role}"'))
+            role_url = make_url(admin_url).set(username=role).render_as_string(False)
+            upgrade(role_url)
+            index, rows = _index_and_rows(role_url)
+            with admin.connect() as conn:
+                extension = conn.execute(
+                    text("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'")
+                ).scalar_one()
+            assert (index, extension) == (False, 0)
+            assert rows == [[], [], [], []]  # an empty catalog, searched by the scan
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP OWNED BY "{role}"'))
+            admin.dispose()
+            with make_engine(admin_url).connect() as conn:
+                conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+                conn.commit()

@@ -8,11 +8,14 @@ Create Date: 2026-12-04
 full Spack + EESSI). pg_trgm's GIN index answers LIKE '%q%' for a value of 3 or more
 characters from the trigrams of q (0.1-1 ms for the portal's prefixes; the rows it finds
 are rechecked, so results are exact); shorter values have no trigram and keep the scan
-(software_queries._query_condition). pg_trgm is a trusted extension (PostgreSQL 13+): the
-database owner creates it. Where it cannot be created the migration does nothing and the
-scan stays. SQLite: nothing (its scan is fast enough).
+(software_queries._query_condition). pg_trgm is a trusted extension (PostgreSQL 13+): a role
+with CREATE on the database creates it. Where the server lacks it, or the role may not create
+it (a managed database whose application role is not the owner), the migration logs a
+warning and does nothing: the scan stays, results are the same. SQLite: nothing (its scan is
+fast enough).
 """
 
+import logging
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -35,10 +38,24 @@ def _trigrams_available() -> bool:
     )
 
 
+def _create_extension() -> bool:
+    """pg_trgm created (or there already); False, with a warning, where this role may not."""
+    bind = op.get_bind()
+    try:
+        with bind.begin_nested():  # a savepoint: the refusal must not abort the migration
+            bind.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+    except sa.exc.DBAPIError as exc:
+        logging.getLogger("alembic.runtime.migration").warning(
+            "pg_trgm not created (%s); `query` keeps scanning the search text",
+            str(exc.orig).strip().splitlines()[0],
+        )
+        return False
+    return True
+
+
 def upgrade() -> None:
-    if not _trigrams_available():
+    if not _trigrams_available() or not _create_extension():
         return
-    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.execute(
         "CREATE INDEX IF NOT EXISTS ix_package_search_trgm ON package_search "
         "USING gin (search_text gin_trgm_ops)"
