@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, exists, func, inspect, literal, or_, select
+from sqlalchemy import ColumnElement, Select, exists, func, inspect, select
 
 from syncd.api.facet_count import facet_match
 from syncd.api.filters import (
@@ -28,6 +28,7 @@ from syncd.api.filters import (
     parse_ordering,
 )
 from syncd.api.offering_queries import linked_catalog_ids
+from syncd.api.query_search import query_condition
 from syncd.api.software_filters import (
     _OTHER_PACKAGE,
     PACKAGE_ORDERING,
@@ -47,7 +48,6 @@ from syncd.db.tables import (
     Package,
     PackageFacet,
     PackageParent,
-    PackageSearch,
     Target,
     Version,
 )
@@ -135,7 +135,7 @@ def package_conditions(dialect: str, f: PackageFilters) -> list[ColumnElement[bo
     """The WHERE conditions of the package list's filters `f`."""
     where: list[ColumnElement[bool]] = []
     if f.query:
-        where.append(_query_condition(dialect, f.query))
+        where.append(query_condition(dialect, f.query))
     if f.name:
         where.append(icontains(Package.name, f.name))
     if f.name_exact:
@@ -221,35 +221,6 @@ def _facet(kind: str, values: Sequence[str]) -> ColumnElement[bool]:
             *facet_match(PackageFacet, kind, values), PackageFacet.package_id == Package.id
         )
     )
-
-
-def _query_condition(dialect: str, text: str) -> ColumnElement[bool]:
-    """Waldur's `query`: the name, the description or a version contains `text`, case
-    insensitively. Read from the stored search text (one column); the three scans when
-    `text` holds the separator."""
-    if not facets.searchable(text):
-        return or_(
-            icontains(Package.name, text),
-            icontains(Package.description, text),
-            exists(
-                select(1).where(Version.package_id == Package.id, icontains(Version.version, text))
-            ),
-        )
-    if dialect == "postgresql" and len(text) < TRIGRAM:
-        # No trigram to look up: a scan, with strpos (a substring search) rather than LIKE's
-        # pattern matcher: the same rows (a plain substring, no wildcard), 20-40% faster.
-        found = func.strpos(PackageSearch.search_text, func.lower(literal(text))) > 0
-    else:
-        # The pattern icontains builds; on PostgreSQL ix_package_search_trgm answers it
-        # (migration 0021), rows rechecked.
-        escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
-        pattern = func.lower(literal(f"%{escaped}%"))
-        found = PackageSearch.search_text.like(pattern, escape="/")
-    return Package.id.in_(select(PackageSearch.package_id).where(found))
-
-
-# The length from which a `query` has a trigram the index can look up.
-TRIGRAM = 3
 
 
 def _version_conditions(dialect: str, f: PackageFilters) -> list[ColumnElement[bool]]:

@@ -1,5 +1,5 @@
 """`query` answers as Waldur's icontains over the name, the description or a version did,
-whichever way the stored search text is read (software_queries._query_condition: a strpos
+whichever way the stored search text is read (query_search.query_condition: a strpos
 scan for 1-2 characters on PostgreSQL, LIKE through the trigram index of migration 0021 for
 longer values, LIKE on SQLite): the same rows, in the same order, with the exact count, for
 short and long values, any case, `%`, `_` and `/` taken literally, with other filters, and
@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.db.engine import make_engine
 from syncd.db.tables import Catalog, Package, Version
 from syncd.readmodel.facets import refresh_facets
 from tests.integration.api.conftest import PACKAGES, Sample
@@ -178,14 +179,14 @@ def test_query_follows_a_write_of_the_text(
         assert count == str(len(want))
 
 
-def test_long_queries_can_use_the_trigram_index(engine: Engine) -> None:
+def test_long_queries_can_use_the_trigram_index(pg_url: str) -> None:
     """PostgreSQL: migration 0021's index answers LIKE '%foo%' (the planner's choice, here
     forced: a tiny table is otherwise scanned)."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's index")
+    engine = make_engine(pg_url)
     with engine.connect() as conn:
         conn.execute(text("SET LOCAL enable_seqscan = off"))
         plan = conn.execute(
             text("EXPLAIN SELECT package_id FROM package_search WHERE search_text LIKE '%foo%'")
         ).all()
+    engine.dispose()
     assert "ix_package_search_trgm" in "\n".join(row[0] for row in plan)

@@ -8,7 +8,7 @@ Create Date: 2026-12-04
 full Spack + EESSI). pg_trgm's GIN index answers LIKE '%q%' for a value of 3 or more
 characters from the trigrams of q (0.1-1 ms for the portal's prefixes; the rows it finds
 are rechecked, so results are exact); shorter values have no trigram and keep the scan
-(software_queries._query_condition). pg_trgm is a trusted extension (PostgreSQL 13+): a role
+(query_search.query_condition). pg_trgm is a trusted extension (PostgreSQL 13+): a role
 with CREATE on the database creates it. Where the server lacks it, or the role may not create
 it (a managed database whose application role is not the owner), the migration logs a
 warning and does nothing: the scan stays, results are the same. SQLite: nothing (its scan is
