@@ -148,6 +148,22 @@ def test_fresh_items_are_served_without_the_route(
         assert (got.headers.items(), got.content) == (answer.headers.items(), answer.content)
 
 
+def test_an_empty_first_page_is_answered_without_the_route(
+    pair: tuple[TestClient, TestClient], upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls = [f"{PACKAGES}?query=nothing-like-this", f"{PACKAGES}?query=nothing&page=1&page_size=5"]
+    want = [pair[1].get(url) for url in urls]
+    _no_fallback(monkeypatch)
+    for url, answer in zip(urls, want, strict=True):
+        got = pair[0].get(url)
+        assert (got.status_code, got.headers.items(), got.content) == (
+            200,
+            answer.headers.items(),
+            answer.content,
+        )
+        assert (got.content, got.headers["x-result-count"]) == (b"[]", "0")
+
+
 def test_public_url_is_the_base_of_every_link(
     settings: Settings, engine: Engine, broker: Any, upstream: Upstream
 ) -> None:
