@@ -164,16 +164,24 @@ def test_an_empty_first_page_is_answered_without_the_route(
         assert (got.content, got.headers["x-result-count"]) == (b"[]", "0")
 
 
-def test_public_url_is_the_base_of_every_link(
-    settings: Settings, engine: Engine, broker: Any, upstream: Upstream
-) -> None:
+@pytest.fixture
+def public_pair(
+    settings: Settings, engine: Engine, broker: Any
+) -> Iterator[tuple[TestClient, TestClient]]:
+    """The lean and routed clients of a service whose SYNCD_PUBLIC_URL is set."""
     public = dataclasses.replace(settings, public_url="https://syncd.example/")
     with (
         _client(public, engine, broker, lean=True) as lean,
         _client(public, engine, broker, lean=False) as routed,
     ):
-        assert_same((lean, routed), URLS[:6])
-        assert "https://syncd.example/api/" in lean.get(PACKAGES).text
+        yield lean, routed
+
+
+def test_public_url_is_the_base_of_every_link(
+    public_pair: tuple[TestClient, TestClient], upstream: Upstream
+) -> None:
+    assert_same(public_pair, URLS[:6])
+    assert "https://syncd.example/api/" in public_pair[0].get(PACKAGES).text
 
 
 def test_old_or_missing_items_are_answered_right(
@@ -250,17 +258,12 @@ def test_version_pages_are_read_without_the_route(
 
 
 def test_public_url_is_the_base_of_every_version_link(
-    settings: Settings, engine: Engine, broker: Any, upstream: Upstream
+    public_pair: tuple[TestClient, TestClient], upstream: Upstream
 ) -> None:
-    public = dataclasses.replace(settings, public_url="https://syncd.example/")
-    with (
-        _client(public, engine, broker, lean=True) as lean,
-        _client(public, engine, broker, lean=False) as routed,
-    ):
-        assert_same((lean, routed), VERSION_URLS[:7])
-        answer = lean.get(f"{VERSIONS}?page_size=1")
-        assert answer.json()[0]["url"].startswith("https://syncd.example/api/")
-        assert answer.headers["link"].startswith("<https://syncd.example/api/")
+    assert_same(public_pair, VERSION_URLS[:7])
+    answer = public_pair[0].get(f"{VERSIONS}?page_size=1")
+    assert answer.json()[0]["url"].startswith("https://syncd.example/api/")
+    assert answer.headers["link"].startswith("<https://syncd.example/api/")
 
 
 def test_authenticated_callers_take_the_route(
