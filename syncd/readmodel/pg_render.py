@@ -66,10 +66,16 @@ _PG_TARGET_OBJECT = (
     + " END"
 )
 # Each package's versions (`{versions}` picks them), each with its targets (`{targets}`
-# picks them), aggregated once per version rather than by a subquery per version.
+# picks them), aggregated once per version rather than by a subquery per version. Each
+# object is built below an OFFSET 0 (which keeps the planner from moving the expression into
+# the aggregate): the aggregates' sorts then carry the object and its sort keys, not every
+# column it is built from (an EESSI import sorted its 118,807 targets with their versions'
+# metadata: 166 MB in memory, now 50 MB).
 _VERSIONS = (
     """
-SELECT v.package_id, json_agg(json_build_object(
+SELECT vj.package_id, json_agg(vj.j ORDER BY vj.sort_index DESC, vj.module_version, vj.id)::text
+    AS versions
+FROM (SELECT v.package_id, v.sort_index, v.module_version, v.id, json_build_object(
     'uuid', replace(v.uuid::text, '-', ''),
     'version', v.version,
     'module_version', v.module_version,
@@ -92,16 +98,18 @@ SELECT v.package_id, json_agg(json_build_object(
     'toolchain_families_compatibility', """
     + _PG_ARRAY.replace("KEY", "toolchain_families_compatibility")
     + """
-) ORDER BY v.sort_index DESC, v.module_version, v.id)::text AS versions
+) AS j
 FROM version AS v LEFT JOIN (
-    SELECT t.version_id, json_agg("""
+    SELECT x.version_id, json_agg(x.j ORDER BY x.created DESC, x.id) AS targets
+    FROM (SELECT t.version_id, t.created, t.id, """
     + _PG_TARGET_OBJECT
-    + """ ORDER BY t.created DESC, t.id) AS targets
-    FROM target AS t JOIN version AS tv ON tv.id = t.version_id
-    JOIN package AS tp ON tp.id = tv.package_id
-    WHERE {targets} GROUP BY t.version_id
+    + """ AS j
+        FROM target AS t JOIN version AS tv ON tv.id = t.version_id
+        JOIN package AS tp ON tp.id = tv.package_id
+        WHERE {targets} OFFSET 0) AS x
+    GROUP BY x.version_id
 ) AS tg ON tg.version_id = v.id
-WHERE {versions} GROUP BY v.package_id
+WHERE {versions} OFFSET 0) AS vj GROUP BY vj.package_id
 """
 )
 # A whole EESSI catalog's targets sort in ~170 MB (they spilled to disk at 64 MB).
