@@ -213,13 +213,13 @@ def _parents(conn: Connection, package_ids: list[int]) -> dict[int, list[dict[st
 
 def store_items(conn: Connection, catalog_id: int, package_ids: Collection[int] | None) -> None:
     """Render the items of the stored rows of `package_ids` (None: the catalog's), from
-    their fragments just stored, in the caller's transaction. PostgreSQL builds them itself
-    (pg_items); what it leaves (an unusual column shape) and SQLite's are rendered here."""
+    their fragments just stored, in the caller's transaction. PostgreSQL built them with
+    the rows (pg_items); what it left (an unusual column shape) and SQLite's are rendered
+    here."""
     ids = None if package_ids is None else sorted(set(package_ids))
     if conn.dialect.name == "postgresql":
         from syncd.readmodel import pg_items  # (a sibling; kept out of SQLite's imports)
 
-        pg_items.render(conn, catalog_id, ids)
         ids = pg_items.unrendered(conn, catalog_id, ids)
     elif ids is None:
         ids = list(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from syncd.readmodel import sql_store
+from syncd.readmodel import pg_items, sql_store
 
 # A version's derived fields, as fragments.version_metadata takes them from its metadata.
 _PG_OBJECT = (
@@ -125,9 +125,9 @@ def versions_json(
 
 
 def store(conn: Connection, catalog_id: int, package_ids: Sequence[int] | None, fmt: int) -> int:
-    """Insert the fragments of the catalog's `package_ids` (None: all its packages), their
-    `extensions` as `[]`; returns how many rows were inserted."""
-    statement, params = sql_store.store_statement(_VERSIONS, catalog_id, package_ids, fmt)
+    """Insert the rows of the catalog's `package_ids` (None: all its packages): fragments
+    and items (pg_items); returns how many rows were inserted."""
+    statement, params = pg_items.store_statement(_VERSIONS, catalog_id, package_ids, fmt)
     # A whole catalog's versions and targets are sorted for their aggregates: in memory
     # rather than in temporary files (a quarter of the statement's time on a Spack import).
     previous = conn.execute(text("SELECT current_setting('work_mem')")).scalar_one()

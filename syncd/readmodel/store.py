@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, Select, bindparam, delete, or_, selec
 
 from syncd.db.locks import catalog_transaction
 from syncd.db.tables import Package, PackageParent, PackageReadModel, Target, Version
-from syncd.readmodel import pg_items, pg_render, sqlite_render
+from syncd.readmodel import pg_render, sqlite_render
 from syncd.readmodel.fragments import (
     EMPTY,
     FORMAT,
@@ -186,10 +186,12 @@ def render_packages(conn: Connection, catalog_id: int, package_ids: Collection[i
         for id_chunk in id_chunks:
             conn.execute(delete(PackageReadModel).where(PackageReadModel.package_id.in_(id_chunk)))
         chunks = list(id_chunks)
-    # Built and stored by the database, without a round trip through Python.
+    # Built and stored by the database, without a round trip through Python (PostgreSQL's
+    # INSERT writes the extensions and items too).
     renderer = _sql_renderer(conn)
     stored = sum(renderer.store(conn, catalog_id, chunk, FORMAT) for chunk in chunks)
-    _store_extensions(conn, catalog_id, package_ids)
+    if conn.dialect.name != "postgresql":
+        _store_extensions(conn, catalog_id, package_ids)
     store_items(conn, catalog_id, package_ids)
     return stored
 
@@ -202,12 +204,9 @@ def _sql_renderer(conn: Connection) -> Any:
 def _store_extensions(
     conn: Connection, catalog_id: int, package_ids: Collection[int] | None
 ) -> None:
-    """The `extensions` of the stored packages that have any (the renderers store `[]`):
-    built by PostgreSQL itself (pg_items), in Python on SQLite."""
+    """The `extensions` of the stored packages that have any (SQLite's renderer stores
+    `[]`; PostgreSQL's INSERT builds them itself, pg_items)."""
     ids = None if package_ids is None else sorted(set(package_ids))
-    if conn.dialect.name == "postgresql":
-        pg_items.render_extensions(conn, catalog_id, ids)
-        return
     extensions = _extensions(conn, catalog_id if ids is None else None, ids or [])
     if extensions:
         conn.execute(
