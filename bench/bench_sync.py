@@ -414,7 +414,7 @@ def worker(scenario: str, source: str, url: str, rep: int) -> dict[str, Any]:
     if scenario == "parse":
         rows = run_parse(engine, source)
     elif scenario == "import-core":
-        sync_engine.refresh_read_model = lambda *_args: None  # type: ignore[assignment]
+        sync_engine.refresh_read_model = lambda *_a, **_k: None  # type: ignore[assignment]
         rows = run_sync(engine, source, fresh)
     elif scenario == "import":
         rows = run_sync(engine, source, "bench" if rep == 0 else fresh)

@@ -73,20 +73,26 @@ def _has_gpu(dialect: str) -> ColumnElement[bool]:
 
 
 def refresh_facets(
-    conn: Connection, catalog_id: int | None, package_ids: Collection[int] | None
+    conn: Connection,
+    catalog_id: int | None,
+    package_ids: Collection[int] | None,
+    *,
+    fresh: bool = False,
 ) -> None:
     """Rewrite the derived rows of catalog `catalog_id`'s packages (None: every catalog's),
     or only of `package_ids` (None: all of them; ids of deleted packages are ignored), in the
-    caller's transaction."""
+    caller's transaction. `fresh`: none is stored yet (a first import), nothing to delete."""
     if package_ids is None:
-        _refresh(conn, catalog_id, None)
+        _refresh(conn, catalog_id, None, fresh)
         return
     ids = sorted(package_ids)
     for start in range(0, len(ids), CHUNK):
         _refresh(conn, catalog_id, ids[start : start + CHUNK])
 
 
-def _refresh(conn: Connection, catalog_id: int | None, ids: list[int] | None) -> None:
+def _refresh(
+    conn: Connection, catalog_id: int | None, ids: list[int] | None, fresh: bool = False
+) -> None:
     packages: list[ColumnElement[bool]] = []
     versions: list[ColumnElement[bool]] = []
     targets: list[ColumnElement[bool]] = []
@@ -101,7 +107,7 @@ def _refresh(conn: Connection, catalog_id: int | None, ids: list[int] | None) ->
         versions.append(Version.package_id.in_(ids))
         targets.append(Version.package_id.in_(ids))
     in_scope = select(Package.id).where(*packages)
-    for table in (PackageFacet, PackageSearch):
+    for table in () if fresh else (PackageFacet, PackageSearch):
         conn.execute(delete(table).where(table.package_id.in_(in_scope)))
     dialect = conn.dialect.name
     rows = _facet_rows(dialect, versions, targets)

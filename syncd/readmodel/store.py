@@ -174,12 +174,15 @@ def _render(
     }
 
 
-def render_packages(conn: Connection, catalog_id: int, package_ids: Collection[int] | None) -> int:
+def render_packages(
+    conn: Connection, catalog_id: int, package_ids: Collection[int] | None, *, fresh: bool = False
+) -> int:
     """Store the fragments of `package_ids` of catalog `catalog_id` (None: all its packages),
     in the caller's transaction; ids of packages that no longer exist are ignored. Returns
-    how many were stored."""
+    how many were stored. `fresh`: none of them is stored yet (refresh_read_model)."""
     if package_ids is None:
-        conn.execute(delete(PackageReadModel).where(PackageReadModel.catalog_id == catalog_id))
+        if not fresh:
+            conn.execute(delete(PackageReadModel).where(PackageReadModel.catalog_id == catalog_id))
         chunks: list[list[int] | None] = [None]
     else:
         id_chunks = list(_chunks(sorted(set(package_ids))))

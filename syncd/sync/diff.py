@@ -333,7 +333,7 @@ class _Differ:
         this diff changed, in its transaction (a first import: all of them, a catalog at a
         time)."""
         if not existing:
-            refresh_read_model(self.conn, self.catalog_id, None)
+            refresh_read_model(self.conn, self.catalog_id, None, fresh=True)
             return
         touched |= written_packages(self.conn, self.catalog_id, self.now)
         refresh_read_model(self.conn, self.catalog_id, with_parents(self.conn, touched))

@@ -168,7 +168,7 @@ def _sync_postgresql(
             staged, stats, unknown_parents = _direct_import(
                 conn, catalog_id, snapshot, now, max_field_chars
             )
-            refresh_read_model(conn, catalog_id, None)  # all of it: every package is new
+            refresh_read_model(conn, catalog_id, None, fresh=True)  # every package is new
             staged_at = time.perf_counter()
             if tracker:
                 tracker.finish(first_import=True)

@@ -156,9 +156,9 @@ def test_refresh_renders_exactly_the_packages_it_touched(
     rendered: list[set[int]] = []
     real = diff.refresh_read_model
 
-    def spy(conn: Connection, catalog_id: int, ids: Collection[int] | None) -> None:
+    def spy(conn: Connection, catalog_id: int, ids: Collection[int] | None, **kw: bool) -> None:
         rendered.append(set(ids) if ids is not None else set())
-        real(conn, catalog_id, ids)
+        real(conn, catalog_id, ids, **kw)
 
     monkeypatch.setattr(diff, "refresh_read_model", spy)
     before = listed(client)
