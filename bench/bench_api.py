@@ -11,7 +11,9 @@ anonymous reads at its default (SYNCD_API_CACHE_SECONDS; a constant URL is nearl
 hit) and, as `<endpoint>-nc`, with it off (every request routed and queried);
 --no-cache measures only the latter, --cache-only only the former.
 Both apps are served by uvicorn on 127.0.0.1, one worker each, in subprocesses of their own,
-with the same uvicorn settings (no access log unless --access-log). The load generator is a
+with the same uvicorn settings (no access log unless --access-log), syncd with its own
+protocol class (httptools plus the header and send deadlines, as `syncd api`), the bare app
+with uvicorn's choice (httptools too). The load generator is a
 third process: 50 keep-alive HTTP/1.1 connections (--clients) on one asyncio loop
 (--client raw, the default, a minimal client that costs little CPU) or 50 threads with
 httpx (--client httpx). Targets alternate: every round runs each target once for
@@ -167,15 +169,21 @@ def serve(kind: str, url: str, port: int, access_log: bool) -> None:
         return
     if kind != "bare":
         from syncd.api.app import create_app
+        from syncd.api.send_timeout import protocol_with_deadlines
         from syncd.logging import configure_logging
 
         settings = Settings(database_url=url, log_level="WARNING", **cache)  # type: ignore[arg-type]
         configure_logging(settings, "api")
         app = create_app(settings)
         log_config: Any = None
+        # syncd's own protocol class (the header and send deadlines), as `syncd api` serves.
+        protocol: Any = protocol_with_deadlines(
+            settings.api_header_timeout_seconds, settings.api_send_timeout_seconds
+        )
     else:
         app = bare_app()
         log_config = uvicorn.config.LOGGING_CONFIG
+        protocol = "auto"  # uvicorn's choice: httptools, a dependency of syncd
     uvicorn.run(
         app,
         host=HOST,
@@ -184,6 +192,7 @@ def serve(kind: str, url: str, port: int, access_log: bool) -> None:
         log_config=log_config,
         log_level="info" if access_log else "warning",
         access_log=access_log,
+        http=protocol,
     )
 
 
@@ -485,7 +494,8 @@ def main() -> int:
     )
     with (
         tempfile.TemporaryDirectory(prefix="syncd-bench-api-") as tmp,
-        postgres_database("syncd_bench_api") as url,
+        # A shared machine's engineers each name their databases (SYNCD_BENCH_DB_PREFIX).
+        postgres_database(os.environ.get("SYNCD_BENCH_DB_PREFIX", "syncd_bench_api")) as url,
     ):
         workdir = Path(tmp)
         upgrade(url)
