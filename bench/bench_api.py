@@ -161,13 +161,14 @@ def serve(kind: str, url: str, port: int, access_log: bool) -> None:
     from syncd.config import Settings
 
     cache = {} if kind == "syncd" else {"api_cache_seconds": 0.0}
-    if kind != "bare" and access_log:
+    bare = kind.startswith("bare")  # "bare-h11": on uvicorn's h11 protocol (--bare-http)
+    if not bare and access_log:
         from syncd.api.app import serve as syncd_serve
 
         # The production entry point as it is: syncd's logging, uvicorn's access log on.
         syncd_serve(Settings(database_url=url, **cache), host=HOST, port=port)  # type: ignore[arg-type]
         return
-    if kind != "bare":
+    if not bare:
         from syncd.api.app import create_app
         from syncd.api.send_timeout import protocol_with_deadlines
         from syncd.logging import configure_logging
@@ -183,7 +184,7 @@ def serve(kind: str, url: str, port: int, access_log: bool) -> None:
     else:
         app = bare_app()
         log_config = uvicorn.config.LOGGING_CONFIG
-        protocol = "auto"  # uvicorn's choice: httptools, a dependency of syncd
+        protocol = "h11" if kind == "bare-h11" else "auto"  # auto: httptools, as syncd's
     uvicorn.run(
         app,
         host=HOST,
@@ -217,7 +218,8 @@ def server(
     with open(logdir / f"{name}.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=checkout)
         try:
-            wait_ready(proc, port, BARE_PATH if kind == "bare" else ENDPOINTS["catalogs"])
+            bare = kind.startswith("bare")
+            wait_ready(proc, port, BARE_PATH if bare else ENDPOINTS["catalogs"])
             yield port, proc.pid
         except BaseException:
             log.flush()
@@ -458,6 +460,13 @@ def main() -> int:
         help="log every request (syncd: its production logging; bare: uvicorn's default)",
     )
     parser.add_argument(
+        "--bare-http",
+        choices=("auto", "h11"),
+        default="auto",
+        help="the bare app's uvicorn protocol: auto (httptools, as syncd's) or h11 (as "
+        "before syncd moved to httptools: ratios comparable with older runs)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         metavar="CHECKOUT",
@@ -510,7 +519,10 @@ def main() -> int:
         kinds = [] if args.no_cache else ["syncd"]
         kinds += [] if args.cache_only else ["syncd-nocache"]
         with contextlib.ExitStack() as stack:
-            bare_port, bare_pid = stack.enter_context(server("bare", url, args.access_log, workdir))
+            bare_kind = "bare" if args.bare_http == "auto" else "bare-h11"
+            bare_port, bare_pid = stack.enter_context(
+                server(bare_kind, url, args.access_log, workdir)
+            )
             targets = {"bare": (bare_port, BARE_PATH)}
             meters = {bare_port: CpuMeter(bare_pid, url)}
             for kind in kinds:
