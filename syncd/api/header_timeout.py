@@ -3,9 +3,11 @@
 uvicorn (0.55) has no header-read timeout: its keep-alive timer runs only between requests
 and stops at the first byte of the next one, so a client that opens a connection and sends
 headers slowly, or never finishes them, holds the connection forever (slowloris). This
-protocol is uvicorn's own HttpToolsProtocol plus one timer: armed when a connection opens,
-when a keep-alive connection waits for its next request and when a pipelined request
-starts, disarmed once the parser has a request's headers. When it fires with a partial
+protocol is uvicorn's own HttpToolsProtocol plus one timer: armed when a connection opens
+and when a keep-alive connection waits for its next request (its first bytes may be in
+already: pipelined), disarmed once the parser has a request's headers. While an answer is
+being made the timer does not run (as with h11, which read a pipelined request only after
+the answer before it). When it fires with a partial
 request buffered, the client gets a 408 and the connection is closed; an idle connection is
 just closed, as keep-alive does. Bodies are not covered (the body limit and the handlers'
 own reads bound them).
@@ -40,8 +42,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     header_timeout: float = 10.0  # set per server by `send_timeout.protocol_with_deadlines`
 
     _header_timer: asyncio.TimerHandle | None = None
-    # Between a request's first byte and its last: its headers may still be missing.
+    # Between a request's first byte and its last, and whether its headers are in.
     _in_message = False
+    _headers_done = False
     _bytes_waiting = 0  # received since the timer was armed, for the log line
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -56,10 +59,10 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_message = True
-        if self._header_timer is None:
-            self._arm()  # a pipelined request: its headers get the same deadline
+        self._headers_done = False
 
     def on_headers_complete(self) -> None:
+        self._headers_done = True
         self._disarm()  # the headers are in: from here on the request is the app's
         super().on_headers_complete()
 
@@ -68,8 +71,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        # Read before uvicorn starts the next pipelined request (its headers are in).
-        waiting = not self.pipeline and not self._in_message
+        # Read before uvicorn starts the next pipelined request (its headers are in). Not
+        # waiting either while this request's body is still coming (an early answer).
+        waiting = not self.pipeline and not (self._in_message and self._headers_done)
         super().on_response_complete()
         if waiting and not self.transport.is_closing():
             self._arm()  # waiting for the next request on this connection
@@ -92,7 +96,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._header_timer = None
         if self.transport.is_closing():
             return
-        if self._in_message:  # a request started and its headers never finished
+        if self._in_message and not self._headers_done:  # a request's headers never finished
             log.warning(
                 "request_header_timeout",
                 client=f"{self.client[0]}:{self.client[1]}" if self.client else "",
