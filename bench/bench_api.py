@@ -11,7 +11,9 @@ anonymous reads at its default (SYNCD_API_CACHE_SECONDS; a constant URL is nearl
 hit) and, as `<endpoint>-nc`, with it off (every request routed and queried);
 --no-cache measures only the latter, --cache-only only the former.
 Both apps are served by uvicorn on 127.0.0.1, one worker each, in subprocesses of their own,
-with the same uvicorn settings (no access log unless --access-log). The load generator is a
+with the same uvicorn settings (no access log unless --access-log), syncd with its own
+protocol class (httptools plus the header and send deadlines, as `syncd api`), the bare app
+with uvicorn's choice (httptools too). The load generator is a
 third process: 50 keep-alive HTTP/1.1 connections (--clients) on one asyncio loop
 (--client raw, the default, a minimal client that costs little CPU) or 50 threads with
 httpx (--client httpx). Targets alternate: every round runs each target once for
@@ -159,23 +161,30 @@ def serve(kind: str, url: str, port: int, access_log: bool) -> None:
     from syncd.config import Settings
 
     cache = {} if kind == "syncd" else {"api_cache_seconds": 0.0}
-    if kind != "bare" and access_log:
+    bare = kind.startswith("bare")  # "bare-h11": on uvicorn's h11 protocol (--bare-http)
+    if not bare and access_log:
         from syncd.api.app import serve as syncd_serve
 
         # The production entry point as it is: syncd's logging, uvicorn's access log on.
         syncd_serve(Settings(database_url=url, **cache), host=HOST, port=port)  # type: ignore[arg-type]
         return
-    if kind != "bare":
+    if not bare:
         from syncd.api.app import create_app
+        from syncd.api.send_timeout import protocol_with_deadlines
         from syncd.logging import configure_logging
 
         settings = Settings(database_url=url, log_level="WARNING", **cache)  # type: ignore[arg-type]
         configure_logging(settings, "api")
         app = create_app(settings)
         log_config: Any = None
+        # syncd's own protocol class (the header and send deadlines), as `syncd api` serves.
+        protocol: Any = protocol_with_deadlines(
+            settings.api_header_timeout_seconds, settings.api_send_timeout_seconds
+        )
     else:
         app = bare_app()
         log_config = uvicorn.config.LOGGING_CONFIG
+        protocol = "h11" if kind == "bare-h11" else "auto"  # auto: httptools, as syncd's
     uvicorn.run(
         app,
         host=HOST,
@@ -184,6 +193,7 @@ def serve(kind: str, url: str, port: int, access_log: bool) -> None:
         log_config=log_config,
         log_level="info" if access_log else "warning",
         access_log=access_log,
+        http=protocol,
     )
 
 
@@ -208,7 +218,8 @@ def server(
     with open(logdir / f"{name}.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=checkout)
         try:
-            wait_ready(proc, port, BARE_PATH if kind == "bare" else ENDPOINTS["catalogs"])
+            bare = kind.startswith("bare")
+            wait_ready(proc, port, BARE_PATH if bare else ENDPOINTS["catalogs"])
             yield port, proc.pid
         except BaseException:
             log.flush()
@@ -449,6 +460,13 @@ def main() -> int:
         help="log every request (syncd: its production logging; bare: uvicorn's default)",
     )
     parser.add_argument(
+        "--bare-http",
+        choices=("auto", "h11"),
+        default="auto",
+        help="the bare app's uvicorn protocol: auto (httptools, as syncd's) or h11 (as "
+        "before syncd moved to httptools: ratios comparable with older runs)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         metavar="CHECKOUT",
@@ -485,7 +503,8 @@ def main() -> int:
     )
     with (
         tempfile.TemporaryDirectory(prefix="syncd-bench-api-") as tmp,
-        postgres_database("syncd_bench_api") as url,
+        # A shared machine's engineers each name their databases (SYNCD_BENCH_DB_PREFIX).
+        postgres_database(os.environ.get("SYNCD_BENCH_DB_PREFIX", "syncd_bench_api")) as url,
     ):
         workdir = Path(tmp)
         upgrade(url)
@@ -500,7 +519,10 @@ def main() -> int:
         kinds = [] if args.no_cache else ["syncd"]
         kinds += [] if args.cache_only else ["syncd-nocache"]
         with contextlib.ExitStack() as stack:
-            bare_port, bare_pid = stack.enter_context(server("bare", url, args.access_log, workdir))
+            bare_kind = "bare" if args.bare_http == "auto" else "bare-h11"
+            bare_port, bare_pid = stack.enter_context(
+                server(bare_kind, url, args.access_log, workdir)
+            )
             targets = {"bare": (bare_port, BARE_PATH)}
             meters = {bare_port: CpuMeter(bare_pid, url)}
             for kind in kinds:

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from fastapi import Query, Request, Response
 from pydantic import BeforeValidator
-from sqlalchemy import Row, Select, bindparam, func, select
+from sqlalchemy import BindParameter, Integer, Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from syncd.api.errors import invalid_page
@@ -96,6 +96,17 @@ def read(
     return session.connection().execute(query, params).all()
 
 
+def page_bound(name: str) -> BindParameter[int]:
+    """A page's LIMIT or OFFSET, written into the SQL at execution (SQLAlchemy's
+    literal_execute; the compiled form stays cached). Bound as a parameter, the page of an
+    unfiltered list was re-planned by PostgreSQL at every execution of its prepared
+    statement: with the LIMIT unknown the generic plan looks dearer than the custom ones,
+    so it is never chosen, and planning (0.4-0.5 ms) cost three times the execution. With
+    no parameter left, the prepared statement is planned once per connection (a text per
+    page size and number: psycopg prepares the ones used often)."""
+    return bindparam(name, type_=Integer, literal_execute=True)
+
+
 @functools.lru_cache(maxsize=64)
 def _page_statement(query: Select, count_query: Select | None) -> Select:
     """`query` with its count as the last column, LIMIT and OFFSET bound at execution. Built
@@ -104,8 +115,8 @@ def _page_statement(query: Select, count_query: Select | None) -> Select:
     total = count_query.scalar_subquery() if count_query is not None else func.count().over()
     return (
         query.add_columns(total.label(RESULT_COUNT))
-        .limit(bindparam("page_limit_"))
-        .offset(bindparam("page_offset_"))
+        .limit(page_bound("page_limit_"))
+        .offset(page_bound("page_offset_"))
     )
 
 

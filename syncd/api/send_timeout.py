@@ -1,4 +1,4 @@
-"""A deadline for sending answers, at the HTTP server (uvicorn's h11 protocol).
+"""A deadline for sending answers, at the HTTP server (uvicorn's httptools protocol).
 
 uvicorn (0.55) has no send timeout: a client that stops reading keeps its connection, the
 answers queued for it and the coroutine awaiting the write, for as long as it likes. What a
@@ -37,7 +37,7 @@ RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
 class DeadlineProtocol(HeaderTimeoutProtocol):
-    """uvicorn's H11Protocol with the header deadline and a send deadline."""
+    """uvicorn's HttpToolsProtocol with the header deadline and a send deadline."""
 
     send_timeout: float = 30.0  # set per server by `protocol_with_deadlines`
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, exists, func, inspect, select
+from sqlalchemy import ColumnElement, Integer, Select, exists, func, inspect, literal_column, select
 
 from syncd.api.facet_count import facet_match
 from syncd.api.filters import (
@@ -99,7 +99,10 @@ def stored_count_query(f: BaseModel, count_column: str) -> Select | None:
 
 @functools.cache
 def _stored_total(count_column: str) -> Select:
-    return select(func.coalesce(func.sum(getattr(Catalog, count_column)), 0))
+    # A literal 0, not a bound one: the page statements that embed this count keep no
+    # parameter and PostgreSQL plans them once (pagination.page_bound).
+    zero = literal_column("0", Integer)
+    return select(func.coalesce(func.sum(getattr(Catalog, count_column)), zero))
 
 
 @functools.cache

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, func, select
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,6 +26,7 @@ from syncd.api.pagination import (
     _plausible,
     json_response,
     make_page,
+    page_bound,
     page_size,
 )
 from syncd.api.routes_software import version_page
@@ -48,8 +49,8 @@ def _statement(query: Select, count_query: Select | None) -> Select:
     position = func.row_number().over(order_by=list(query._order_by_clauses))
     page = (
         query.add_columns(position.label(_POSITION), total.label(RESULT_COUNT))
-        .limit(bindparam("page_limit_"))
-        .offset(bindparam("page_offset_"))
+        .limit(page_bound("page_limit_"))
+        .offset(page_bound("page_offset_"))
         .subquery("page_")
     )
     targets = select(func.count()).where(Target.version_id == page.c.id).scalar_subquery()

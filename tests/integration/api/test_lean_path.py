@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, event, update
 
 from syncd import readmodel
 from syncd.api.app import create_app
@@ -287,3 +287,24 @@ def test_authenticated_callers_take_the_route(
             answer.headers.items(),
             answer.content,
         ), url
+
+
+def test_unfiltered_pages_are_read_by_statements_without_parameters(
+    pair: tuple[TestClient, TestClient], engine: Engine, upstream: Upstream
+) -> None:
+    """LIMIT, OFFSET and the stored count's 0 are written into the SQL (pagination.page_bound):
+    a prepared statement with no parameter is planned once by PostgreSQL, where a bound LIMIT
+    had it planned again at every execution."""
+    pages: list[Any] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, params: Any, *_rest: Any) -> None:
+        if "LIMIT" in statement:
+            pages.append(params)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for url in (CATALOGS, PACKAGES, f"{VERSIONS}?page=2&page_size=2"):
+            assert pair[0].get(url).status_code == 200, url
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(pages) == 3 and not any(pages), pages
