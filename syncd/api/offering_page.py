@@ -40,18 +40,22 @@ def walkable(o: Sequence[str] | None) -> bool:
 
 def offering_page(
     base: Select,
+    narrow: Select,
     where: Sequence[ColumnElement[bool]],
     ordering: Sequence[Any],
     id_column: Any,
     count: Select,
 ) -> tuple[Select, Select] | None:
     """(page query, count query) as matched_page's, for `count` (a SELECT of the exact
-    number of rows `where` matches, labelled `n`); None where matched_page gives None."""
+    number of rows `where` matches, labelled `n`); None where matched_page gives None.
+    The matches are chosen from `narrow` (the FROM `where` and `ordering` need, no more:
+    each join is planned for each way to the page, and the planning of a statement not yet
+    prepared is part of every first request), the page's rows read from `base`."""
     # Written into the statement, not bound: with the LIMIT unknown, the generic plan of the
     # prepared statement expected 10% of the estimated matches per branch and cost more than
     # the custom plans, so PostgreSQL planned every execution anew (~1.7 ms).
     end = bindparam(PAGE_END, type_=Integer, literal_execute=True)
-    found = matched_ids(base, where, ordering, id_column, materialized=True, end=end)
+    found = matched_ids(narrow, where, ordering, id_column, materialized=True, end=end)
     if found is None:
         return None
     sort, _ = found
@@ -60,7 +64,7 @@ def offering_page(
     packages = select(func.coalesce(func.sum(Catalog.package_count), 0)).scalar_subquery()
     walk = n * n >= packages * end * WALK  # bigint first: no integer overflow
     walked = (
-        base.with_only_columns(id_column.label("id_"))
+        narrow.with_only_columns(id_column.label("id_"))
         .where(*where, walk)
         .order_by(*ordering)
         .limit(end)

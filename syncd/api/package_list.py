@@ -104,11 +104,15 @@ def _offering_statements(filters: str, o: tuple[str, ...]) -> tuple[Select, Sele
     x the CPU values of their targets x 5 orderings."""
     f = PackageFilters.model_validate_json(filters)
     assert f.catalog_uuid is not None
-    count = facet_count(f.model_copy(update={"catalog_uuid": None}), _catalog_id(f.catalog_uuid))
+    facets = f.model_copy(update={"catalog_uuid": None})
+    count = facet_count(facets, _catalog_id(f.catalog_uuid))
     assert count is not None
     ordering = [*(parse_ordering(list(o), PACKAGE_ORDERING) or PACKAGE_DEFAULT_ORDER), Package.id]
-    where = package_conditions("postgresql", f)
-    return offering_page(package_select(), where, ordering, Package.id, count)
+    # The catalog by its id (uuid is unique): the matches need no join to the catalog.
+    catalog = Package.catalog_id == _catalog_id(f.catalog_uuid)
+    where = [catalog, *package_conditions("postgresql", facets)]
+    narrow = select(Package.id).select_from(Package)
+    return offering_page(package_select(), narrow, where, ordering, Package.id, count)
 
 
 _NONE = PackageFilters()
