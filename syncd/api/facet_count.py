@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, bindparam, exists, func, literal, select
-from sqlalchemy.orm import aliased
 
 from syncd.api.software_filters import PackageFilters
-from syncd.db.tables import PackageFacet
+from syncd.db.tables import Package, PackageFacet
 from syncd.readmodel import facets
 
 
@@ -62,19 +61,24 @@ def facet_conditions(f: PackageFilters) -> list[tuple[str, Sequence[str]]] | Non
     return conditions
 
 
-def facet_count(f: PackageFilters) -> Select | None:
+def facet_count(f: PackageFilters, catalog_id: Any = None) -> Select | None:
     """The number of packages `f` matches, from the facet index alone; None when a filter
-    is not a stored facet match."""
+    is not a stored facet match. With `catalog_id` (an expression of one catalog's id), of
+    that catalog's packages only: the first facet's range merged with the catalog's range
+    of ix_package_catalog_id (migration 0023), both in package id order."""
     conditions = facet_conditions(f)
     if conditions is None:
         return None
     (kind, values), *others = conditions
-    first = aliased(PackageFacet, name="facet_0")
+    # Aliases of the table, not of the mapped class: an ORM alias adapts every column it is
+    # asked for, which was half the Python time of building an offering page's statements.
+    table = PackageFacet.__table__
+    first = table.alias("facet_0").c
     # One row per package of the first facet, unless it lists several values.
     counted = func.count() if len(values) == 1 else func.count(first.package_id.distinct())
     where = facet_match(first, kind, values)
     for i, (other_kind, other_values) in enumerate(others, 1):
-        other = aliased(PackageFacet, name=f"facet_{i}")
+        other = table.alias(f"facet_{i}").c
         where.append(
             exists(
                 select(1).where(
@@ -83,5 +87,9 @@ def facet_count(f: PackageFilters) -> Select | None:
                 )
             )
         )
+    counting = select(counted.label("n")).select_from(first.package_id.table)
+    if catalog_id is not None:
+        counting = counting.join(Package.__table__, Package.id == first.package_id)
+        where.append(Package.catalog_id == catalog_id)
     # correlate(None): the count is of its own rows, never of the page row it is read with.
-    return select(counted).select_from(first).where(*where).correlate(None)
+    return counting.where(*where).correlate(None)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select
+from sqlalchemy import CTE, ColumnElement, Integer, Select, bindparam, func, select
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
@@ -46,20 +46,39 @@ def matched_page(
     """(page query, count query) of `base` (the list's columns and joins, no WHERE) filtered
     by `where` and ordered by `ordering`, which must end with `id_column` (a unique key);
     None when an ordering clause cannot be carried through the CTE."""
+    found = matched_ids(base, where, ordering, id_column)
+    if found is None:
+        return None
+    first, matched = found
+    page_ids = first.subquery("page_ids")
+    page = base.join(page_ids, page_ids.c.id_ == id_column).order_by(*ordering)
+    return page, select(func.count()).select_from(matched)
+
+
+def matched_ids(
+    base: Select,
+    where: Sequence[ColumnElement[bool]],
+    ordering: Sequence[Any],
+    id_column: Any,
+    materialized: bool = False,
+    end: Any = None,
+) -> tuple[Select, CTE] | None:
+    """(the first `page_end_` matching ids, as `id_`, in the list's order; the CTE of the
+    matching ids and sort keys) for matched_page; None as there. `materialized`: said so
+    (PostgreSQL inlines a CTE read once, and may then plan it as any other subquery). `end`:
+    the page's end as the caller binds it (default: bound as `page_end_`)."""
     keys = [_key(clause) for clause in ordering]
     if any(key is None for key in keys):
         return None
     labelled = [expr.label(f"k{i}") for i, (expr, _) in enumerate(k for k in keys if k)]
     matched = base.with_only_columns(id_column.label("id_"), *labelled).where(*where).cte("matched")
+    if materialized:
+        matched = matched.prefix_with("MATERIALIZED")
     order = [
         matched.c[f"k{i}"].desc() if descending else matched.c[f"k{i}"].asc()
         for i, (_, descending) in enumerate(k for k in keys if k)
     ]
-    first = (
-        select(matched.c.id_)
-        .order_by(*order)
-        .limit(bindparam(PAGE_END, type_=Integer))
-        .subquery("page_ids")
-    )
-    page = base.join(first, first.c.id_ == id_column).order_by(*ordering)
-    return page, select(func.count()).select_from(matched)
+    if end is None:
+        end = bindparam(PAGE_END, type_=Integer)
+    first = select(matched.c.id_).order_by(*order).limit(end)
+    return first, matched

@@ -145,6 +145,9 @@ class Package(_Identified, Base):
         Index(
             "ix_package_sort_keys", "id", postgresql_include=["catalog_id", "name", "modified"]
         ).ddl_if(dialect="postgresql"),
+        # A catalog's packages in id order, merged with facet ranges to count an offering
+        # page (migration 0023; syncd/api/offering_page.py).
+        Index("ix_package_catalog_id", "catalog_id", "id").ddl_if(dialect="postgresql"),
         # PostgreSQL-only (migration 0002): JSONB containment for the category/license filters.
         Index("ix_package_categories_gin", "categories", postgresql_using="gin").ddl_if(
             dialect="postgresql"

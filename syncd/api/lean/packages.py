@@ -24,7 +24,7 @@ from syncd.api.filters import parse_ordering
 from syncd.api.lean.params import ListParams
 from syncd.api.lean.reads import list_headers, read_rows
 from syncd.api.matched_page import PAGE_END
-from syncd.api.package_list import package_list_query
+from syncd.api.package_list import built_once, package_list_query
 from syncd.api.pagination import _plausible, count_rows, make_page, page_bound, page_size
 from syncd.api.routes_software import package_page
 from syncd.api.snapshot import read_snapshot
@@ -69,10 +69,11 @@ def _items(query: Select, count_query: Select | None, ordering: Sequence[Any]) -
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _unfiltered_items(query: Select, count_query: Select, ordering: tuple[Any, ...]) -> Select:
+@functools.lru_cache(maxsize=576)
+def _items_once(query: Select, count_query: Select, ordering: tuple[Any, ...]) -> Select:
     """Built once per ordering of the unfiltered list (package_query and stored_count_query
-    return the same objects then): SQLAlchemy finds its compiled form at once."""
+    return the same objects then) and per offering page (package_list.built_once):
+    SQLAlchemy finds its compiled form at once."""
     return _items(query, count_query, ordering)
 
 
@@ -114,10 +115,9 @@ def _rows(ctx: ApiContext, p: ListParams) -> tuple[list[Any], int | None]:
             statement = _items(query, None, ordering)
             return list(session.connection().execute(statement, params)), count
     unfiltered = stored_count_query(p.filters, "package_count") is not None and p.order is None
+    once = unfiltered or built_once(ctx.engine.dialect.name, p.filters, p.order)
     statement = (
-        _unfiltered_items(query, count_query, ordering)
-        if unfiltered
-        else _items(query, count_query, ordering)
+        _items_once(query, count_query, ordering) if once else _items(query, count_query, ordering)
     )
     rows = read_rows(ctx.engine, statement, params)
     return rows, (int(rows[0][-1]) if rows else None)
