@@ -169,13 +169,14 @@ def serve(kind: str, url: str, port: int, access_log: bool) -> None:
         syncd_serve(Settings(database_url=url, **cache), host=HOST, port=port)  # type: ignore[arg-type]
         return
     if not bare:
-        from syncd.api.app import create_app
+        from syncd.api.app import create_app, freeze_startup_heap
         from syncd.api.send_timeout import protocol_with_deadlines
         from syncd.logging import configure_logging
 
         settings = Settings(database_url=url, log_level="WARNING", **cache)  # type: ignore[arg-type]
         configure_logging(settings, "api")
         app = create_app(settings)
+        freeze_startup_heap()  # as syncd's entry points do before they serve
         log_config: Any = None
         # syncd's own protocol class (the header and send deadlines), as `syncd api` serves.
         protocol: Any = protocol_with_deadlines(

@@ -38,7 +38,7 @@ INTERRUPTED = (
 def run_all(settings: Settings, host: str | None = None, port: int | None = None) -> int:
     from syncd import scheduler as scheduler_module
     from syncd import worker as worker_module
-    from syncd.api.app import create_app
+    from syncd.api.app import create_app, freeze_startup_heap
     from syncd.api.send_timeout import protocol_with_deadlines
     from syncd.broker import make_broker, resume_pending
     from syncd.db.engine import make_engine
@@ -63,6 +63,7 @@ def run_all(settings: Settings, host: str | None = None, port: int | None = None
         # The API builds an engine of its own: its statements are time-limited, the
         # worker's syncs must not be.
         app = create_app(settings, broker=broker)
+        freeze_startup_heap()
         bind_host = host or settings.api_host
         bind_port = port if port is not None else settings.api_port
         log.info(
