@@ -17,7 +17,7 @@ Two modes (--mode mix|single|both):
           PostgreSQL CPU per request, and the load generator's own CPU per request (it
           must not be the limit).
   single  one connection to syncd with the response cache off: each class's URLs in turn
-          (--single-requests per class), p50/p99 per class (budget on PostgreSQL: p50 <= 10
+          (--single-requests per class), p50/p99 per class and the slowest requests (budget on PostgreSQL: p50 <= 10
           ms, p99 <= 25 ms; on SQLite p50 <= 30 ms).
 Servers and CPU meters are bench_api's. Compare ratios, not absolute numbers: the load
 generator and the database share the machine's cores with the server under test.
@@ -438,6 +438,9 @@ def mix(
         print(f"{name:<18} {share:>6.1%} {p50:>8.1f} {p99:>8.1f}")
 
 
+SLOWEST = 5  # requests named after the single-client table
+
+
 def single(
     args: argparse.Namespace, url: str, urls: list[tuple[str, str, float]], workdir: Path
 ) -> None:
@@ -466,6 +469,12 @@ def single(
         p50, p99 = _stats(lat)
         ok = p50 <= p50_budget and (p99_budget is None or p99 <= p99_budget)
         print(f"{name:<18} {p50:>8.1f} {p99:>8.1f}  {'ok' if ok else 'OVER BUDGET'}")
+    # A p99 of 100 requests is its slowest one or two: name them (a pause of the server's
+    # own, such as a garbage collector's full pass, shows as one slow URL whose statement
+    # is fast when asked again).
+    print(f"slowest {SLOWEST} requests:")
+    for index, us in sorted(samples, key=lambda sample: sample[1], reverse=True)[:SLOWEST]:
+        print(f"  {us / 1000:8.1f} ms  {classes[index]:<18} {seq[index]}")
 
 
 def explain(url: str, urls: list[tuple[str, str, float]]) -> None:

@@ -29,6 +29,8 @@ def test_quick_run_reports_every_class(backend: str) -> None:
     assert "single client, cache off" in out
     assert "syncd vs bare: throughput" in out
     assert "loadgen CPU" in out
+    slowest = out.split("slowest 5 requests:\n", 1)[1].splitlines()[:5]
+    assert all(" ms  " in line and "/api/" in line for line in slowest), slowest
     for name in CLASSES:
         # Once in the single-client table, once in the mix's per-class table.
         assert sum(line.startswith(f"{name} ") for line in out.splitlines()) == 2, name
