@@ -17,8 +17,8 @@ Two modes (--mode mix|single|both):
           PostgreSQL CPU per request, and the load generator's own CPU per request (it
           must not be the limit).
   single  one connection to syncd with the response cache off: each class's URLs in turn
-          (--single-requests per class), p50/p99 per class and the slowest requests (budget on PostgreSQL: p50 <= 10
-          ms, p99 <= 25 ms; on SQLite p50 <= 30 ms).
+          (--single-requests per class), p50/p99 per class (budget on PostgreSQL: p50 <= 10
+          ms, p99 <= 25 ms; on SQLite p50 <= 30 ms) and the slowest requests.
 Servers and CPU meters are bench_api's. Compare ratios, not absolute numbers: the load
 generator and the database share the machine's cores with the server under test.
 """
