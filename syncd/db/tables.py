@@ -170,6 +170,9 @@ class Package(_Identified, Base):
     )
     is_extension: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     content_hash: Mapped[str] = mapped_column(String(64), default="")
+    # Migration 0024: the hash of the package's versions and targets as the sync wrote them
+    # (syncd/sync/versions_hash.py); NULL: unknown, the next sync stages them all.
+    versions_hash: Mapped[str | None] = mapped_column(String(32), nullable=True, default=None)
     # Kept by the sync engine: what list pages show without a count per row.
     version_count: Mapped[int] = mapped_column(Integer, default=0)
     extension_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -46,6 +46,7 @@ from syncd.service.hand_write_rows import (
     apply_write,
     involved_catalogs,
 )
+from syncd.sync.versions_hash import forget as forget_versions_hashes
 
 log = get_logger(__name__)
 
@@ -118,6 +119,8 @@ def hand_write(
                     # A package's versions and targets go with it (ON DELETE CASCADE).
                     statement_timeout.lift(conn)
                 outcome = apply_write(conn, write, catalogs)
+                # The next sync compares upstream with these packages' rows again in full.
+                forget_versions_hashes(conn, outcome.changed_packages)
                 refresh_derived(conn, outcome.changed_packages)
         except CatalogsMoved:
             continue

@@ -16,6 +16,7 @@ from syncd.sync.records import _Staged
 from syncd.sync.shrink import GUARD_OFF, ShrinkRefusedError, ShrinkVerdict, shrink_verdict
 from syncd.sync.staging import _SQLITE_STAGE_INDEXES
 from syncd.sync.touched import packages_of_versions, written_packages
+from syncd.sync.versions_hash import check_skipped, skipped_target, skipped_version, store_hashes
 
 # ---------------------------------------------------------------------------------------
 # Diff: set-based statements, the same text on both backends (UPDATE ... FROM needs
@@ -44,7 +45,8 @@ UPDATE package SET description = s.description, homepage = s.homepage,
     categories = s.categories{jsonb}, licenses = s.licenses{jsonb},
     maintainers = s.maintainers{jsonb}, metadata = s.metadata{jsonb},
     is_extension = s.is_extension, content_hash = s.content_hash,
-    version_count = s.version_count, extension_count = s.extension_count, modified = :now
+    versions_hash = s.versions_hash, version_count = s.version_count,
+    extension_count = s.extension_count, modified = :now
 FROM stage_package AS s
 WHERE package.catalog_id = :c AND package.name = s.name
   AND package.content_hash <> s.content_hash
@@ -58,11 +60,11 @@ WHERE package.catalog_id = :c AND package.name = s.name
 """
 _INSERT_PACKAGES = """
 INSERT INTO package (uuid, created, modified, catalog_id, name, description, homepage,
-    categories, licenses, maintainers, metadata, is_extension, content_hash, version_count,
-    extension_count)
+    categories, licenses, maintainers, metadata, is_extension, content_hash, versions_hash,
+    version_count, extension_count)
 SELECT {given_uuid}, :now, :now, :c, s.name, s.description, s.homepage, s.categories{jsonb},
     s.licenses{jsonb}, s.maintainers{jsonb}, s.metadata{jsonb}, s.is_extension, s.content_hash,
-    s.version_count, s.extension_count
+    s.versions_hash, s.version_count, s.extension_count
 FROM stage_package AS s
 WHERE NOT EXISTS (SELECT 1 FROM package AS p WHERE p.catalog_id = :c AND p.name = s.name)
 """
@@ -153,16 +155,18 @@ RETURNING parent_id
 """
 # The statements RETURNING ids name the packages whose list fragment they change (touched.py).
 # Deletes run bottom-up so that each kind is counted before a cascade could hide it.
-# Local rows (made through the API) are never deleted by a sync (syncd/sync/local_rows.py).
-_DELETE_TARGETS = """
-DELETE FROM target WHERE catalog_id = :c AND NOT is_local
+# Local rows (made through the API) are never deleted by a sync (syncd/sync/local_rows.py),
+# nor are the versions and targets of packages whose versions hash was unchanged, which were
+# not staged (versions_hash.py).
+_DELETE_TARGETS = f"""
+DELETE FROM target WHERE catalog_id = :c AND NOT is_local AND NOT {skipped_target("target")}
   AND NOT EXISTS (SELECT 1 FROM stage_target AS s
     WHERE s.version_id = target.version_id AND s.target_type = target.target_type
       AND s.target_name = target.target_name AND s.target_subtype = target.target_subtype)
 RETURNING version_id
 """
-_DELETE_VERSIONS = """
-DELETE FROM version WHERE catalog_id = :c AND NOT is_local
+_DELETE_VERSIONS = f"""
+DELETE FROM version WHERE catalog_id = :c AND NOT is_local AND NOT {skipped_version("version")}
   AND NOT EXISTS (SELECT 1 FROM stage_version AS s
     WHERE s.package_id = version.package_id AND s.version = version.version
       AND s.module_version = version.module_version)
@@ -264,6 +268,8 @@ class _Differ:
         # A first import has nothing to update or delete: skip those statements.
         existing = not _is_empty(self.conn, self.catalog_id)
         self.prepare()
+        if existing:
+            check_skipped(self.conn, self.catalog_id)
         local = existing and before_diff(self.conn, self.catalog_id, staged)
         if existing:  # before the diff's writes (a refusal rolls the transaction back)
             self.shrink = shrink_verdict(
@@ -312,6 +318,7 @@ class _Differ:
             stats.parent_links.deleted = len(of_links)
             touched |= {*of_versions, *(int(end) for link in of_links for end in link)}
             stats.packages.deleted = self.run(_DELETE_PACKAGES)
+        store_hashes(self.conn, self.catalog_id, has_local_rows=local)
         staged.parent_links = resolved
         _set_unchanged(stats.packages, staged.packages)
         _set_unchanged(stats.versions, staged.versions)

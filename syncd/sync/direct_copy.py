@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.sync.records import _keep, _kept_packages, _Staged
 from syncd.sync.rows import BATCH_ROWS, _package_row, _target_row, _version_row, given_uuid
+from syncd.sync.versions_hash import VersionsHash
 
 # ---------------------------------------------------------------------------------------
 # First import on PostgreSQL: straight into the tables
@@ -33,7 +34,7 @@ from syncd.sync.rows import BATCH_ROWS, _package_row, _target_row, _version_row,
 _DIRECT_COLUMNS = {
     "package": "id, uuid, created, modified, catalog_id, name, description, homepage, "
     "categories, licenses, maintainers, metadata, is_extension, content_hash, version_count, "
-    "extension_count",
+    "versions_hash, extension_count",
     "version": "id, uuid, created, modified, package_id, catalog_id, version, module_version, "
     "release_date, dependencies, metadata, sort_index, content_hash",
     "target": "id, uuid, created, modified, version_id, catalog_id, target_type, target_name, "
@@ -169,66 +170,72 @@ def _direct_import(
         sender = _Sender(raw)
         try:
             batch = _new_batch()
-            versions_out, targets_out = batch["version"], batch["target"]
             pending = 0
             for package in _kept_packages(snapshot, staged):
                 name = package.name
                 homepage, versions, parents = _keep(staged, package)
                 package_id = ids[name] = package_ids.take()
-                # The package's row first: its versions may then go in later batches, so
-                # one package of 100,000 versions is never held encoded whole.
-                row = _package_row(package, homepage, len(versions), staged)
-                put(
-                    (
-                        package_id,
-                        given_uuid(package.uuid) or new_uuid(),
-                        stamp,
-                        stamp,
-                        catalog_id,
-                        *row,
-                        0,
-                    ),
-                    batch["package"],
-                )
                 links.extend((package_id, parent) for parent in parents)
-                pending += 1
+                row = _package_row(package, homepage, len(versions), staged)
+                new_row = (package_id, given_uuid(package.uuid) or new_uuid(), stamp, stamp)
+                # The package's row goes with its versions hash, known once its versions are
+                # encoded: they are held (encoded) until then. A package of more rows than a
+                # batch goes first with no hash (its next sync stages it in full), then its
+                # versions in later batches: one of 100,000 versions is never held whole.
+                hasher: VersionsHash | None = VersionsHash()
+                versions_out, targets_out = bytearray(), bytearray()
+                held = 0
                 for sort_index, version in enumerate(versions):
                     version_id = version_ids.take()
-                    row = _version_row(name, version, sort_index, staged)
+                    version_row = _version_row(name, version, sort_index, staged)
+                    if hasher is not None:  # the same order as staging.py's
+                        hasher.version(version_row[-1])
+                    own = given_uuid(version.uuid) or new_uuid()
                     put(
-                        (
-                            version_id,
-                            given_uuid(version.uuid) or new_uuid(),
-                            stamp,
-                            stamp,
-                            package_id,
-                            catalog_id,
-                            *row[1:],
-                        ),
+                        (version_id, own, stamp, stamp, package_id, catalog_id, *version_row[1:]),
                         versions_out,
                     )
                     for target in version.targets:
-                        row = _target_row(name, version, target, staged)
-                        target_id = target_ids.take()
+                        target_row = _target_row(name, version, target, staged)
+                        own = given_uuid(target.uuid) or new_uuid()
                         put(
-                            (
-                                target_id,
-                                given_uuid(target.uuid) or new_uuid(),
-                                stamp,
-                                stamp,
-                                version_id,
-                                catalog_id,
-                                *row[3:],
-                            ),
+                            (target_ids.take(), own, stamp, stamp, version_id, catalog_id,
+                             *target_row[3:]),
                             targets_out,
-                        )
-                    pending += 1 + len(version.targets)
-                    # Batches go in order, each one's package rows first (_DIRECT_COLUMNS):
-                    # a version's package row is always sent no later than the version.
+                        )  # fmt: skip
+                        if hasher is not None:
+                            hasher.target(target_row[-1])
+                    held += 1 + len(version.targets)
+                    if hasher is not None and pending and pending + held >= BATCH_ROWS:
+                        sender.send(batch)  # what was batched before goes first
+                        batch = _new_batch()
+                        pending = 0
+                    if hasher is not None and held + 1 >= BATCH_ROWS:
+                        hasher = None
+                        put((*new_row, catalog_id, *row, None, 0), batch["package"])
+                        pending += 1
+                    if hasher is None:
+                        batch["version"] += versions_out
+                        batch["target"] += targets_out
+                        versions_out.clear()
+                        targets_out.clear()
+                        pending += held
+                        held = 0
+                        # Batches go in order, each one's package rows first
+                        # (_DIRECT_COLUMNS): a version's package row is never sent after it.
+                        if pending >= BATCH_ROWS:
+                            sender.send(batch)
+                            batch = _new_batch()
+                            pending = 0
+                if hasher is not None:
+                    digest = hasher.hexdigest()
+                    put((*new_row, catalog_id, *row, digest, 0), batch["package"])
+                    batch["version"] += versions_out
+                    batch["target"] += targets_out
+                    pending += 1 + held
                     if pending >= BATCH_ROWS:
                         sender.send(batch)
                         batch = _new_batch()
-                        versions_out, targets_out = batch["version"], batch["target"]
                         pending = 0
             # As the staged path: links to packages the snapshot does not hold are left
             # out, and a package's extension_count is the number of packages naming it.

@@ -31,6 +31,7 @@ from syncd.sync.shrink import GUARD_OFF
 from syncd.sync.sqlite_path import _sync_sqlite
 from syncd.sync.staging import _create_staging, _stage_snapshot
 from syncd.sync.stats import _record_metrics, _refresh_sqlite_statistics
+from syncd.sync.versions_hash import stored_hashes
 
 DIRECT_FIRST_IMPORT = True  # tests turn it off to compare with the staged path
 # Off: `on_written` gets no changes (bench/bench_sync.py's baseline for recording them).
@@ -174,7 +175,8 @@ def _sync_postgresql(
                 tracker.finish(first_import=True)
         else:
             _create_staging(conn, "postgresql")
-            staged = _stage_snapshot(conn, "postgresql", snapshot, max_field_chars)
+            stored = stored_hashes(conn, catalog_id, keep_missing=keep_missing)
+            staged = _stage_snapshot(conn, "postgresql", snapshot, max_field_chars, stored)
             staged_at = time.perf_counter()
             differ = _Differ(
                 conn, "postgresql", catalog_id, now, keep_missing=keep_missing,

@@ -23,6 +23,8 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, bindparam, text
 
+from syncd.sync.versions_hash import skipped_version
+
 CHANGE_KINDS = (
     "package_added",
     "package_removed",
@@ -78,22 +80,23 @@ FROM version AS v JOIN stage_version AS s ON s.package_id = v.package_id
 JOIN package AS p ON p.id = v.package_id
 WHERE v.catalog_id = :c AND (v.content_hash <> s.content_hash OR v.sort_index <> s.sort_index)
 """
-# ... _DELETE_PACKAGES / _DELETE_VERSIONS / _DELETE_TARGETS (the same conditions).
+# ... _DELETE_PACKAGES / _DELETE_VERSIONS / _DELETE_TARGETS (the same conditions; a
+# target's skipped package is its version's, whose package is joined here).
 _PACKAGES_REMOVED = """
 SELECT name FROM package WHERE catalog_id = :c AND NOT is_local
   AND NOT EXISTS (SELECT 1 FROM stage_package AS s WHERE s.name = package.name)
 """
-_VERSIONS_REMOVED = """
+_VERSIONS_REMOVED = f"""
 SELECT p.name, v.version, v.module_version FROM version AS v
 JOIN package AS p ON p.id = v.package_id
-WHERE v.catalog_id = :c AND NOT v.is_local
+WHERE v.catalog_id = :c AND NOT v.is_local AND NOT {skipped_version("v")}
   AND NOT EXISTS (SELECT 1 FROM stage_version AS s WHERE s.package_id = v.package_id
     AND s.version = v.version AND s.module_version = v.module_version)
 """
-_TARGETS_REMOVED = """
+_TARGETS_REMOVED = f"""
 SELECT p.name, v.version, v.module_version, t.target_name FROM target AS t
 JOIN version AS v ON v.id = t.version_id JOIN package AS p ON p.id = v.package_id
-WHERE t.catalog_id = :c AND NOT t.is_local
+WHERE t.catalog_id = :c AND NOT t.is_local AND NOT {skipped_version("v")}
   AND NOT EXISTS (SELECT 1 FROM stage_target AS s WHERE s.version_id = t.version_id
     AND s.target_type = t.target_type AND s.target_name = t.target_name
     AND s.target_subtype = t.target_subtype)

@@ -32,6 +32,7 @@ from syncd.sync.diff import _Differ
 from syncd.sync.plan_changes import Changes, ChangeTracker
 from syncd.sync.shrink import ShrinkVerdict
 from syncd.sync.staging import _create_staging, _drop_staging, _stage_snapshot
+from syncd.sync.versions_hash import stored_hashes
 
 
 @dataclass
@@ -75,7 +76,8 @@ def plan_sync(
                 catalog_id = _insert_row(conn, new_row or {})
             current = _read_catalog(conn, catalog_id)
             _create_staging(conn, dialect)
-            staged = _stage_snapshot(conn, dialect, snapshot, max_field_chars)
+            stored = stored_hashes(conn, catalog_id, keep_missing=keep_missing)
+            staged = _stage_snapshot(conn, dialect, snapshot, max_field_chars, stored)
             now = datetime.now(UTC)
             tracker = ChangeTracker(conn, catalog_id, now, itemize_first_import=True)
             # The guard's verdict is the sync's (the same function, the same setting),

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from syncd.errors import RefusedError
+from syncd.sync.versions_hash import skipped_version
 
 # Local packages (made through the API) are never deleted by a sync: not counted.
 _COUNT_REMOVED = """
@@ -26,9 +27,10 @@ SELECT count(*), coalesce(sum(CASE WHEN NOT EXISTS (
     SELECT 1 FROM stage_package AS s WHERE s.name = package.name) THEN 1 ELSE 0 END), 0)
 FROM package WHERE catalog_id = :c AND NOT is_local
 """
-# stage_version.package_id is not resolved yet: matched by the package's name.
-_COUNT_REMOVED_VERSIONS = """
-SELECT count(*), coalesce(sum(CASE WHEN NOT EXISTS (
+# stage_version.package_id is not resolved yet: matched by the package's name. A skipped
+# package's versions were not staged, and are all kept (syncd/sync/versions_hash.py).
+_COUNT_REMOVED_VERSIONS = f"""
+SELECT count(*), coalesce(sum(CASE WHEN NOT {skipped_version("v")} AND NOT EXISTS (
     SELECT 1 FROM stage_version AS s WHERE s.package_name = p.name
       AND s.version = v.version AND s.module_version = v.module_version) THEN 1 ELSE 0 END), 0)
 FROM version AS v JOIN package AS p ON p.id = v.package_id

@@ -22,6 +22,7 @@ from syncd.sync.plan_changes import Changes, ChangeTracker
 from syncd.sync.records import _Staged
 from syncd.sync.shrink import GUARD_OFF
 from syncd.sync.staging import _create_staging, _drop_staging, _stage_snapshot
+from syncd.sync.versions_hash import stored_hashes
 
 
 def _sync_sqlite(
@@ -45,7 +46,9 @@ def _sync_sqlite(
             # One transaction for the staging rows (not one per row); it writes only the
             # temp database, so it holds no lock other writers wait for.
             conn.exec_driver_sql("BEGIN")
-            staged = _stage_snapshot(conn, "sqlite", snapshot, max_field_chars)
+            # Read outside the write lock: the diff checks them again (check_skipped).
+            stored = stored_hashes(conn, catalog_id, keep_missing=keep_missing)
+            staged = _stage_snapshot(conn, "sqlite", snapshot, max_field_chars, stored)
             conn.exec_driver_sql("COMMIT")
             staged_at = time.perf_counter()
             with sqlite_write_lock(conn, catalog_id, lock_timeout):

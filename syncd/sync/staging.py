@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from syncd.domain import CatalogSnapshot
 from syncd.sync.records import _keep, _kept_packages, _Staged
 from syncd.sync.rows import BATCH_ROWS, _package_row, _target_row, _version_row, given_uuid
+from syncd.sync.versions_hash import StoredHashes, VersionsHash
 
 # ---------------------------------------------------------------------------------------
 # Staging tables: (column, PostgreSQL type). "json" columns are staged as text and cast to
@@ -31,6 +32,11 @@ _STAGE_PACKAGE = (
     ("content_hash", "text"),
     ("version_count", "integer"),
     ("new_uuid", "text"),
+    # versions_hash.py: the hash of the package's staged versions and targets; `skipped`:
+    # equal to the stored one, so they were not staged (`package_id`: the stored row).
+    ("versions_hash", "text"),
+    ("skipped", "boolean"),
+    ("package_id", "bigint"),
 )
 _STAGE_PARENT = (("name", "text"), ("parent_name", "text"))
 _STAGE_VERSION = (
@@ -74,6 +80,7 @@ _STAGES: dict[str, tuple[tuple[str, str], ...]] = {
 # hash-joins instead and only needs statistics).
 _SQLITE_STAGE_INDEXES = (
     "CREATE INDEX temp.ix_stage_package ON stage_package (name)",
+    "CREATE INDEX temp.ix_stage_package_skipped ON stage_package (package_id) WHERE skipped",
     "CREATE INDEX temp.ix_stage_parent ON stage_parent (package_id, parent_id)",
     "CREATE INDEX temp.ix_stage_version ON stage_version (package_id, version, module_version)",
     "CREATE INDEX temp.ix_stage_target ON stage_target "
@@ -148,22 +155,64 @@ class _Loader:
 
 
 def _stage_snapshot(
-    conn: Connection, dialect: str, snapshot: CatalogSnapshot, max_field_chars: int
+    conn: Connection,
+    dialect: str,
+    snapshot: CatalogSnapshot,
+    max_field_chars: int,
+    stored: StoredHashes | None = None,
 ) -> _Staged:
+    """Stage `snapshot`; `stored`: the catalog's stored versions hashes (versions_hash.py),
+    whose packages' versions and targets are staged only when their hash differs (None:
+    stage everything, as a keep-missing sync must)."""
     loader = _Loader(conn, dialect)
     staged = _Staged(max_field_chars=max_field_chars)
     for package in _kept_packages(snapshot, staged):
         name = package.name
         homepage, versions, parents = _keep(staged, package)
+        known = stored.get(name) if stored else None
+        rows = _HeldRows(loader, hold=known is not None)
+        hasher = VersionsHash()
         for sort_index, version in enumerate(versions):
             row = _version_row(name, version, sort_index, staged)
-            loader.add("stage_version", (*row, given_uuid(version.uuid)))
+            hasher.version(row[-1])
+            rows.add("stage_version", (*row, given_uuid(version.uuid)))
             for target in version.targets:
                 row = _target_row(name, version, target, staged)
-                loader.add("stage_target", (*row, given_uuid(target.uuid)))
+                hasher.target(row[-1])
+                rows.add("stage_target", (*row, given_uuid(target.uuid)))
+        digest = hasher.hexdigest()
+        skipped = known is not None and rows.held and known[1] == digest
+        if not skipped:
+            rows.release()
         row = _package_row(package, homepage, len(versions), staged)
-        loader.add("stage_package", (*row, given_uuid(package.uuid)))
+        package_id = known[0] if skipped and known else None
+        loader.add("stage_package", (*row, given_uuid(package.uuid), digest, skipped, package_id))
         for parent in parents:
             loader.add("stage_parent", (name, parent))
     loader.flush()
     return staged
+
+
+class _HeldRows:
+    """One package's version and target rows, held until its versions hash tells whether
+    they are staged; past BATCH_ROWS rows they are staged as they come (a package of
+    100,000 versions is never held whole), and the package cannot be skipped."""
+
+    def __init__(self, loader: _Loader, *, hold: bool) -> None:
+        self._loader = loader
+        self._rows: list[tuple[str, tuple[Any, ...]]] = []
+        self.held = hold
+
+    def add(self, table: str, row: tuple[Any, ...]) -> None:
+        if not self.held:
+            self._loader.add(table, row)
+            return
+        self._rows.append((table, row))
+        if len(self._rows) > BATCH_ROWS:
+            self.release()
+
+    def release(self) -> None:
+        for table, row in self._rows:
+            self._loader.add(table, row)
+        self._rows.clear()
+        self.held = False

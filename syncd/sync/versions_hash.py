@@ -1,0 +1,137 @@
+"""Each package's versions hash: a refresh stages the versions and targets of changed packages
+only (issue 16).
+
+A package's versions hash is a hash of its versions' and their targets' content hashes in the
+order the sync writes them (a version's position is its sort_index), so it changes when any
+of them is added, removed, moved or changed. The sync stores it in `package.versions_hash`
+with the rows it describes. The next refresh reads the catalog's stored hashes once (an
+indexed read of one short row per package); a package whose new hash equals the stored one
+has its own row staged as always (its row, counts and parent links are diffed as before),
+but not its versions and targets: they are `skipped`, and every statement that would delete
+or count rows the snapshot no longer lists leaves a skipped package's rows alone.
+
+NULL is unknown, and a package with an unknown hash is staged in full: after migration 0024,
+for a package holding rows made through the API (their twins and positions are worked out
+from staging: syncd/sync/local_rows.py), after any hand write to a package (forget), and for
+a first import's package too large to be held while its hash is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Set
+from hashlib import blake2b
+
+from sqlalchemy import Connection, bindparam, text
+
+from syncd.errors import TransientError
+
+# name -> (package id, stored versions hash)
+StoredHashes = Mapping[str, tuple[int, str]]
+
+_STORED = """
+SELECT name, id, versions_hash FROM package
+WHERE catalog_id = :c AND versions_hash IS NOT NULL
+"""
+# Rows of skipped packages are kept: the conditions the diff's deletes, the shrink guard and
+# the change tracker add for a version (alias: its table's alias) or a target.
+_SKIPPED_VERSION = (
+    "EXISTS (SELECT 1 FROM stage_package AS k WHERE k.skipped AND k.package_id = {v}.package_id)"
+)
+_SKIPPED_TARGET = (
+    "EXISTS (SELECT 1 FROM version AS kv JOIN stage_package AS k ON k.package_id = kv.package_id"
+    " WHERE k.skipped AND kv.id = {t}.version_id)"
+)
+# A skipped package must still hold what its stored hash described when the diff runs. On
+# PostgreSQL staging runs under the catalog's lock, so this finds nothing; SQLite stages
+# before taking its write lock (syncd/sync/sqlite_path.py), and a hand write or another
+# sync may have come in between.
+_SKIPPED_MOVED = """
+SELECT count(*) FROM stage_package AS k WHERE k.skipped AND NOT EXISTS (
+    SELECT 1 FROM package AS p WHERE p.id = k.package_id AND p.catalog_id = :c
+      AND p.name = k.name AND p.versions_hash = k.versions_hash)
+"""
+# Packages whose versions the diff wrote or found unchanged without a stored hash. (New and
+# updated packages got theirs from the diff's INSERT and UPDATE.)
+_STORE = """
+UPDATE package SET versions_hash = s.versions_hash FROM stage_package AS s
+WHERE package.catalog_id = :c AND package.name = s.name AND NOT s.skipped
+  AND ((package.versions_hash IS NULL) <> (s.versions_hash IS NULL)
+       OR package.versions_hash <> s.versions_hash)
+"""
+# Packages holding rows made through the API, and local packages: their staging depends on
+# those rows (twins, positions), not only on upstream.
+_FORGET_LOCAL = """
+UPDATE package SET versions_hash = NULL
+WHERE catalog_id = :c AND versions_hash IS NOT NULL AND (is_local
+    OR id IN (SELECT package_id FROM version WHERE catalog_id = :c AND is_local)
+    OR id IN (SELECT v.package_id FROM target AS t JOIN version AS v ON v.id = t.version_id
+              WHERE t.catalog_id = :c AND t.is_local))
+"""
+_FORGET = "UPDATE package SET versions_hash = NULL WHERE id IN :ids AND versions_hash IS NOT NULL"
+
+
+class VersionsHash:
+    """The versions hash of one package, fed its version and target rows in order."""
+
+    __slots__ = ("_hash",)
+
+    def __init__(self) -> None:
+        self._hash = blake2b(digest_size=16)
+
+    def version(self, content_hash: str) -> None:
+        self._hash.update(b"v" + content_hash.encode())
+
+    def target(self, content_hash: str) -> None:
+        self._hash.update(b"t" + content_hash.encode())
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def skipped_version(alias: str) -> str:
+    return _SKIPPED_VERSION.format(v=alias)
+
+
+def skipped_target(alias: str) -> str:
+    return _SKIPPED_TARGET.format(t=alias)
+
+
+def stored_hashes(
+    conn: Connection, catalog_id: int, *, keep_missing: bool = False
+) -> dict[str, tuple[int, str]] | None:
+    """The catalog's stored hashes, for staging; None for a keep-missing sync, which counts
+    a package's kept versions from its staged ones (syncd/sync/diff.py) and so stages all."""
+    if keep_missing:
+        return None
+    return {
+        str(name): (int(package_id), str(value))
+        for name, package_id, value in conn.execute(text(_STORED), {"c": catalog_id})
+    }
+
+
+def check_skipped(conn: Connection, catalog_id: int) -> None:
+    """Raise TransientError (the command is retried) if a skipped package changed after
+    its stored hash was read: its versions were not staged, so this sync cannot tell."""
+    moved = int(conn.execute(text(_SKIPPED_MOVED), {"c": catalog_id}).scalar_one())
+    if moved:
+        raise TransientError(
+            f"{moved} packages of the catalog were changed by another write while the "
+            "snapshot was staged; the sync wrote nothing and will be retried."
+        )
+
+
+def store_hashes(conn: Connection, catalog_id: int, *, has_local_rows: bool) -> None:
+    """After the diff: the staged hashes become the stored ones, except where rows made
+    through the API are involved."""
+    conn.execute(text(_STORE), {"c": catalog_id})
+    if has_local_rows:
+        conn.execute(text(_FORGET_LOCAL), {"c": catalog_id})
+
+
+def forget(conn: Connection, package_ids: Set[int]) -> None:
+    """The packages' stored hashes dropped (a hand write changed their rows): their next sync
+    stages them in full, so that upstream's rows come back where the write removed them."""
+    ids = sorted(package_ids)
+    statement = text(_FORGET).bindparams(bindparam("ids", expanding=True))
+    for start in range(0, len(ids), 5000):
+        conn.execute(statement, {"ids": ids[start : start + 5000]})
