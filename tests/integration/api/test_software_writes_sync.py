@@ -318,3 +318,36 @@ def test_an_upstream_row_that_holds_local_rows_is_kept_as_local(
     zlib = api.package("zlib")
     assert (zlib["is_local"], zlib["description"]) == (False, "Compression")
     assert api.counts() == (3, 5, 6)
+
+
+def test_hand_deleted_upstream_versions_and_targets_come_back_at_the_next_update(
+    api: Api, upstream: Upstream
+) -> None:
+    """Upstream is unchanged, so every package's versions hash is as stored: the hand write
+    must make the next update look at its package's versions again (versions_hash.forget)."""
+    upstream.update(upstream_v1())  # the stored hashes are the upstream's
+    api.write("DELETE", api.version("python", "3.11")["url"], {}, 204)
+    api.write("DELETE", api.target("gcc", "13.2", "amd/zen3")["url"], {}, 204)
+    assert api.counts() == (3, 4, 4)
+
+    result = upstream.update(upstream_v1())
+    assert kinds(result)["versions"] == (1, 0, 0, 4)
+    assert kinds(result)["targets"] == (2, 0, 0, 4)  # zen3, and 3.11's own
+    assert [v["version"] for v in api.package("python")["versions"]] == ["3.11", "3.12"]
+    assert api.target("gcc", "13.2", "amd/zen3")["location"] == "/up/zen3"
+    assert api.counts() == (3, 5, 6)
+    assert kinds(upstream.update(upstream_v1()))["targets"] == (0, 0, 0, 6)
+
+
+def test_twins_of_local_rows_are_named_at_every_update(api: Api, upstream: Upstream) -> None:
+    """Packages holding local rows are staged in full at every update (their versions hash
+    is not kept), so the records left out for them are named every time."""
+    make_local_rows(api)
+    twins = upstream_v1()
+    twins[1].versions.insert(0, version("3.13", cpu("amd/zen4")))
+    first = upstream.update(twins)
+    again = upstream.update(twins)
+    assert first.stats is not None and again.stats is not None
+    assert first.stats.skipped == again.stats.skipped == 1
+    assert "package 'python' version '3.13'" in api.catalog_row()["update_errors"]
+    assert again.stats.rows_written == 0
