@@ -14,9 +14,15 @@ from syncd.sync.local_rows import after_diff, before_diff
 from syncd.sync.plan_changes import ChangeTracker
 from syncd.sync.records import _Staged
 from syncd.sync.shrink import GUARD_OFF, ShrinkRefusedError, ShrinkVerdict, shrink_verdict
-from syncd.sync.staging import _SQLITE_STAGE_INDEXES
+from syncd.sync.staging import _SQLITE_STAGE_INDEXES, STAGE_PACKAGE_INDEXES
 from syncd.sync.touched import packages_of_versions, written_packages
-from syncd.sync.versions_hash import check_skipped, skipped_target, skipped_version, store_hashes
+from syncd.sync.versions_hash import (
+    check_skipped,
+    fill_in_play,
+    in_play_target,
+    in_play_version,
+    store_hashes,
+)
 
 # ---------------------------------------------------------------------------------------
 # Diff: set-based statements, the same text on both backends (UPDATE ... FROM needs
@@ -159,14 +165,14 @@ RETURNING parent_id
 # nor are the versions and targets of packages whose versions hash was unchanged, which were
 # not staged (versions_hash.py).
 _DELETE_TARGETS = f"""
-DELETE FROM target WHERE catalog_id = :c AND NOT is_local AND NOT {skipped_target("target")}
+DELETE FROM target WHERE catalog_id = :c AND NOT is_local AND {in_play_target("target")}
   AND NOT EXISTS (SELECT 1 FROM stage_target AS s
     WHERE s.version_id = target.version_id AND s.target_type = target.target_type
       AND s.target_name = target.target_name AND s.target_subtype = target.target_subtype)
 RETURNING version_id
 """
 _DELETE_VERSIONS = f"""
-DELETE FROM version WHERE catalog_id = :c AND NOT is_local AND NOT {skipped_version("version")}
+DELETE FROM version WHERE catalog_id = :c AND NOT is_local AND {in_play_version("version")}
   AND NOT EXISTS (SELECT 1 FROM stage_version AS s
     WHERE s.package_id = version.package_id AND s.version = version.version
       AND s.module_version = version.module_version)
@@ -258,6 +264,9 @@ class _Differ:
         # PostgreSQL needs nothing here: without statistics on the temporary tables the
         # planner estimates their rows from their size and already picks hash joins, and an
         # ANALYZE (which samples every jsonb column) costs more than it saves.
+        temp = "temp." if self.dialect == "sqlite" else ""
+        for ddl in STAGE_PACKAGE_INDEXES:
+            self.conn.exec_driver_sql(ddl.format(temp=temp))
         if self.dialect == "sqlite":
             for ddl in _SQLITE_STAGE_INDEXES:
                 self.conn.exec_driver_sql(ddl)
@@ -305,13 +314,17 @@ class _Differ:
         stats.parent_links.created = len(linked)
         touched = set(linked)
         if existing and not self.keep_missing:
+            # None in play: every package staged was skipped, none vanished.
+            in_play = fill_in_play(self.conn, self.catalog_id) > 0
             if self.changes:
-                self.changes.before_deletes()
-            of_targets = self.run_returning(_DELETE_TARGETS)
-            stats.targets.deleted = len(of_targets)
-            touched |= packages_of_versions(self.conn, of_targets)
-            of_versions = self.run_returning(_DELETE_VERSIONS)
-            stats.versions.deleted = len(of_versions)
+                self.changes.before_deletes(rows=in_play)
+            of_versions = []
+            if in_play:
+                of_targets = self.run_returning(_DELETE_TARGETS)
+                stats.targets.deleted = len(of_targets)
+                touched |= packages_of_versions(self.conn, of_targets)
+                of_versions = self.run_returning(_DELETE_VERSIONS)
+                stats.versions.deleted = len(of_versions)
             # Both ends of a link that goes: the parent's fragment names its extensions, the
             # extension's item its parents (and with_parents can no longer follow the link).
             of_links = list(self.conn.execute(text(_DELETE_PARENTS), self.params))

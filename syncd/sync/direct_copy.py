@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 from syncd.domain import CatalogSnapshot, SyncStats
 from syncd.sync.records import _keep, _kept_packages, _Staged
 from syncd.sync.rows import BATCH_ROWS, _package_row, _target_row, _version_row, given_uuid
-from syncd.sync.versions_hash import VersionsHash
+from syncd.sync.versions_hash import versions_hash
 
 # ---------------------------------------------------------------------------------------
 # First import on PostgreSQL: straight into the tables
@@ -170,72 +170,67 @@ def _direct_import(
         sender = _Sender(raw)
         try:
             batch = _new_batch()
+            versions_out, targets_out = batch["version"], batch["target"]
             pending = 0
             for package in _kept_packages(snapshot, staged):
                 name = package.name
                 homepage, versions, parents = _keep(staged, package)
                 package_id = ids[name] = package_ids.take()
-                links.extend((package_id, parent) for parent in parents)
+                # The package's row first: its versions may then go in later batches, so
+                # one package of 100,000 versions is never held encoded whole.
                 row = _package_row(package, homepage, len(versions), staged)
-                new_row = (package_id, given_uuid(package.uuid) or new_uuid(), stamp, stamp)
-                # The package's row goes with its versions hash, known once its versions are
-                # encoded: they are held (encoded) until then. A package of more rows than a
-                # batch goes first with no hash (its next sync stages it in full), then its
-                # versions in later batches: one of 100,000 versions is never held whole.
-                hasher: VersionsHash | None = VersionsHash()
-                versions_out, targets_out = bytearray(), bytearray()
-                held = 0
+                put(
+                    (
+                        package_id,
+                        given_uuid(package.uuid) or new_uuid(),
+                        stamp,
+                        stamp,
+                        catalog_id,
+                        *row,
+                        versions_hash(versions, max_field_chars)[0],
+                        0,
+                    ),
+                    batch["package"],
+                )
+                links.extend((package_id, parent) for parent in parents)
+                pending += 1
                 for sort_index, version in enumerate(versions):
                     version_id = version_ids.take()
-                    version_row = _version_row(name, version, sort_index, staged)
-                    if hasher is not None:  # the same order as staging.py's
-                        hasher.version(version_row[-1])
-                    own = given_uuid(version.uuid) or new_uuid()
+                    row = _version_row(name, version, sort_index, staged)
                     put(
-                        (version_id, own, stamp, stamp, package_id, catalog_id, *version_row[1:]),
+                        (
+                            version_id,
+                            given_uuid(version.uuid) or new_uuid(),
+                            stamp,
+                            stamp,
+                            package_id,
+                            catalog_id,
+                            *row[1:],
+                        ),
                         versions_out,
                     )
                     for target in version.targets:
-                        target_row = _target_row(name, version, target, staged)
-                        own = given_uuid(target.uuid) or new_uuid()
+                        row = _target_row(name, version, target, staged)
+                        target_id = target_ids.take()
                         put(
-                            (target_ids.take(), own, stamp, stamp, version_id, catalog_id,
-                             *target_row[3:]),
+                            (
+                                target_id,
+                                given_uuid(target.uuid) or new_uuid(),
+                                stamp,
+                                stamp,
+                                version_id,
+                                catalog_id,
+                                *row[3:],
+                            ),
                             targets_out,
-                        )  # fmt: skip
-                        if hasher is not None:
-                            hasher.target(target_row[-1])
-                    held += 1 + len(version.targets)
-                    if hasher is not None and pending and pending + held >= BATCH_ROWS:
-                        sender.send(batch)  # what was batched before goes first
-                        batch = _new_batch()
-                        pending = 0
-                    if hasher is not None and held + 1 >= BATCH_ROWS:
-                        hasher = None
-                        put((*new_row, catalog_id, *row, None, 0), batch["package"])
-                        pending += 1
-                    if hasher is None:
-                        batch["version"] += versions_out
-                        batch["target"] += targets_out
-                        versions_out.clear()
-                        targets_out.clear()
-                        pending += held
-                        held = 0
-                        # Batches go in order, each one's package rows first
-                        # (_DIRECT_COLUMNS): a version's package row is never sent after it.
-                        if pending >= BATCH_ROWS:
-                            sender.send(batch)
-                            batch = _new_batch()
-                            pending = 0
-                if hasher is not None:
-                    digest = hasher.hexdigest()
-                    put((*new_row, catalog_id, *row, digest, 0), batch["package"])
-                    batch["version"] += versions_out
-                    batch["target"] += targets_out
-                    pending += 1 + held
+                        )
+                    pending += 1 + len(version.targets)
+                    # Batches go in order, each one's package rows first (_DIRECT_COLUMNS):
+                    # a version's package row is always sent no later than the version.
                     if pending >= BATCH_ROWS:
                         sender.send(batch)
                         batch = _new_batch()
+                        versions_out, targets_out = batch["version"], batch["target"]
                         pending = 0
             # As the staged path: links to packages the snapshot does not hold are left
             # out, and a package's extension_count is the number of packages naming it.

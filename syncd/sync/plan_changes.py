@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, bindparam, text
 
-from syncd.sync.versions_hash import skipped_version
+from syncd.sync.versions_hash import in_play_version
 
 CHANGE_KINDS = (
     "package_added",
@@ -89,14 +89,14 @@ SELECT name FROM package WHERE catalog_id = :c AND NOT is_local
 _VERSIONS_REMOVED = f"""
 SELECT p.name, v.version, v.module_version FROM version AS v
 JOIN package AS p ON p.id = v.package_id
-WHERE v.catalog_id = :c AND NOT v.is_local AND NOT {skipped_version("v")}
+WHERE v.catalog_id = :c AND NOT v.is_local AND {in_play_version("v")}
   AND NOT EXISTS (SELECT 1 FROM stage_version AS s WHERE s.package_id = v.package_id
     AND s.version = v.version AND s.module_version = v.module_version)
 """
 _TARGETS_REMOVED = f"""
 SELECT p.name, v.version, v.module_version, t.target_name FROM target AS t
 JOIN version AS v ON v.id = t.version_id JOIN package AS p ON p.id = v.package_id
-WHERE t.catalog_id = :c AND NOT t.is_local AND NOT {skipped_version("v")}
+WHERE t.catalog_id = :c AND NOT t.is_local AND {in_play_version("v")}
   AND NOT EXISTS (SELECT 1 FROM stage_target AS s WHERE s.version_id = t.version_id
     AND s.target_type = t.target_type AND s.target_name = t.target_name
     AND s.target_subtype = t.target_subtype)
@@ -195,14 +195,16 @@ class ChangeTracker:
             key = (row.name, row.version, row.module_version)
             self._updated.append(Change("version_updated", *key, fields=fields))
 
-    def before_deletes(self) -> None:
+    def before_deletes(self, *, rows: bool = True) -> None:
+        """`rows` False: no package is in play (versions_hash.fill_in_play), so no version
+        or target is deleted."""
         self._removed = {
             "package": [Change("package_removed", r.name) for r in self._rows(_PACKAGES_REMOVED)],
             "version": [
                 Change("version_removed", r.name, r.version, r.module_version)
-                for r in self._rows(_VERSIONS_REMOVED)
+                for r in (self._rows(_VERSIONS_REMOVED) if rows else [])
             ],
-            "target": _per_version("target_removed", self._rows(_TARGETS_REMOVED)),
+            "target": _per_version("target_removed", self._rows(_TARGETS_REMOVED) if rows else []),
         }
 
     def finish(self, *, first_import: bool) -> Changes:

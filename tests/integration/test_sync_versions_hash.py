@@ -262,3 +262,23 @@ def test_sqlite_retries_when_a_skipped_package_changed_while_staging(
     monkeypatch.undo()
     assert sync_catalog(engine, cid, snapshot(changed())).versions.deleted == 1
     engine.dispose()
+
+
+def test_a_package_with_altered_values_is_staged_and_named_at_every_sync(
+    engine: Engine, staged: Counter[str]
+) -> None:
+    """NUL in a JSON value, or a string longer than the field limit: the stored rows are
+    altered and update_errors says so at every sync, so the package is never skipped."""
+    odd = [
+        *base(),
+        package("nul", version("1", target("t", metadata={"note": "a\x00b"}))),
+        package("long", version("1", metadata={"text": "x" * 1000})),
+    ]
+    cid = make_catalog(engine)
+    first = sync_catalog(engine, cid, snapshot(odd), max_field_chars=500)
+    staged.clear()
+    again = sync_catalog(engine, cid, snapshot(odd), max_field_chars=500)
+    assert again.rows_written == 0
+    assert staged["stage_version"] == 2  # the two odd packages' versions
+    assert (first.sanitised, first.cut) == (again.sanitised, again.cut) == (1, 1)
+    assert again.warnings == first.warnings
