@@ -297,17 +297,22 @@ class _Differ:
             stats.packages.updated = self.run(_UPDATE_PACKAGES)
             stats.packages.updated += self.run(_UPDATE_PACKAGE_COUNTS)
         stats.packages.created = self.run(_INSERT_PACKAGES)
-        self.run(_RESOLVE_VERSIONS)
-        if existing and self.changes:
-            self.changes.before_version_updates()
-        if existing:
-            stats.versions.updated = self.run(_UPDATE_VERSIONS)
-            stats.versions.updated += self.run(_UPDATE_ORDER)
-        stats.versions.created = self.run(_INSERT_VERSIONS)
-        self.run(_RESOLVE_TARGETS if self.pg else _RESOLVE_TARGETS_SQLITE)
-        if existing:
-            stats.targets.updated = self.run(_UPDATE_TARGETS)
-        stats.targets.created = self.run(_INSERT_TARGETS)
+        # Empty staging (every package skipped): its statements would still read the
+        # catalog's rows for nothing (PostgreSQL plans an empty temporary table as ten
+        # pages' worth).
+        if staged.version_rows:
+            self.run(_RESOLVE_VERSIONS)
+            if existing and self.changes:
+                self.changes.before_version_updates()
+            if existing:
+                stats.versions.updated = self.run(_UPDATE_VERSIONS)
+                stats.versions.updated += self.run(_UPDATE_ORDER)
+            stats.versions.created = self.run(_INSERT_VERSIONS)
+        if staged.target_rows:
+            self.run(_RESOLVE_TARGETS if self.pg else _RESOLVE_TARGETS_SQLITE)
+            if existing:
+                stats.targets.updated = self.run(_UPDATE_TARGETS)
+            stats.targets.created = self.run(_INSERT_TARGETS)
         self.run(_RESOLVE_PARENTS if self.pg else _RESOLVE_PARENTS_SQLITE)
         resolved = int(self.conn.exec_driver_sql(_COUNT_RESOLVED_PARENTS).scalar_one())
         linked = self.run_returning(_INSERT_PARENTS)

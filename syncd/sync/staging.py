@@ -182,6 +182,8 @@ def _stage_snapshot(
         known = stored.get(name) if stored else None
         skipped = plain and known is not None and known[1] == digest
         if not skipped:
+            staged.version_rows += len(versions)
+            staged.target_rows += sum(len(version.targets) for version in versions)
             for sort_index, version in enumerate(versions):
                 row = _version_row(name, version, sort_index, staged)
                 loader.add("stage_version", (*row, given_uuid(version.uuid)))
