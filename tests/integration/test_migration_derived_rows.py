@@ -1,10 +1,13 @@
 """Migration 0025 on a filled database, both backends: the derived tables' foreign keys (and
 version's and target's to catalog) go, the trigger package_derived_delete deletes a deleted
 package's derived rows instead; the downgrade puts the foreign keys back and drops the
-trigger; either way a package's or a catalog's deletion leaves no orphan."""
+trigger; either way a package's or a catalog's deletion leaves no orphan, a concurrent one
+(PostgreSQL) included."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from sqlalchemy import Engine, delete, inspect, select, text
 from syncd.db.engine import make_engine
 from syncd.db.migrate import alembic_config, current_revision
 from syncd.db.tables import Catalog, Package
+from syncd.readmodel import refresh_read_model
 from tests.integration.test_migration_sort_keys import _fill
 from tests.support.derived import DERIVED, assert_no_orphans, derived_packages
 from tests.support.services import postgres_database
@@ -94,3 +98,45 @@ def test_upgrade_and_downgrade_of_a_filled_database(url: str) -> None:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
+
+
+def test_a_catalog_deleted_meanwhile_leaves_no_derived_row(pg_url: str) -> None:
+    """PostgreSQL (SQLite has one writer): while a catalog's deletion is uncommitted (the
+    API's takes no sync lock), a writer deriving rows of its packages waits for it, as the
+    foreign keys' checks made it wait, and then finds no package to derive rows from. A
+    first import's render (`fresh`) deletes nothing first, so only that wait keeps it out."""
+    engine = make_engine(pg_url)
+    try:
+        _fill(engine)
+        with engine.connect() as conn:
+            catalog_id = conn.execute(select(Catalog.id)).scalar_one()
+        with engine.connect() as deleting:
+            deleting.execute(delete(Catalog).where(Catalog.id == catalog_id))
+            writer = threading.Thread(target=_derive, args=(engine, catalog_id))
+            writer.start()
+            _wait_for_a_lock_wait(engine)
+            deleting.commit()
+            writer.join()
+        assert derived_packages(engine) == {table: set() for table in DERIVED}
+        assert_no_orphans(engine)
+    finally:
+        engine.dispose()
+
+
+def _derive(engine: Engine, catalog_id: int) -> None:
+    with engine.begin() as conn:
+        refresh_read_model(conn, catalog_id, None, fresh=True)
+
+
+def _wait_for_a_lock_wait(engine: Engine) -> None:
+    deadline = time.monotonic() + 10
+    with engine.connect() as conn:
+        while not conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one():
+            assert time.monotonic() < deadline, "the writer never waited for the deletion"
+            time.sleep(0.01)
+            conn.rollback()  # a new snapshot of pg_stat_activity
