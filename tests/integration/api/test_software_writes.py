@@ -329,6 +329,7 @@ def test_local_rows_are_renamed_moved_and_deleted_with_their_counts(
     # The package took its version and targets along: both catalogs' counts follow.
     assert counts(client, sample.eessi) == (3, 4, 5)
     assert counts(client, sample.spack) == (2, 3, 3)
+    assert_no_orphans(engine)  # its read model moved along (its catalog_id is the package's)
     spack_targets = client.get(TARGETS, params={"catalog_uuid": sample.spack.hex}).json()
     assert {t["target_name"] for t in spack_targets} >= {"x86_64", "aarch64"}
     # A local version moves to an upstream package of the same catalog.
