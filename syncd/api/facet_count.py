@@ -4,7 +4,7 @@ toolchain filters without a catalog), read from package_facet's index alone.
 The list's own count (`SELECT count(*) FROM package WHERE EXISTS (facet) ...`) joined every
 package to the facet rows: for `cpu_microarchitecture=intel/sapphirerapids` an index-only
 scan of all 12,057 package ids hashed against the 3,144 facet rows (3.3 ms of a 4 ms
-statement). A facet row exists only for an existing package (ON DELETE CASCADE), and a
+statement). A facet row exists only for an existing package (migration 0025's trigger), and a
 package's rows of one (kind, value) are one row (the primary key), so counting the first
 facet's index range, each other facet a probe or a merge of its range, counts the same
 packages without reading the package table.

@@ -203,12 +203,10 @@ class PackageReadModel(Base):
 
     __tablename__ = "package_read_model"
 
-    package_id: Mapped[int] = mapped_column(
-        ForeignKey("package.id", ondelete="CASCADE"), primary_key=True
-    )
-    catalog_id: Mapped[int] = mapped_column(
-        ForeignKey("catalog.id", ondelete="CASCADE"), index=True
-    )
+    # No foreign keys (migration 0025: their per-row checks cost an import ~0.3 s): the
+    # trigger package_derived_delete deletes a deleted package's rows in the same statement.
+    package_id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=False)
+    catalog_id: Mapped[int] = mapped_column(IdType, index=True)
     format: Mapped[int] = mapped_column(Integer)
     extensions: Mapped[str] = mapped_column(Text)
     versions: Mapped[str] = mapped_column(Text)
@@ -230,7 +228,8 @@ class Version(_Identified, Base):
         _local_index("version"),
     )
     package_id: Mapped[int] = mapped_column(ForeignKey("package.id", ondelete="CASCADE"))
-    catalog_id: Mapped[int] = mapped_column(ForeignKey("catalog.id", ondelete="CASCADE"))
+    # No foreign key (migration 0025): the package's, copied; its rows go with the package.
+    catalog_id: Mapped[int] = mapped_column(IdType)
     version: Mapped[str] = mapped_column(String(100))
     module_version: Mapped[str] = mapped_column(String(150), default="")
     release_date: Mapped[date | None] = mapped_column(Date, nullable=True)
@@ -261,7 +260,8 @@ class Target(_Identified, Base):
         _local_index("target"),
     )
     version_id: Mapped[int] = mapped_column(ForeignKey("version.id", ondelete="CASCADE"))
-    catalog_id: Mapped[int] = mapped_column(ForeignKey("catalog.id", ondelete="CASCADE"))
+    # No foreign key (migration 0025): the version's, copied; its rows go with the version.
+    catalog_id: Mapped[int] = mapped_column(IdType)
     target_type: Mapped[str] = mapped_column(String(50))
     target_name: Mapped[str] = mapped_column(String(100))
     target_subtype: Mapped[str] = mapped_column(String(100), default="")
@@ -287,9 +287,7 @@ class PackageFacet(Base):
 
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)
     value: Mapped[str] = mapped_column(String(200), primary_key=True)
-    package_id: Mapped[int] = mapped_column(
-        ForeignKey("package.id", ondelete="CASCADE"), primary_key=True
-    )
+    package_id: Mapped[int] = mapped_column(IdType, primary_key=True)  # no FK: see PackageReadModel
 
 
 class PackageSearch(Base):
@@ -310,8 +308,8 @@ class PackageSearch(Base):
     )
 
     package_id: Mapped[int] = mapped_column(
-        ForeignKey("package.id", ondelete="CASCADE"), primary_key=True
-    )
+        IdType, primary_key=True, autoincrement=False
+    )  # no FK: see PackageReadModel
     search_text: Mapped[str] = mapped_column(Text)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, text
 from syncd.readmodel.facets import refresh_facets
 from syncd.readmodel.fragments import FORMAT, Fragment
 from syncd.readmodel.pg_render import SORT_MEMORY as _SORT_MEMORY
+from syncd.readmodel.sql_store import hold_catalog
 from syncd.readmodel.store import (
     fill_stale,
     read_fragments,
@@ -34,6 +35,7 @@ def refresh_read_model(
     transaction (its first import), so nothing derived from it is stored: nothing to delete
     (the facets' and search text's deletes of a whole catalog scanned those tables: 70-80 ms
     of a first import)."""
+    hold_catalog(conn, catalog_id)
     with _derivation_plans(conn, package_ids is None):
         render_packages(conn, catalog_id, package_ids, fresh=fresh)
         refresh_facets(conn, catalog_id, package_ids, fresh=fresh)

@@ -6,9 +6,11 @@ a CPU family, microarchitecture or GPU, whether any version has a toolchain, and
 name, description or any version contains a text: scans of 164,000 targets and 52,000
 versions. The answers change only when a writer commits, so the writer stores them:
 `refresh_facets` at the end of every sync (syncd/sync/engine.py, sqlite_path.py) and hand
-write (syncd/service/hand_writes.py), in the same transaction; rows follow a deleted package
-or catalog by ON DELETE CASCADE. The filters (syncd/api/software_queries.py) read them with
-the same comparisons the scans made, so results do not change.
+write (syncd/service/hand_writes.py), in the same transaction; a deleted package's rows (a
+deleted catalog's too, through its packages) go in the same statement by the trigger
+package_derived_delete (migration 0025; no foreign keys: their per-row checks cost imports).
+The filters (syncd/api/software_queries.py) read them with the same comparisons the scans
+made, so results do not change.
 """
 
 from __future__ import annotations

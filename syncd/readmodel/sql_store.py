@@ -31,6 +31,15 @@ _OF_PACKAGES = {
 _CHUNK = 5000
 
 
+def hold_catalog(conn: Connection, catalog_id: int) -> None:
+    """What the derived rows' foreign keys also did on PostgreSQL (dropped by migration
+    0025): a writer's derived rows never outlive their package. The catalog's deletion (the
+    API's takes no sync lock) waits for this transaction, or, when it came first, this
+    transaction's renders read after it and find none of its packages. SQLite has one writer."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT 1 FROM catalog WHERE id = :c FOR KEY SHARE"), {"c": catalog_id})
+
+
 def _versions(template: str, where: dict[str, str]) -> str:
     """`template`: a database's SELECT of (package_id, versions JSON text), with {targets}
     and {versions} where its conditions go."""

@@ -27,6 +27,7 @@ from syncd.readmodel.fragments import (
     nested_version,
 )
 from syncd.readmodel.items import store_items
+from syncd.readmodel.sql_store import hold_catalog
 
 # A package's versions and a version's targets as Waldur nests them (its models' default
 # orderings, which its prefetches keep): versions oldest first (by the upstream's version
@@ -280,6 +281,7 @@ def fill_stale(engine: Engine, *, lock_timeout: float = 60.0) -> int:
     done = 0
     for catalog_id, ids in sorted(stale.items()):
         with catalog_transaction(engine, catalog_id, timeout=lock_timeout) as conn:
+            hold_catalog(conn, catalog_id)
             done += render_packages(conn, catalog_id, ids)
     return done
 

@@ -1,8 +1,9 @@
 """The derived filter data (package_facet, package_search; syncd/readmodel/facets.py) is
 exactly what the stored rows say after every kind of write, on SQLite and PostgreSQL: a first
 import, an incremental refresh, a no-op refresh, a deletion, a shrink the guard refuses, a
-hand write, a catalog's deletion. The expected values are computed here from the records
-sent, not from the database."""
+hand write (a package's deletion too), a catalog's deletion; and no derived row (the read
+model's included) outlives its package (migration 0025's trigger, not foreign keys). The
+expected values are computed here from the records sent, not from the database."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from syncd.service.hand_write_rows import Action, HandWrite, Kind
 from syncd.service.hand_writes import hand_write
 from syncd.sync import sync_catalog
 from syncd.sync.shrink import ShrinkRefusedError
+from tests.support.derived import DERIVED, assert_no_orphans, derived_packages
 from tests.support.records import catalog_info, snapshot
 from tests.support.services import postgres_database
 
@@ -113,7 +115,17 @@ def new_catalog(engine: Engine, version: str = "2023.06") -> int:
         )
 
 
-def assert_derived(engine: Engine, packages: list[PackageRecord]) -> None:
+def assert_derived(
+    engine: Engine, packages: list[PackageRecord], *, read_model: bool = True
+) -> None:
+    """`read_model`: its rows are expected too (not after a migration older than it)."""
+    assert_no_orphans(engine)
+    with engine.connect() as conn:
+        ids = set(conn.execute(select(Package.id)).scalars())
+    # Every package has its read model and search text (facets: those with values).
+    held = derived_packages(engine)
+    assert held["package_search"] == ids
+    assert held["package_read_model"] == (ids if read_model else set())
     found, search = stored(engine)
     assert found == expected(packages)
     # The search text's parts: name, description and every version (an empty description
@@ -159,6 +171,8 @@ def test_after_each_kind_of_sync(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(delete(Catalog).where(Catalog.id == catalog_id))
     assert stored(engine) == ({}, {})
+    assert derived_packages(engine) == {table: set() for table in DERIVED}
+    assert_no_orphans(engine)
 
 
 def test_two_catalogs_are_refreshed_apart(engine: Engine) -> None:
@@ -207,6 +221,12 @@ def test_after_hand_writes(engine: Engine) -> None:
     packages = first_snapshot()
     packages[1].versions[0].targets.clear()
     assert_derived(engine, packages)
+
+    # A package deleted by hand takes its derived rows along, the others' stay.
+    with engine.connect() as conn:
+        gromacs = conn.scalar(select(Package.uuid).where(Package.name == "GROMACS"))
+    hand_write(engine, HandWrite(Kind.PACKAGE, Action.DELETE, uuid=gromacs))
+    assert_derived(engine, packages[1:])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -266,7 +286,7 @@ def test_migration_fills_the_catalogs_already_stored(bare_url: str) -> None:
             pkg("GROMACS", ver("2024.1", cpu("x86_64/zen2", "nvidia/cc80"), toolchain="foss"),
                 description="MD")
         ]  # fmt: skip
-        assert_derived(engine, packages)
+        assert_derived(engine, packages, read_model=False)
     finally:
         engine.dispose()
 

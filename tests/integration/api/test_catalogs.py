@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.db.tables import Catalog, Package, Target, Version
+from syncd.readmodel import refresh_read_model
 from tests.integration.api.conftest import CATALOGS, Sample, names
+from tests.support.derived import assert_no_orphans, derived_packages
 
 HEX = re.compile(r"^[0-9a-f]{32}$")
 
@@ -427,14 +429,32 @@ def test_write_to_unknown_catalog_is_404(client: TestClient, staff: dict[str, st
     assert client.delete(url, headers=staff).status_code == 404
 
 
+def _package_id(session_factory: sessionmaker[Session], package: uuid.UUID) -> int:
+    with session_factory() as session:
+        return session.execute(select(Package.id).where(Package.uuid == package)).scalar_one()
+
+
 def test_delete_cascades(
     client: TestClient,
     sample: Sample,
     staff: dict[str, str],
     session_factory: sessionmaker[Session],
+    engine: Engine,
 ) -> None:
+    with session_factory() as session:  # every kind of derived row, as a sync leaves them
+        for catalog_id in session.execute(select(Catalog.id)).scalars():
+            refresh_read_model(session.connection(), catalog_id, None)
+        session.commit()
     response = client.delete(f"{CATALOGS}{sample.eessi}/", headers=staff)
     assert response.status_code == 204 and response.content == b""
+    spack_gromacs = {_package_id(session_factory, sample.packages["gromacs"])}
+    # Spack's gromacs has no CPU target nor toolchain: no facet.
+    assert derived_packages(engine) == {
+        "package_read_model": spack_gromacs,
+        "package_facet": set(),
+        "package_search": spack_gromacs,
+    }
+    assert_no_orphans(engine)
     with session_factory() as session:
         eessi_left = session.execute(
             select(func.count()).select_from(Catalog).where(Catalog.uuid == sample.eessi)

@@ -19,7 +19,7 @@ from syncd import cache_events
 from syncd.api.app import create_app
 from syncd.config import Settings
 from syncd.db.locks import catalog_transaction
-from syncd.db.tables import Catalog
+from syncd.db.tables import Catalog, Package
 from tests.integration.api.conftest import (
     CATALOGS,
     PACKAGES,
@@ -28,6 +28,7 @@ from tests.integration.api.conftest import (
     FakeAdapter,
     Sample,
 )
+from tests.support.derived import assert_no_orphans, derived_packages
 
 
 def link(collection: str, value: uuid.UUID | str) -> str:
@@ -304,7 +305,7 @@ def test_upstream_rows_take_content_edits_but_keep_their_identity(
 
 
 def test_local_rows_are_renamed_moved_and_deleted_with_their_counts(
-    client: TestClient, sample: Sample, staff: dict[str, str]
+    client: TestClient, sample: Sample, staff: dict[str, str], engine: Engine
 ) -> None:
     package = local_package(client, staff, sample.eessi)
     version = made(
@@ -328,6 +329,7 @@ def test_local_rows_are_renamed_moved_and_deleted_with_their_counts(
     # The package took its version and targets along: both catalogs' counts follow.
     assert counts(client, sample.eessi) == (3, 4, 5)
     assert counts(client, sample.spack) == (2, 3, 3)
+    assert_no_orphans(engine)  # its read model moved along (its catalog_id is the package's)
     spack_targets = client.get(TARGETS, params={"catalog_uuid": sample.spack.hex}).json()
     assert {t["target_name"] for t in spack_targets} >= {"x86_64", "aarch64"}
     # A local version moves to an upstream package of the same catalog.
@@ -346,7 +348,13 @@ def test_local_rows_are_renamed_moved_and_deleted_with_their_counts(
     # An upstream package can be deleted too (the next sync brings it back, see the docs);
     # its parent loses the extension.
     numpy = sample.packages["numpy"].hex
+    with engine.connect() as conn:
+        numpy_id = conn.scalar(select(Package.id).where(Package.uuid == sample.packages["numpy"]))
+    assert numpy_id in derived_packages(engine)["package_search"]
     assert client.delete(f"{PACKAGES}{numpy}/", headers=staff).status_code == 204
+    # Its derived rows went with it, as the local package's did.
+    assert all(numpy_id not in held for held in derived_packages(engine).values())
+    assert_no_orphans(engine)
     assert counts(client, sample.eessi) == (2, 3, 4)
     assert client.get(f"{PACKAGES}{sample.packages['python'].hex}/").json()["extension_count"] == 0
 

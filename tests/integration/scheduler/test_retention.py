@@ -15,8 +15,10 @@ from syncd.config import Settings
 from syncd.db.engine import make_engine
 from syncd.db.locks import catalog_transaction
 from syncd.db.tables import Catalog, Package
+from syncd.readmodel import refresh_read_model
 from syncd.scheduler import run_tick
 from tests.integration.scheduler.helpers import add_catalog, stub_messages, tick_rows
+from tests.support.derived import assert_no_orphans, derived_packages
 
 QUEUE = "syncd_test"
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
@@ -56,6 +58,7 @@ def add(
             select(Catalog.id).where(Catalog.uuid == uuid.UUID(catalog_uuid))
         ).scalar_one()
         conn.execute(insert(Package).values(catalog_id=catalog_id, name=f"{name}-pkg"))
+        refresh_read_model(conn, catalog_id, None)  # its derived rows, as a sync writes them
     return catalog_uuid
 
 
@@ -89,6 +92,15 @@ def test_expired_catalogs_go_and_the_others_stay(
     assert sorted(ref.name for ref in result.deleted) == ["Expired", "Failing"]
     assert names(engine) == {"Fresh", "NeverAttempted", "Pinned", "NeverSucceeded"}
     assert package_count(engine) == 4  # the deleted catalogs' packages went with them
+    with engine.connect() as conn:
+        kept = set(conn.execute(select(Package.id)).scalars())
+    # Their derived rows too (packages without versions have no facets).
+    assert derived_packages(engine) == {
+        "package_read_model": kept,
+        "package_facet": set(),
+        "package_search": kept,
+    }
+    assert_no_orphans(engine)
     deletions = [e for e in logs if e["event"] == "catalog_retention_deleted"]
     assert [(e["catalog_name"], e["catalog_version"]) for e in deletions] == [
         ("Expired", "1"),
