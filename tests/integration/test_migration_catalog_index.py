@@ -11,7 +11,7 @@ from alembic import command
 
 from syncd.db.engine import make_engine
 from syncd.db.migrate import alembic_config, current_revision
-from tests.integration.test_migration_sort_keys import _fill, _indexes
+from tests.integration.test_migration_sort_keys import _indexes, filled_at
 from tests.support.services import postgres_database
 
 INDEX = "ix_package_catalog_id"
@@ -20,10 +20,9 @@ INDEX = "ix_package_catalog_id"
 def test_upgrade_of_a_filled_postgresql_database_and_downgrade() -> None:
     with postgres_database("syncd_mig_0023") as url:
         config = alembic_config(url)
-        command.upgrade(config, "0022")
         engine = make_engine(url)
         try:
-            _fill(engine)
+            filled_at(config, engine, "0022")
             assert INDEX not in _indexes(engine)
             command.upgrade(config, "0023")
             assert current_revision(engine) == "0023"
@@ -38,10 +37,9 @@ def test_upgrade_of_a_filled_postgresql_database_and_downgrade() -> None:
 def test_sqlite_upgrade_and_downgrade(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     config = alembic_config(url)
-    command.upgrade(config, "0022")
     engine = make_engine(url)
     try:
-        _fill(engine)
+        filled_at(config, engine, "0022")
         command.upgrade(config, "0023")
         assert current_revision(engine) == "0023"
         assert INDEX not in _indexes(engine)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, inspect, text
 
 from syncd.db.engine import make_engine
@@ -38,13 +39,20 @@ def _fill(engine: Engine) -> None:
     sync_catalog(engine, catalog_id, snapshot(first_snapshot(), info=catalog_info()))
 
 
+def filled_at(config: Config, engine: Engine, revision: str) -> None:
+    """The database at `revision`, holding a synced catalog: filled at head by this code's
+    sync, then downgraded (an older revision lacks columns the sync writes)."""
+    command.upgrade(config, "head")
+    _fill(engine)
+    command.downgrade(config, revision)
+
+
 def test_upgrade_of_a_filled_postgresql_database_and_downgrade() -> None:
     with postgres_database("syncd_mig_0022") as url:
         config = alembic_config(url)
-        command.upgrade(config, "0021")
         engine = make_engine(url)
         try:
-            _fill(engine)
+            filled_at(config, engine, "0021")
             with engine.begin() as conn:
                 conn.execute(text("ANALYZE package_facet"))
             before, actual = _estimate(engine)
@@ -64,10 +72,9 @@ def test_upgrade_of_a_filled_postgresql_database_and_downgrade() -> None:
 def test_sqlite_upgrade_and_downgrade(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     config = alembic_config(url)
-    command.upgrade(config, "0021")
     engine = make_engine(url)
     try:
-        _fill(engine)
+        filled_at(config, engine, "0021")
         command.upgrade(config, "0022")
         assert current_revision(engine) == "0022"
         assert "ix_package_sort_keys" not in _indexes(engine)

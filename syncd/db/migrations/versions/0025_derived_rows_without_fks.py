@@ -1,7 +1,7 @@
 """Derived rows follow their package by a trigger, not by foreign keys
 
 Revision ID: 0025
-Revises: 0023
+Revises: 0024
 Create Date: 2026-12-05
 
 package_read_model, package_facet and package_search held foreign keys to package (and the
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0025"
-down_revision: str | None = "0023"
+down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -85,22 +85,33 @@ def _pg_downgrade() -> None:
         )
 
 
-def _sqlite_upgrade() -> None:
+def _by_table() -> dict[str, list[tuple[str, str]]]:
+    # One batch per table: each batch copies its table whole (package_read_model has two).
+    found: dict[str, list[tuple[str, str]]] = {}
     for table, column, referred in DERIVED_FKS + CATALOG_FKS:
+        found.setdefault(table, []).append((column, referred))
+    return found
+
+
+def _sqlite_upgrade() -> None:
+    for table, fks in _by_table().items():
         with op.batch_alter_table(table) as batch_op:
-            batch_op.drop_constraint(_fk(table, column, referred), type_="foreignkey")
+            for column, referred in fks:
+                batch_op.drop_constraint(_fk(table, column, referred), type_="foreignkey")
     deletes = " ".join(f"DELETE FROM {table} WHERE package_id = OLD.id;" for table in DERIVED)
     op.execute(f"CREATE TRIGGER {TRIGGER} AFTER DELETE ON package FOR EACH ROW BEGIN {deletes} END")
 
 
 def _sqlite_downgrade() -> None:
     op.execute(f"DROP TRIGGER IF EXISTS {TRIGGER}")
-    for table, column, referred in DERIVED_FKS + CATALOG_FKS:
-        op.execute(f"DELETE FROM {table} WHERE {column} NOT IN (SELECT id FROM {referred})")
+    for table, fks in _by_table().items():
+        for column, referred in fks:
+            op.execute(f"DELETE FROM {table} WHERE {column} NOT IN (SELECT id FROM {referred})")
         with op.batch_alter_table(table) as batch_op:
-            batch_op.create_foreign_key(
-                _fk(table, column, referred), referred, [column], ["id"], ondelete="CASCADE"
-            )
+            for column, referred in fks:
+                batch_op.create_foreign_key(
+                    _fk(table, column, referred), referred, [column], ["id"], ondelete="CASCADE"
+                )
 
 
 def upgrade() -> None:
