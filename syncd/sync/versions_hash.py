@@ -1,19 +1,18 @@
 """Each package's versions hash: a refresh stages the versions and targets of changed packages
 only (issue 16).
 
-A package's versions hash is a hash of its versions' and their targets' content hashes in the
-order the sync writes them (a version's position is its sort_index), so it changes when any
-of them is added, removed, moved or changed. The sync stores it in `package.versions_hash`
-with the rows it describes. The next refresh reads the catalog's stored hashes once (an
-indexed read of one short row per package); a package whose new hash equals the stored one
-has its own row staged as always (its row, counts and parent links are diffed as before),
-but not its versions and targets: they are `skipped`, and every statement that would delete
-or count rows the snapshot no longer lists leaves a skipped package's rows alone.
+A package's versions hash covers its kept version and target records in the order the sync
+writes them (a version's position is its sort_index), and the field limit, so it changes when
+any of them is added, removed, moved or changed. The sync stores it in
+`package.versions_hash` with the rows it describes. The next refresh reads the catalog's
+stored hashes once (one short row per package); a package whose new hash equals the stored
+one has its own row staged as always (its row, counts and parent links are diffed as
+before), but not its versions and targets: they are `skipped`, and every statement that would
+delete or count rows the snapshot no longer lists leaves a skipped package's rows alone.
 
 NULL is unknown, and a package with an unknown hash is staged in full: after migration 0024,
 for a package holding rows made through the API (their twins and positions are worked out
-from staging: syncd/sync/local_rows.py), after any hand write to a package (forget), and for
-a first import's package too large to be held while its hash is made.
+from staging: syncd/sync/local_rows.py), and after any hand write to a package (forget).
 """
 
 from __future__ import annotations
@@ -133,8 +132,8 @@ def in_play_target(alias: str) -> str:
 
 def fill_in_play(conn: Connection, catalog_id: int) -> int:
     """stage_in_play: the catalog's packages whose versions and targets the diff may delete
-    (all but the skipped ones; vanished packages included); returns how many. None (a
-    refresh of unchanged content): the diff's version and target deletes need not run."""
+    (all but the skipped ones; vanished packages included); returns how many. 0 (a refresh
+    of unchanged content): the diff's version and target deletes need not run."""
     count = int(conn.execute(text(_FILL_IN_PLAY), {"c": catalog_id}).rowcount)
     prefix = "temp." if conn.dialect.name == "sqlite" else ""
     conn.exec_driver_sql(f"CREATE INDEX {prefix}ix_stage_in_play ON stage_in_play (package_id)")
