@@ -128,6 +128,9 @@ def sync_catalog(
         unknown_parents=unknown_parents,
         duplicates_ignored=staged.duplicates,
         skipped=staged.skipped,
+        # Packages whose versions and targets were not staged: their versions hash was the
+        # stored one (syncd/sync/versions_hash.py).
+        unchanged_by_hash=staged.unchanged_by_hash,
         duration_s=round(duration, 3),
         # Reading + staging the stream (includes the adapter's parsing) vs the diff.
         stage_s=round(staged_at - started, 3),

@@ -108,6 +108,7 @@ class _Staged:
     # when packages were skipped: syncd/sync/versions_hash.py).
     version_rows: int = 0
     target_rows: int = 0
+    unchanged_by_hash: int = 0  # packages whose versions and targets were not staged
     cut_values: int = 0
     cut_examples: list[str] = field(default_factory=list)
 

@@ -181,7 +181,9 @@ def _stage_snapshot(
         digest, plain = versions_hash(versions, max_field_chars)
         known = stored.get(name) if stored else None
         skipped = plain and known is not None and known[1] == digest
-        if not skipped:
+        if skipped:
+            staged.unchanged_by_hash += 1
+        else:
             staged.version_rows += len(versions)
             staged.target_rows += sum(len(version.targets) for version in versions)
             for sort_index, version in enumerate(versions):

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, update
+from structlog.testing import capture_logs
 
 from syncd.db.tables import Package
 from syncd.domain import PackageRecord
@@ -224,8 +225,11 @@ def test_a_package_without_a_stored_hash_is_staged_and_gets_one(
         conn.execute(update(Package).where(Package.name == "cmake").values(versions_hash=None))
     staged.clear()
 
-    assert sync_catalog(engine, cid, snapshot(base())).rows_written == 0
+    with capture_logs() as logs:
+        assert sync_catalog(engine, cid, snapshot(base())).rows_written == 0
     assert staged["stage_version"] == 3
+    [finished] = [e for e in logs if e["event"] == "sync_finished"]
+    assert finished["unchanged_by_hash"] == 4  # all but cmake
     with engine.connect() as conn:
         hashes = {row.name: row.versions_hash for row in conn.execute(
             select(Package.name, Package.versions_hash))}  # fmt: skip
