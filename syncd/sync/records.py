@@ -30,9 +30,7 @@ _TARGET_MAX = (
     ("target_subtype", _limit(Target.__table__.c.target_subtype)),
     ("location", _limit(Target.__table__.c.location)),
 )
-# The shortest of them: a target whose four texts together are no longer is within every
-# limit, which spares _target_problem's loop for ~every target (EESSI has 120,000).
-_TARGET_MIN_MAX = min(limit for _, limit in _TARGET_MAX)
+_TYPE_MAX, _NAME_MAX, _SUBTYPE_MAX, _LOCATION_MAX = (limit for _, limit in _TARGET_MAX)
 
 
 # The text fields of each record; JSON fields are cleaned when rows are encoded (rows.py).
@@ -230,32 +228,37 @@ def _keep(staged: _Staged, package: PackageRecord) -> _Kept:
         targets: list[TargetRecord] = []
         seen_targets: set[tuple[str, str, str]] = set()
         altered = False
+        # The checks of each field inlined: this loop runs for every target (EESSI has
+        # 120,000), and a function call or a property per check was most of its time.
         for target in version.targets:
-            if (
-                NUL in target.target_type
-                or NUL in target.target_name
-                or NUL in target.target_subtype
-                or NUL in target.location
-            ):
+            kind, tname, subtype, where = (
+                target.target_type,
+                target.target_name,
+                target.target_subtype,
+                target.location,
+            )
+            if NUL in kind or NUL in tname or NUL in subtype or NUL in where:
                 altered = True
                 target, fields = _without_nul(target, _TARGET_TEXT)
                 for attr in fields:
                     staged.sanitise(attr, name, version.version, target.key)
-            within = (
-                len(target.target_type)
-                + len(target.target_name)
-                + len(target.target_subtype)
-                + len(target.location)
-                <= _TARGET_MIN_MAX
-            )
-            problem = None if within else _target_problem(target)
-            if problem:
-                staged.skip(f"package {name!r} {version.version!r} target: {problem}")
+                kind, tname, subtype, where = target.target_type, target.target_name, \
+                    target.target_subtype, target.location  # fmt: skip
+            if (
+                len(kind) > _TYPE_MAX
+                or len(tname) > _NAME_MAX
+                or len(subtype) > _SUBTYPE_MAX
+                or len(where) > _LOCATION_MAX
+            ):
+                staged.skip(
+                    f"package {name!r} {version.version!r} target: {_target_problem(target)}"
+                )
                 continue
-            if target.key in seen_targets:
-                staged.duplicate(f"package {name!r} version {version.key!r} target {target.key!r}")
+            identity = (kind, tname, subtype)
+            if identity in seen_targets:
+                staged.duplicate(f"package {name!r} version {version.key!r} target {identity!r}")
                 continue
-            seen_targets.add(target.key)
+            seen_targets.add(identity)
             targets.append(target)
         if altered or len(targets) != len(version.targets):
             version = replace(version, targets=targets)
