@@ -50,9 +50,11 @@ def catalog_page(request: Request, ctx: ApiContext, p: ListParams) -> Response:
         return _route(request, ctx, p, filters)
     size = page_size(p.page_size)
     offset = ((p.page or 1) - 1) * size
-    statement = _page_statement(catalog_query(**filters, o=p.order), None)
+    query = catalog_query(**filters, o=p.order)
+    statement = _page_statement(query, None)
     params = {"page_limit_": size, "page_offset_": offset, PAGE_END: offset + size}
-    rows = read_rows(ctx.engine, statement, params)
+    # The unfiltered list's query is built once: catalog_query() returns the same object.
+    rows = read_rows(ctx.engine, statement, params, once=query is catalog_query())
     if not rows:  # empty or past the end: the route counts apart and answers
         return _route(request, ctx, p, filters)
     base = ctx.base_url(request)

@@ -119,7 +119,7 @@ def _rows(ctx: ApiContext, p: ListParams) -> tuple[list[Any], int | None]:
     statement = (
         _items_once(query, count_query, ordering) if once else _items(query, count_query, ordering)
     )
-    rows = read_rows(ctx.engine, statement, params)
+    rows = read_rows(ctx.engine, statement, params, once=once)
     return rows, (int(rows[0][-1]) if rows else None)
 
 

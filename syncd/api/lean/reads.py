@@ -15,15 +15,24 @@ from urllib.parse import urlencode
 from sqlalchemy import Engine, Executable
 from starlette.requests import Request
 
+from syncd.api.lean.pg_rows import read_text, text_of
 from syncd.api.pagination import Page
 
 _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
-def read_rows(engine: Engine, statement: Executable, params: dict[str, Any]) -> list[Any]:
+def read_rows(
+    engine: Engine, statement: Executable, params: dict[str, Any], *, once: bool = False
+) -> list[Any]:
     """The rows of one statement, in autocommit; the connection is back in the pool when
     this returns (before the page is rendered). Rows read like the ORM objects the
-    representation functions take (software_queries.columns), hence Any."""
+    representation functions take (software_queries.columns), hence Any. `once`: the
+    statement is built once (the same object every time), so on PostgreSQL its text is
+    compiled once and run by psycopg itself (pg_rows.py)."""
+    if once and engine.dialect.name == "postgresql":
+        text = text_of(engine, statement, params)
+        if text is not None:
+            return read_text(engine, text)
     with engine.connect() as conn:
         conn.execution_options(**_AUTOCOMMIT)
         return list(conn.execute(statement, params))

@@ -84,7 +84,7 @@ def version_items_page(request: Request, ctx: ApiContext, p: ListParams) -> Resp
     query = version_query(ctx.engine.dialect.name, filters, p.order)
     cached = count_query is not None and p.order is None  # query is the cached default
     statement = (_cached_statement if cached else _statement)(query, count_query)
-    rows = read_rows(ctx.engine, statement, params)
+    rows = read_rows(ctx.engine, statement, params, once=cached)
     if not rows:  # empty or past the end: the route counts apart and answers
         return _route(request, ctx, p)
     base = ctx.base_url(request)
