@@ -32,6 +32,8 @@ class ListParams:
     order: list[str] | None
     page: int | None
     page_size: int | None
+    # The query string's pairs as Starlette's QueryParams reads them (the Link header's).
+    pairs: tuple[tuple[str, str], ...] = ()
 
 
 def _is_list(annotation: Any) -> bool:
@@ -85,4 +87,5 @@ class ListParser:
             order=order or None,
             page=None if page is None else int(page),
             page_size=size_value if isinstance(size_value, int) else None,
+            pairs=tuple(pairs),
         )

@@ -137,6 +137,10 @@ def test_lean_answers_are_the_routes_byte_for_byte(
 ) -> None:
     assert_same(pair, URLS)
     assert_same(pair, URLS, host="api.example:8443")
+    # The links' base is memoized per origin: a Host that reshapes the URL is still read as
+    # Starlette reads it, and another Host gets its own base.
+    assert_same(pair, URLS[:6], host="api.example/x?y")
+    assert_same(pair, URLS[:6], host="other.example")
 
 
 def test_fresh_items_are_served_without_the_route(
