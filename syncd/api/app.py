@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import weakref
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,6 +23,7 @@ from syncd.api.errors import install_error_handlers
 from syncd.api.headers import install_response_headers
 from syncd.api.lean import LeanListMiddleware
 from syncd.api.lean.middleware import LEAN_THREADS
+from syncd.api.lean.threads import ReadThreads
 from syncd.api.limits import BodyLimitMiddleware
 from syncd.api.methods import install_methods
 from syncd.api.operations import router as operations_router
@@ -124,7 +124,7 @@ def create_app(
     watcher = watch_changes(engine, cache) if cache is not None else None
     # The lean list answers' threads (lean/middleware.py); their connections are within
     # the engine's overflow (db/engine.py DEFAULT_MAX_OVERFLOW) beyond SYNCD_API_THREADS.
-    lean_threads = ThreadPoolExecutor(LEAN_THREADS, thread_name_prefix="syncd-lean")
+    lean_threads = ReadThreads(LEAN_THREADS, "syncd-lean")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -136,7 +136,7 @@ def create_app(
         yield
         if watcher is not None:
             watcher.stop()
-        lean_threads.shutdown(wait=False)
+        lean_threads.shutdown()
         if unsubscribe is not None:
             unsubscribe()
         # Close only what this app built; passed-in resources belong to the caller.
@@ -175,7 +175,7 @@ def create_app(
     app.include_router(operations_router)
     install_docs(app)
     # Innermost of ours: behind the cache, the allowed methods and the headers, as a route.
-    app.add_middleware(LeanListMiddleware, executor=lean_threads)
+    app.add_middleware(LeanListMiddleware, threads=lean_threads)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Outside the body limit: a method the URL does not serve is refused without its body.
     install_methods(app)

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from syncd.api import representation
 from syncd.api.deps import ApiContext
 from syncd.api.lean.params import ListParams
-from syncd.api.lean.reads import list_headers, read_rows
+from syncd.api.lean.reads import list_headers, list_urls, read_rows
 from syncd.api.matched_page import PAGE_END
 from syncd.api.pagination import _page_statement, _plausible, json_response, make_page, page_size
 from syncd.api.routes_catalogs import catalog_query, list_catalogs
@@ -50,12 +50,14 @@ def catalog_page(request: Request, ctx: ApiContext, p: ListParams) -> Response:
         return _route(request, ctx, p, filters)
     size = page_size(p.page_size)
     offset = ((p.page or 1) - 1) * size
-    statement = _page_statement(catalog_query(**filters, o=p.order), None)
+    query = catalog_query(**filters, o=p.order)
+    statement = _page_statement(query, None)
     params = {"page_limit_": size, "page_offset_": offset, PAGE_END: offset + size}
-    rows = read_rows(ctx.engine, statement, params)
+    # The unfiltered list's query is built once: catalog_query() returns the same object.
+    rows = read_rows(ctx.engine, statement, params, once=query is catalog_query())
     if not rows:  # empty or past the end: the route counts apart and answers
         return _route(request, ctx, p, filters)
-    base = ctx.base_url(request)
+    base, url = list_urls(ctx, request)
     page = make_page(p.page, p.page_size, int(rows[0][-1]))
     items = [representation.catalog(base, row) for row in rows]
-    return json_response(items, headers=list_headers(request, base, page))
+    return json_response(items, headers=list_headers(url, p.pairs, page))

@@ -13,11 +13,8 @@ answered by the app's own exception handlers, as the route's would be.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import functools
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +26,7 @@ from syncd.api.deps import ApiContext
 from syncd.api.lean.catalogs import catalog_filters, catalog_page
 from syncd.api.lean.packages import package_items_page
 from syncd.api.lean.params import ListParams, ListParser
+from syncd.api.lean.threads import ReadThreads
 from syncd.api.lean.versions import version_items_page
 from syncd.api.software_filters import PackageFilters, VersionFilters
 
@@ -59,18 +57,19 @@ _READS = frozenset({"GET", "HEAD"})
 
 
 class LeanListMiddleware:
-    """`executor` runs the answers (each a synchronous database read): a few threads of
+    """`threads` run the answers (each a synchronous database read): a few threads of
     their own rather than anyio's pool of SYNCD_API_THREADS. anyio's hop (limiter, cancel
     scope, worker queue) cost 33-38 us of CPU per call, run_in_executor's 15 us (50 calls
-    at once, 2 cores), and 40 threads reading at once on a machine of a few cores only
-    queue in PostgreSQL and for the GIL. Their connections come from the same engine pool,
-    whose overflow covers them beyond the routes' threads (app.py)."""
+    at once, 2 cores), threads.py's less again; and 40 threads reading at once on a
+    machine of a few cores only queue in PostgreSQL and for the GIL. Their connections
+    come from the same engine pool, whose overflow covers them beyond the routes' threads
+    (app.py)."""
 
     def __init__(
-        self, app: ASGIApp, executor: Executor, routes: dict[str, LeanRoute] | None = None
+        self, app: ASGIApp, threads: ReadThreads, routes: dict[str, LeanRoute] | None = None
     ) -> None:
         self.app = app
-        self.executor = executor
+        self.threads = threads
         self.routes = lean_routes() if routes is None else routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -89,11 +88,7 @@ class LeanListMiddleware:
             return
         request = Request(scope, receive)
         try:
-            # The answer runs in a copy of this task's context, as anyio's threads do.
-            call = functools.partial(route.answer, request, ctx, params)
-            loop = asyncio.get_running_loop()
-            context = contextvars.copy_context()
-            response = await loop.run_in_executor(self.executor, context.run, call)
+            response = await self.threads.run(functools.partial(route.answer, request, ctx, params))
         except Exception as exc:
             response = await _handled(app, request, exc)
         await response(scope, receive, send)

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from syncd.api.deps import ApiContext
 from syncd.api.filters import parse_ordering
 from syncd.api.lean.params import ListParams
-from syncd.api.lean.reads import list_headers, read_rows
+from syncd.api.lean.reads import list_headers, list_urls, read_rows
 from syncd.api.matched_page import PAGE_END
 from syncd.api.package_list import built_once, package_list_query
 from syncd.api.pagination import _plausible, count_rows, make_page, page_bound, page_size
@@ -119,7 +119,7 @@ def _rows(ctx: ApiContext, p: ListParams) -> tuple[list[Any], int | None]:
     statement = (
         _items_once(query, count_query, ordering) if once else _items(query, count_query, ordering)
     )
-    rows = read_rows(ctx.engine, statement, params)
+    rows = read_rows(ctx.engine, statement, params, once=once)
     return rows, (int(rows[0][-1]) if rows else None)
 
 
@@ -137,7 +137,7 @@ def package_items_page(request: Request, ctx: ApiContext, p: ListParams) -> Resp
         texts, count = [], 0
     if texts is None or count is None:
         return package_page(request, ctx, filters, p.order, p.page, p.page_size)
-    base = ctx.base_url(request)
+    base, url = list_urls(ctx, request)
     page = make_page(p.page, p.page_size, count)
     body = with_base("[" + ",".join(texts) + "]", base).encode("utf-8")
-    return Response(body, headers=list_headers(request, base, page), media_type="application/json")
+    return Response(body, headers=list_headers(url, p.pairs, page), media_type="application/json")

@@ -26,12 +26,18 @@ ORDER, PAGE, PAGE_SIZE, FIELD = "o", "page", "page_size", "field"
 _PLAIN_PAGE = re.compile(r"[1-9][0-9]{0,17}")
 
 
+# Query strings whose reading is kept, per route; all are dropped when there are more.
+QUERIES_KEPT = 512
+
+
 @dataclass(frozen=True)
 class ListParams:
     filters: BaseModel
     order: list[str] | None
     page: int | None
     page_size: int | None
+    # The query string's pairs as Starlette's QueryParams reads them (the Link header's).
+    pairs: tuple[tuple[str, str], ...] = ()
 
 
 def _is_list(annotation: Any) -> bool:
@@ -52,8 +58,21 @@ class ListParser:
             name for name, field in model.model_fields.items() if _is_list(field.annotation)
         )
         self.single = frozenset(model.model_fields) - self.multi
+        self._read: dict[bytes, ListParams | None] = {}
 
     def parse(self, query_string: bytes) -> ListParams | None:
+        """Read once per query string: a list's URLs repeat (a portal's pages, a client's
+        polling), and the read (parse_qsl, pydantic's validation) was a few percent of a
+        page's CPU. Called on the event loop only; the answers are never modified."""
+        if query_string in self._read:
+            return self._read[query_string]
+        found = self._parse(query_string)
+        if len(self._read) >= QUERIES_KEPT:  # the query strings are the clients'
+            self._read.clear()
+        self._read[query_string] = found
+        return found
+
+    def _parse(self, query_string: bytes) -> ListParams | None:
         # Starlette's QueryParams parse: latin-1, blank values kept.
         pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
         values: dict[str, Any] = {}
@@ -85,4 +104,5 @@ class ListParser:
             order=order or None,
             page=None if page is None else int(page),
             page_size=size_value if isinstance(size_value, int) else None,
+            pairs=tuple(pairs),
         )

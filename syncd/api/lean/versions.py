@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from syncd.api.deps import ApiContext
 from syncd.api.lean.params import ListParams
-from syncd.api.lean.reads import list_headers, read_rows
+from syncd.api.lean.reads import list_headers, list_urls, read_rows
 from syncd.api.matched_page import PAGE_END
 from syncd.api.pagination import (
     RESULT_COUNT,
@@ -84,11 +84,11 @@ def version_items_page(request: Request, ctx: ApiContext, p: ListParams) -> Resp
     query = version_query(ctx.engine.dialect.name, filters, p.order)
     cached = count_query is not None and p.order is None  # query is the cached default
     statement = (_cached_statement if cached else _statement)(query, count_query)
-    rows = read_rows(ctx.engine, statement, params)
+    rows = read_rows(ctx.engine, statement, params, once=cached)
     if not rows:  # empty or past the end: the route counts apart and answers
         return _route(request, ctx, p)
-    base = ctx.base_url(request)
+    base, url = list_urls(ctx, request)
     page = make_page(p.page, p.page_size, int(rows[0].result_count_))
     counts = {row.id: int(row.target_count_) for row in rows}
     items = versions_with_counts(base, rows, counts)
-    return json_response(items, headers=list_headers(request, base, page))
+    return json_response(items, headers=list_headers(url, p.pairs, page))

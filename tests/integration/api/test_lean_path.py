@@ -18,9 +18,10 @@ from sqlalchemy import Engine, event, update
 
 from syncd import readmodel
 from syncd.api.app import create_app
-from syncd.api.lean import LeanListMiddleware
+from syncd.api.lean import LeanListMiddleware, pg_rows
 from syncd.api.lean import catalogs as lean_catalogs
 from syncd.api.lean import packages as lean_packages
+from syncd.api.lean import reads as lean_reads
 from syncd.api.lean import versions as lean_versions
 from syncd.config import Settings
 from syncd.db.tables import Catalog, PackageReadModel
@@ -136,6 +137,10 @@ def test_lean_answers_are_the_routes_byte_for_byte(
 ) -> None:
     assert_same(pair, URLS)
     assert_same(pair, URLS, host="api.example:8443")
+    # The links' base is memoized per origin: a Host that reshapes the URL is still read as
+    # Starlette reads it, and another Host gets its own base.
+    assert_same(pair, URLS[:6], host="api.example/x?y")
+    assert_same(pair, URLS[:6], host="other.example")
 
 
 def test_fresh_items_are_served_without_the_route(
@@ -290,7 +295,10 @@ def test_authenticated_callers_take_the_route(
 
 
 def test_unfiltered_pages_are_read_by_statements_without_parameters(
-    pair: tuple[TestClient, TestClient], engine: Engine, upstream: Upstream
+    pair: tuple[TestClient, TestClient],
+    engine: Engine,
+    upstream: Upstream,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """LIMIT, OFFSET and the stored count's 0 are written into the SQL (pagination.page_bound):
     a prepared statement with no parameter is planned once by PostgreSQL, where a bound LIMIT
@@ -301,6 +309,13 @@ def test_unfiltered_pages_are_read_by_statements_without_parameters(
         if "LIMIT" in statement:
             pages.append(params)
 
+    read_text = lean_reads.read_text
+
+    def record_text(engine: Engine, text: pg_rows.Text) -> list[Any]:
+        record(None, None, text.sql, text.params)
+        return read_text(engine, text)
+
+    monkeypatch.setattr(lean_reads, "read_text", record_text)
     event.listen(engine, "before_cursor_execute", record)
     try:
         for url in (CATALOGS, PACKAGES, f"{VERSIONS}?page=2&page_size=2"):
@@ -308,3 +323,72 @@ def test_unfiltered_pages_are_read_by_statements_without_parameters(
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert len(pages) == 3 and not any(pages), pages
+
+
+# Pages of statements built once, which PostgreSQL reads through psycopg (lean/pg_rows.py):
+# unfiltered lists in their default order, several pages and sizes, the last page, an
+# offering page (one catalog, a stored facet), and pages past the end (empty: the route).
+RAW_URLS = [
+    CATALOGS,
+    f"{CATALOGS}?page_size=1",
+    f"{CATALOGS}?page_size=1&page=2",  # one catalog: past the end
+    f"{CATALOGS}?page=5",
+    PACKAGES,
+    f"{PACKAGES}?page_size=1",
+    f"{PACKAGES}?page_size=1&page=3",
+    f"{PACKAGES}?page_size=2&page=2&unknown=%C3%A9+x",
+    f"{PACKAGES}?page_size=2&page=3",
+    f"{PACKAGES}?page=7",
+    VERSIONS,
+    f"{VERSIONS}?page_size=2",
+    f"{VERSIONS}?page_size=1&page=4",
+    f"{VERSIONS}?page_size=3&page=2",
+    f"{VERSIONS}?page=40",
+]
+
+
+def test_statements_built_once_are_read_by_psycopg_byte_for_byte(
+    pair: tuple[TestClient, TestClient], engine: Engine, upstream: Upstream
+) -> None:
+    """On PostgreSQL a page of a statement built once is read through psycopg, not
+    SQLAlchemy's Connection (no statement passes its execute events), and answers the
+    route's bytes, twice (the second time from the compiled text); SQLite reads the same
+    pages through SQLAlchemy."""
+    catalog = _catalog_uuid(pair[1])
+    offering = f"{PACKAGES}?catalog_uuid={catalog}&cpu_family=x86_64"
+    urls = [*RAW_URLS, offering, f"{offering}&page_size=1&page=2", f"{offering}&page=3"]
+    want = {url: pair[1].get(url) for url in urls}
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for _ in range(2):
+            for url, answer in want.items():
+                got = pair[0].get(url)
+                assert (got.status_code, got.headers.items(), got.content) == (
+                    answer.status_code,
+                    answer.headers.items(),
+                    answer.content,
+                ), url
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    filled = [url for url, got in want.items() if got.status_code == 200 and got.content != b"[]"]
+    assert len(filled) >= 12, filled
+    if engine.dialect.name == "postgresql":
+        for url in filled:
+            seen.clear()
+            event.listen(engine, "before_cursor_execute", record)
+            try:
+                pair[0].get(url)
+            finally:
+                event.remove(engine, "before_cursor_execute", record)
+            assert seen == [], url
+    assert_same(pair, urls)
+
+
+def _catalog_uuid(client: TestClient) -> str:
+    items = client.get(PACKAGES, params={"page_size": 1}).json()
+    return str(items[0]["catalog_uuid"])

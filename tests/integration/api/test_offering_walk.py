@@ -15,6 +15,8 @@ from sqlalchemy import event
 
 from syncd.api import offering_page, package_list
 from syncd.api.lean import packages as lean_packages
+from syncd.api.lean import pg_rows
+from syncd.api.lean import reads as lean_reads
 from tests.integration.api.conftest import PACKAGES
 from tests.integration.api.test_offering_pages import World, records
 from tests.integration.test_facets import cpu, pkg, ver
@@ -42,12 +44,20 @@ def walk(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 @pytest.fixture
-def statements(world: World) -> Iterator[list[str]]:
+def statements(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The statements run, through SQLAlchemy or by psycopg itself (lean/pg_rows.py)."""
     seen: list[str] = []
 
     def capture(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         seen.append(statement)
 
+    read_text = lean_reads.read_text
+
+    def capture_text(engine: Any, text: pg_rows.Text) -> list[Any]:
+        seen.append(text.sql)
+        return read_text(engine, text)
+
+    monkeypatch.setattr(lean_reads, "read_text", capture_text)
     event.listen(world.engine, "before_cursor_execute", capture)
     yield seen
     event.remove(world.engine, "before_cursor_execute", capture)

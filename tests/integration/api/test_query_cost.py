@@ -17,6 +17,7 @@ from sqlalchemy import Engine, event, text
 
 from syncd.api.app import create_app
 from syncd.api.errors import client_error
+from syncd.api.lean import pg_rows
 from syncd.api.schemas import MAX_FILTER_CHARS
 from syncd.config import Settings
 from syncd.db.engine import make_engine
@@ -82,6 +83,43 @@ def test_a_statement_past_the_limit_is_cancelled_with_a_503(limited: TestClient)
     assert (
         limited.get(PACKAGES, params={"query": worst_filter(MAX_FILTER_CHARS)}).status_code == 503
     )
+
+
+def test_a_page_read_by_psycopg_keeps_the_limit_and_its_503(
+    limited: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unfiltered lists read on PostgreSQL through psycopg itself (lean/pg_rows.py) run
+    on the same pooled connections: past the limit, the same 503 and count; the connection
+    goes back to the pool usable, in its transaction mode."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's lean reads go through SQLAlchemy")
+    assert limited.get(PACKAGES).status_code == 200
+    text_of = pg_rows.text_of
+
+    def slow(*args: Any) -> pg_rows.Text | None:
+        found = text_of(*args)
+        assert found is not None
+        return pg_rows.Text(f"SELECT pg_sleep(1), * FROM ({found.sql}) AS page_", found.params)
+
+    monkeypatch.setattr("syncd.api.lean.reads.text_of", slow)
+    counted = _timeouts_counted(limited)
+    r = limited.get(PACKAGES)
+    assert (r.status_code, r.json()["detail"]) == (503, REFUSED), r.text
+    assert _timeouts_counted(limited) == counted + 1
+    monkeypatch.undo()
+    for _ in range(3):
+        assert limited.get(PACKAGES).status_code == 200
+        assert limited.get(TARGETS).status_code == 200  # a Session on a pooled connection
+    pool = limited.app.state.ctx.engine.pool  # type: ignore[attr-defined]
+    pooled = [pool.connect() for _ in range(pool.checkedin())]
+    try:
+        assert pooled and not any(c.driver_connection.autocommit for c in pooled)
+    finally:
+        for connection in pooled:
+            connection.close()
+
+
+REFUSED = f"The query took longer than {TIMEOUT_MS} ms and was cancelled; narrow the filters."
 
 
 def test_deleting_a_catalog_is_exempt_from_the_limit(
