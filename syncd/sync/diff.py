@@ -104,13 +104,22 @@ WHERE NOT EXISTS (SELECT 1 FROM version AS v WHERE v.catalog_id = :c
     AND v.package_id = s.package_id AND v.version = s.version
     AND v.module_version = s.module_version)
 """
-_RESOLVE_TARGETS = """
-UPDATE stage_target SET version_id = v.id FROM package AS p, version AS v
-WHERE p.catalog_id = :c AND p.name = stage_target.package_name
-  AND v.catalog_id = :c AND v.package_id = p.id AND v.version = stage_target.version
-  AND v.module_version = stage_target.module_version
+# Each staged version's row (inserted above if new), then each staged target's version from
+# its staged version: joins of staging with a unique key, and of staging with staging, that
+# stay linear whatever the plan. (Joining package x version filtered by catalog instead was
+# planned, without statistics, as a bitmap of the catalog's versions per staged target: 4.3 s
+# for a 1% Spack refresh.)
+_RESOLVE_VERSION_IDS = """
+UPDATE stage_version SET version_id = v.id FROM version AS v
+WHERE v.package_id = stage_version.package_id AND v.version = stage_version.version
+  AND v.module_version = stage_version.module_version
 """
-# SQLite's planner drives the join above from package x version (seconds per thousand
+_RESOLVE_TARGETS = """
+UPDATE stage_target SET version_id = sv.version_id FROM stage_version AS sv
+WHERE sv.package_name = stage_target.package_name AND sv.version = stage_target.version
+  AND sv.module_version = stage_target.module_version
+"""
+# SQLite's planner drove a package x version join from the package side (seconds per thousand
 # targets); one lookup per staged row through the unique indexes is what it does well.
 _RESOLVE_TARGETS_SQLITE = """
 UPDATE stage_target SET version_id = (SELECT v.id FROM package AS p
@@ -309,7 +318,11 @@ class _Differ:
                 stats.versions.updated += self.run(_UPDATE_ORDER)
             stats.versions.created = self.run(_INSERT_VERSIONS)
         if staged.target_rows:
-            self.run(_RESOLVE_TARGETS if self.pg else _RESOLVE_TARGETS_SQLITE)
+            if self.pg:
+                self.run(_RESOLVE_VERSION_IDS)
+                self.run(_RESOLVE_TARGETS)
+            else:
+                self.run(_RESOLVE_TARGETS_SQLITE)
             if existing:
                 stats.targets.updated = self.run(_UPDATE_TARGETS)
             stats.targets.created = self.run(_INSERT_TARGETS)

@@ -67,7 +67,7 @@ _STAGE_TARGET = (
 _STAGE_EXTRA = {
     "stage_package": (("extension_count", "integer NOT NULL DEFAULT 0"),),
     "stage_parent": (("package_id", "bigint"), ("parent_id", "bigint")),
-    "stage_version": (("package_id", "bigint"),),
+    "stage_version": (("package_id", "bigint"), ("version_id", "bigint")),
     "stage_target": (("version_id", "bigint"),),
     "stage_in_play": (),
 }
