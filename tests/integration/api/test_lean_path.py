@@ -114,11 +114,7 @@ def assert_same(pair: tuple[TestClient, TestClient], urls: list[str], **headers:
     for url in urls:
         for method in ("GET", "HEAD"):
             got, want = (c.request(method, url, headers=headers) for c in (lean, routed))
-            assert (got.status_code, got.headers.items(), got.content) == (
-                want.status_code,
-                want.headers.items(),
-                want.content,
-            ), f"{method} {url}"
+            assert_same_answer(got, want, f"{method} {url}")
 
 
 # Pages with rows (from stored items, without the route).
@@ -130,6 +126,15 @@ def _no_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the route answered a page of fresh items")
 
     monkeypatch.setattr(lean_packages, "package_page", refuse)
+
+
+def assert_same_answer(got: Any, want: Any, where: str) -> None:
+    """The same status, headers (in order) and bytes: the lean path answers as the route."""
+    assert (got.status_code, got.headers.items(), got.content) == (
+        want.status_code,
+        want.headers.items(),
+        want.content,
+    ), where
 
 
 def test_lean_answers_are_the_routes_byte_for_byte(
@@ -255,11 +260,7 @@ def test_version_pages_are_read_without_the_route(
     monkeypatch.setattr(lean_catalogs, "list_catalogs", refuse)
     for url, answer in zip([*urls, CATALOGS], [*want, pair[1].get(CATALOGS)], strict=True):
         got = pair[0].get(url)
-        assert (got.status_code, got.headers.items(), got.content) == (
-            answer.status_code,
-            answer.headers.items(),
-            answer.content,
-        ), url
+        assert_same_answer(got, answer, url)
 
 
 def test_public_url_is_the_base_of_every_version_link(
@@ -287,11 +288,7 @@ def test_authenticated_callers_take_the_route(
     monkeypatch.setattr(lean_catalogs, "read_rows", refuse)
     for url, answer in want.items():
         got = pair[0].get(url, headers={"Authorization": "Token nope"})
-        assert (got.status_code, got.headers.items(), got.content) == (
-            answer.status_code,
-            answer.headers.items(),
-            answer.content,
-        ), url
+        assert_same_answer(got, answer, url)
 
 
 def test_unfiltered_pages_are_read_by_statements_without_parameters(
@@ -368,11 +365,7 @@ def test_statements_built_once_are_read_by_psycopg_byte_for_byte(
         for _ in range(2):
             for url, answer in want.items():
                 got = pair[0].get(url)
-                assert (got.status_code, got.headers.items(), got.content) == (
-                    answer.status_code,
-                    answer.headers.items(),
-                    answer.content,
-                ), url
+                assert_same_answer(got, answer, url)
     finally:
         event.remove(engine, "before_cursor_execute", record)
     filled = [url for url, got in want.items() if got.status_code == 200 and got.content != b"[]"]
